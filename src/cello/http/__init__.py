@@ -1,0 +1,1 @@
+"""Request, responses, datastructures and the exception tree."""

@@ -1,0 +1,119 @@
+"""The one exception tree of Cello and its RFC 9457 problem+json rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class CelloError(Exception):
+    """Root of every exception Cello raises on purpose."""
+
+
+class ConfigurationError(CelloError):
+    """The application was set up in a way that cannot work (raised at registration, never per request)."""
+
+
+class HTTPException(CelloError):
+    """An error that becomes an HTTP response with an RFC 9457 problem+json body.
+
+    ``detail`` is shown to the client, so it must never carry internals; ``extra`` adds members to the
+    problem object (e.g. ``errors`` for validation failures).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        *,
+        title: str | None = None,
+        type: str = "about:blank",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.detail = detail
+        self.title = title or _phrase(status)
+        self.type = type
+        self.extra = dict(extra) if extra else None
+        if headers is None:
+            self.headers: list[tuple[str, str]] = []
+        elif isinstance(headers, Mapping):
+            self.headers = list(headers.items())
+        else:
+            self.headers = list(headers)
+        super().__init__(detail or self.title)
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        if instance is not None:
+            body["instance"] = instance
+        if self.extra:
+            body.update(self.extra)
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, detail={self.detail!r})"
+
+
+class BadRequest(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(400, detail, **kwargs)
+
+
+class Unauthorized(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(401, detail, **kwargs)
+
+
+class Forbidden(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(403, detail, **kwargs)
+
+
+class NotFound(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(404, detail, **kwargs)
+
+
+class MethodNotAllowed(HTTPException):
+    def __init__(self, allowed: Iterable[str], detail: str | None = None) -> None:
+        self.allowed = sorted(allowed)
+        super().__init__(405, detail, headers=[("allow", ", ".join(self.allowed))])
+
+
+class PayloadTooLarge(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(413, detail, **kwargs)
+
+
+class UnsupportedMediaType(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(415, detail, **kwargs)
+
+
+class InternalServerError(HTTPException):
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(500, detail, **kwargs)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_body(problem: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(problem)

@@ -1,0 +1,367 @@
+"""The Request: what a handler sees of one HTTP request. Everything but the body is parsed on first touch.
+
+The engine adapter reads the body (bounded) before the handler runs, so ``body``, ``text()``, ``json()`` and
+``form()`` are plain calls in sync and async handlers alike. Routes declared with ``stream=True`` skip that
+and iterate ``request.stream()`` instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .datastructures import (
+    URL,
+    Address,
+    FormData,
+    Headers,
+    QueryParams,
+    parse_address,
+    parse_cookie_header,
+    parse_urlencoded,
+)
+from .exceptions import BadRequest, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..routing.router import Route
+
+EMPTY_PARAMS: dict[str, Any] = {}
+
+
+class State:
+    """Free-form attributes for one request (``request.state.user = ...``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"request.state has no attribute {name!r}")
+
+
+class Request:
+    """Engine-neutral request; the engine's subclass reads everything else lazily from its own scope."""
+
+    __slots__ = (
+        "app",
+        "route",
+        "method",
+        "path",
+        "params",
+        "_scope",
+        "_headers",
+        "_query",
+        "_cookies",
+        "_client",
+        "_context",
+        "_state",
+        "_body",
+        "_json",
+        "_form",
+        "_receive",
+    )
+
+    def __init__(
+        self,
+        app: App,
+        scope: Any,
+        method: str,
+        path: str,
+        params: dict[str, Any] = EMPTY_PARAMS,
+        body: bytes = b"",
+        receive: Callable[[], AsyncIterator[bytes]] | None = None,
+    ) -> None:
+        self.app = app
+        self.route: Route | None = None
+        self.method = method
+        self.path = path
+        self.params = params
+        self._scope = scope
+        self._body = body
+        self._receive = receive
+        self._headers: Headers | None = None
+        # NOTE: the other lazily built views (_query, _cookies, _client, _context, _state, _json, _form) stay
+        # unset until first use: setting every slot per request costs more than most handlers ever touch.
+
+    # -- what each engine reports in its own shape ----------------------------------------------------------
+
+    @property
+    def query_string(self) -> str:
+        return str(self._scope["query_string"])
+
+    @property
+    def http_version(self) -> str:
+        return str(self._scope["http_version"])
+
+    @property
+    def _raw_scheme(self) -> str:
+        return str(self._scope["scheme"])
+
+    @property
+    def _peer(self) -> str | None:
+        return self._scope.get("client")  # type: ignore[no-any-return]
+
+    @property
+    def _server(self) -> str | None:
+        return self._scope.get("server")  # type: ignore[no-any-return]
+
+    @property
+    def _authority(self) -> str | None:
+        return self._scope.get("authority")  # type: ignore[no-any-return]
+
+    def _header_items(self) -> Iterable[tuple[str, str]]:
+        return self._scope["headers"]  # type: ignore[no-any-return]
+
+    # -- headers and what derives from them -------------------------------------------------------------
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._header_items())
+        return self._headers
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """First value of one header, without building the whole Headers view (cheap on the hot path)."""
+        value: str | None = self.headers.get(name, default)
+        return value
+
+    @property
+    def query(self) -> QueryParams:
+        try:
+            return self._query
+        except AttributeError:
+            self._query: QueryParams = QueryParams.parse(self.query_string)
+            return self._query
+
+    @property
+    def query_params(self) -> QueryParams:
+        return self.query
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        return self.params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        try:
+            return self._cookies
+        except AttributeError:
+            cookie = self.header("cookie")
+            self._cookies: dict[str, str] = parse_cookie_header(cookie) if cookie else {}
+            return self._cookies
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").partition(";")[0].strip().lower()
+
+    @property
+    def scheme(self) -> str:
+        if self._from_trusted_proxy():
+            proto = self.header("x-forwarded-proto")
+            if proto in ("http", "https"):
+                return proto
+        return self._raw_scheme
+
+    @property
+    def client(self) -> Address | None:
+        """The socket peer, or the X-Forwarded-For client when the peer is a configured trusted proxy."""
+        try:
+            return self._client
+        except AttributeError:
+            peer = parse_address(self._peer)
+            if peer is not None and self._from_trusted_proxy():
+                forwarded = _forwarded_client(self.header("x-forwarded-for"), self.app.config.trusted_proxies)
+                if forwarded is not None:
+                    peer = Address(forwarded, 0)
+            self._client: Address | None = peer
+            return peer
+
+    def _from_trusted_proxy(self) -> bool:
+        trusted = self.app.config.trusted_proxies
+        if not trusted:
+            return False
+        peer = parse_address(self._peer)
+        return peer is not None and _is_trusted(peer.host, trusted)
+
+    @property
+    def url(self) -> URL:
+        host = self._authority or self.header("host") or self._server or "localhost"
+        return URL(self.scheme, host, self.path, self.query_string)
+
+    @property
+    def base_url(self) -> str:
+        url = self.url
+        return f"{url.scheme}://{url.netloc}/"
+
+    # -- per-request storage ------------------------------------------------------------------------------
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """A dict middleware fills for handlers, e.g. ``request.context.get("jwt_claims")``."""
+        try:
+            return self._context
+        except AttributeError:
+            self._context: dict[str, Any] = {}
+            return self._context
+
+    @property
+    def state(self) -> State:
+        try:
+            return self._state
+        except AttributeError:
+            self._state: State = State()
+            return self._state
+
+    # -- body ---------------------------------------------------------------------------------------------
+
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    def text(self) -> str:
+        charset = "utf-8"
+        for part in (self.header("content-type") or "").split(";")[1:]:
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "charset":
+                charset = value.strip().strip('"') or charset
+        try:
+            return self._body.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            raise BadRequest(f"The request body is not valid {charset} text.") from None
+
+    def json(self) -> Any:
+        try:
+            return self._json
+        except AttributeError:
+            if not self._body:
+                raise BadRequest("The request body is empty; JSON was expected.")
+            try:
+                self._json: Any = orjson.loads(self._body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"The request body is not valid JSON: {_json_reason(exc)}") from None
+            return self._json
+
+    def form(self) -> FormData:
+        try:
+            return self._form
+        except AttributeError:
+            content_type = self.content_type
+            if content_type not in ("application/x-www-form-urlencoded", ""):
+                raise UnsupportedMediaType(f"request.form() reads urlencoded forms, not {content_type}.")
+            try:
+                text = self._body.decode("ascii")
+            except UnicodeDecodeError:
+                raise BadRequest("A urlencoded form must be ASCII on the wire.") from None
+            self._form: FormData = FormData(parse_urlencoded(text))
+            return self._form
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives (routes with ``stream=True``), or the already-read body at once."""
+        if self._receive is None:
+            if self._body:
+                yield self._body
+            return
+        receive, self._receive = self._receive, None
+        async for chunk in receive():
+            yield chunk
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path}>"
+
+
+def _json_reason(exc: orjson.JSONDecodeError) -> str:
+    # orjson's message names the position, which helps the client and reveals nothing internal
+    return str(exc).split(":", 1)[0]
+
+
+def _is_trusted(host: str, trusted: frozenset[Any]) -> bool:
+    if "*" in trusted:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host in trusted
+    return any(address in net for net in trusted if not isinstance(net, str))
+
+
+def _forwarded_client(header: str | None, trusted: frozenset[Any]) -> str | None:
+    """The right-most X-Forwarded-For entry that is not itself a trusted proxy (left entries are forgeable)."""
+    if not header:
+        return None
+    hops = [hop.strip() for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else None
+
+
+class RSGIRequest(Request):
+    """granian's RSGI scope: attributes are read from the Rust side only when touched."""
+
+    __slots__ = ()
+
+    @property
+    def query_string(self) -> str:
+        return self._scope.query_string  # type: ignore[no-any-return]
+
+    @property
+    def http_version(self) -> str:
+        return self._scope.http_version  # type: ignore[no-any-return]
+
+    @property
+    def _raw_scheme(self) -> str:
+        return self._scope.scheme  # type: ignore[no-any-return]
+
+    @property
+    def _peer(self) -> str | None:
+        return self._scope.client  # type: ignore[no-any-return]
+
+    @property
+    def _server(self) -> str | None:
+        return self._scope.server  # type: ignore[no-any-return]
+
+    @property
+    def _authority(self) -> str | None:
+        return self._scope.authority  # type: ignore[no-any-return]
+
+    def _header_items(self) -> Iterable[tuple[str, str]]:
+        return self._scope.headers.items()  # type: ignore[no-any-return]
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        # one lookup in granian's header map is cheaper than building the whole Headers view
+        if self._headers is not None:
+            value: str | None = self._headers.get(name, default)
+            return value
+        return self._scope.headers.get(name.lower(), default)  # type: ignore[no-any-return]
+
+
+class ASGIRequest(Request):
+    """An ASGI scope dict; headers are latin-1 bytes pairs, client/server are (host, port) tuples."""
+
+    __slots__ = ()
+
+    @property
+    def query_string(self) -> str:
+        return self._scope["query_string"].decode("latin-1")  # type: ignore[no-any-return]
+
+    @property
+    def _peer(self) -> str | None:
+        return _join_address(self._scope.get("client"))
+
+    @property
+    def _server(self) -> str | None:
+        return _join_address(self._scope.get("server"))
+
+    @property
+    def _authority(self) -> str | None:
+        return None
+
+    def _header_items(self) -> Iterable[tuple[str, str]]:
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._scope["headers"]]
+
+
+def _join_address(pair: Any) -> str | None:
+    if not pair:
+        return None
+    host, port = pair[0], pair[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
