@@ -1,0 +1,140 @@
+"""Route registration shared by App and Blueprint: method decorators, hooks, middleware, nesting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ..http.exceptions import ConfigurationError
+from .router import Route, join_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# A middleware is ``async (request, call_next) -> Response``; call_next(request) runs the rest of the chain.
+Middleware = Callable[[Any, Callable[[Any], Any]], Any]
+
+
+class Registrar:
+    """Collects routes, hooks and middleware; App and Blueprint both are one."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+        self.before_request_hooks: list[Callable[..., Any]] = []
+        self.after_request_hooks: list[Callable[..., Any]] = []
+        self.middleware: list[Middleware] = []
+        self._blueprints: list[tuple[Blueprint, str]] = []
+
+    # -- routes -----------------------------------------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        methods: Iterable[str] = ("GET",),
+        *,
+        name: str | None = None,
+        threadpool: bool | None = None,
+        stream: bool = False,
+        body_limit: int | None = None,
+        middleware: Iterable[Middleware] = (),
+        **meta: Any,
+    ) -> Callable[[F], F]:
+        """Register the decorated function for ``methods`` at ``path``.
+
+        ``threadpool``: run a sync handler in the worker's thread pool (default) or inline on the event loop
+        (``False``, for handlers that never block). ``stream``: don't read the body first; the handler
+        iterates ``request.stream()``. ``body_limit``: this route's maximum body size in bytes.
+        """
+        methods = list(methods)
+
+        def decorator(handler: F) -> F:
+            self.add_route(
+                Route(
+                    path,
+                    methods,
+                    handler,
+                    name=name,
+                    threadpool=threadpool,
+                    stream=stream,
+                    body_limit=body_limit,
+                    middleware=list(middleware),
+                    meta=meta,
+                )
+            )
+            return handler
+
+        return decorator
+
+    def add_route(self, route: Route) -> None:
+        self._routes.append(route)
+
+    def get(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["GET"], **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["POST"], **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["PUT"], **options)
+
+    def patch(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["PATCH"], **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["DELETE"], **options)
+
+    def head(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["HEAD"], **options)
+
+    def options(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["OPTIONS"], **options)
+
+    # -- hooks and middleware ---------------------------------------------------------------------------
+
+    def before_request(self, hook: F) -> F:
+        """``hook(request)`` runs before the handler; returning anything but None answers instead of it."""
+        self.before_request_hooks.append(hook)
+        return hook
+
+    def after_request(self, hook: F) -> F:
+        """``hook(request, response)`` runs after the handler; it may return a replacement response."""
+        self.after_request_hooks.append(hook)
+        return hook
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add a middleware ``async (request, call_next) -> Response`` around every route registered here."""
+        if not callable(middleware):
+            raise ConfigurationError(f"middleware must be callable, got {middleware!r}")
+        self.middleware.append(middleware)
+        return middleware
+
+    # -- nesting ----------------------------------------------------------------------------------------
+
+    def register_blueprint(self, blueprint: Blueprint, prefix: str | None = None) -> None:
+        if blueprint is self:
+            raise ConfigurationError("a blueprint cannot contain itself")
+        self._blueprints.append((blueprint, blueprint.prefix if prefix is None else prefix))
+
+    def collect_routes(self) -> list[Route]:
+        """Every route of this registrar and its blueprints, prefixes joined, blueprints recorded as owners."""
+        routes = list(self._routes)
+        for blueprint, prefix in self._blueprints:
+            for route in blueprint.collect_routes():
+                routes.append(route.with_prefix(prefix, blueprint))
+        return routes
+
+
+class Blueprint(Registrar):
+    """A group of routes under a prefix, with its own hooks and middleware; nestable."""
+
+    def __init__(self, prefix: str = "", name: str | None = None) -> None:
+        super().__init__()
+        if prefix and not prefix.startswith("/"):
+            raise ConfigurationError(f"blueprint prefix must start with '/': {prefix!r}")
+        self.prefix = prefix.rstrip("/")
+        self.name = name or (self.prefix.strip("/").replace("/", ".") or "blueprint")
+
+    def url_path(self, path: str) -> str:
+        return join_path(self.prefix, path)
+
+    def __repr__(self) -> str:
+        return f"<Blueprint {self.name} {self.prefix or '/'}>"
