@@ -1,0 +1,238 @@
+"""Compiles an app's routes into pipelines once, then resolves and runs requests through them.
+
+Engine adapters call ``resolve(method, path)`` and ``await route.pipeline(request)``, and hand any exception to
+``handle_exception``. 404, 405, automatic HEAD/OPTIONS and trailing-slash redirects are routes too, wrapped in
+the app's middleware like any other, so middleware (CORS, logging, rate limits, metrics) sees every request.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .handlers import Endpoint, ThreadPool, compile_handler
+from .http.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, PayloadTooLarge
+from .http.request import EMPTY_PARAMS, Request
+from .http.response import ProblemResponse, RedirectResponse, Response, to_response
+from .routing.router import MethodMap, Route, Router, _lookup
+
+if TYPE_CHECKING:
+    from .app import App
+
+logger = logging.getLogger("cello.error")
+
+ExceptionHandler = Callable[[Request, BaseException], Any]
+
+
+class Dispatcher:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.pool = ThreadPool(app.config.threadpool_size)
+        self.router = Router()
+        for route in app.collect_routes():
+            self.router.add(route)
+        self.static = self.router.static
+        self._root = self.router._root
+        for route in self.router.routes:
+            route.pipeline = self._pipeline(route, compile_handler(route, self.pool, app.config.threadpool))
+        for methods in self.router.method_maps():
+            self._complete(methods)
+        self.not_found = self._internal_route("not_found", _not_found)
+        self.bad_path = self._internal_route("bad_path", _bad_path)
+        self.redirect = self._internal_route("redirect_slash", _redirect_slash)
+        self.too_large = self._internal_route("body_too_large", _too_large)
+        self.bad_length = self._internal_route("bad_content_length", _bad_length)
+        self.redirect_slashes = app.config.redirect_slashes
+
+    # -- resolution (hot path) --------------------------------------------------------------------------
+
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, Any]]:
+        methods = self.static.get(path)
+        if methods is not None:
+            return methods[method], EMPTY_PARAMS
+        params: dict[str, Any] = {}
+        methods = _lookup(self._root, path.split("/")[1:], 0, params)
+        if methods is not None:
+            return methods[method], params
+        return self._unmatched(path), EMPTY_PARAMS
+
+    def _unmatched(self, path: str) -> Route:
+        if "\ufffd" in path:
+            # the engine decoded bytes that were not UTF-8 into U+FFFD: refuse rather than guess
+            return self.bad_path
+        # NOTE: never redirect "//host/" to "//host": a Location starting with // leaves the site
+        if self.redirect_slashes and path != "/" and not path.startswith("//"):
+            alternative = path[:-1] if path.endswith("/") else path + "/"
+            if self.router.lookup(alternative) is not None:
+                return self.redirect
+        return self.not_found
+
+    # -- errors -----------------------------------------------------------------------------------------
+
+    async def handle_exception(self, request: Request, exc: BaseException) -> Response:
+        handler = self._find_handler(request, exc)
+        if handler is not None:
+            try:
+                result = handler(request, exc)
+                if inspect.isawaitable(result):
+                    result = await result
+                return to_response(result)
+            except Exception as handler_exc:  # a broken handler must not take the worker down
+                logger.exception("exception handler %r failed", handler, exc_info=handler_exc)
+                return self._internal_error(request, handler_exc)
+        if isinstance(exc, HTTPException):
+            return ProblemResponse.from_exception(exc, request.path)
+        return self._internal_error(request, exc)
+
+    def _find_handler(self, request: Request, exc: BaseException) -> ExceptionHandler | None:
+        owners = request.route.owners if request.route is not None else []
+        # the innermost mounted app's handlers win over the outer app's
+        for registry in [
+            *(o.exception_handlers for o in reversed(owners) if hasattr(o, "exception_handlers")),
+            self.app.exception_handlers,
+        ]:
+            if not registry:
+                continue
+            for cls in type(exc).__mro__:
+                if cls in registry:
+                    return registry[cls]  # type: ignore[no-any-return]
+            if isinstance(exc, HTTPException) and exc.status in registry:
+                return registry[exc.status]  # type: ignore[no-any-return]
+        if not isinstance(exc, HTTPException) and 500 in self.app.exception_handlers:
+            return self.app.exception_handlers[500]  # type: ignore[no-any-return]
+        return None
+
+    def _internal_error(self, request: Request, exc: BaseException) -> Response:
+        logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+        problem: dict[str, Any] = {
+            "type": "about:blank",
+            "title": "Internal Server Error",
+            "status": 500,
+            "instance": request.path,
+        }
+        if self.app.config.debug:
+            problem["detail"] = f"{type(exc).__name__}: {exc}"
+            problem["traceback"] = traceback.format_exception(exc)
+        return ProblemResponse(problem, 500)
+
+    # -- compilation ------------------------------------------------------------------------------------
+
+    def _pipeline(self, route: Route, endpoint: Endpoint) -> Endpoint:
+        app = self.app
+        owners = route.owners
+        middleware = [*app.middleware, *(m for o in owners for m in o.middleware), *route.middleware]
+        before = [*app.before_request_hooks, *(h for o in owners for h in o.before_request_hooks)]
+        after = [*(h for o in reversed(owners) for h in o.after_request_hooks), *app.after_request_hooks]
+        if not (middleware or before or after):
+            return endpoint  # nothing to wrap: the handler itself is the pipeline
+        inner = self._with_hooks(endpoint, before, after)
+        for layer in reversed(middleware):
+            inner = _wrap(layer, inner)
+        return inner
+
+    def _with_hooks(self, endpoint: Endpoint, before: list[Any], after: list[Any]) -> Endpoint:
+        """Run hooks around the handler and turn its result or exception into a Response.
+
+        Converting exceptions here, inside the middleware, is what lets middleware see (and decorate) error
+        responses such as 404s and 422s.
+        """
+        before_calls = [_as_async(h) for h in before]
+        after_calls = [_as_async(h) for h in after]
+        handle_exception = self.handle_exception
+
+        async def run(request: Request) -> Response:
+            try:
+                result = None
+                for hook in before_calls:
+                    result = await hook(request)
+                    if result is not None:
+                        break
+                else:
+                    result = await endpoint(request)
+                response = to_response(result)
+            except Exception as exc:
+                response = await handle_exception(request, exc)
+            for hook in after_calls:
+                replaced = await hook(request, response)
+                if replaced is not None:
+                    response = to_response(replaced)
+            return response
+
+        return run
+
+    def _complete(self, methods: MethodMap) -> None:
+        """Add automatic HEAD and OPTIONS, and the 405 route, to one path's method map."""
+        if "GET" in methods and "HEAD" not in methods:
+            methods["HEAD"] = methods["GET"]
+        allowed = sorted({*methods, "OPTIONS"})
+        sample = next(iter(methods.values()))
+        if "OPTIONS" not in methods:
+            allow_header = ", ".join(allowed)
+
+            async def options(request: Request) -> Response:
+                return Response(None, 204, [("allow", allow_header)])
+
+            methods["OPTIONS"] = self._internal_route("options", options, like=sample)
+
+        async def not_allowed(request: Request) -> Response:
+            raise MethodNotAllowed(allowed)
+
+        methods.not_allowed = self._internal_route("method_not_allowed", not_allowed, like=sample)
+
+    def _internal_route(
+        self, name: str, endpoint: Callable[[Request], Awaitable[Any]], like: Route | None = None
+    ) -> Route:
+        """A framework-made route; it gets the app's middleware (and, with ``like``, that path's blueprints')."""
+        route = Route(like.path if like else "/", [], endpoint, name=name)
+        route.meta["internal"] = True
+        if like is not None:
+            route.owners = like.owners
+        route.pipeline = self._pipeline(route, endpoint)
+        return route
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+
+def _wrap(middleware: Any, call_next: Endpoint) -> Endpoint:
+    async def call(request: Request) -> Response:
+        return await middleware(request, call_next)  # type: ignore[no-any-return]
+
+    return call
+
+
+def _as_async(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    if inspect.iscoroutinefunction(func):
+        return func
+
+    async def call(*args: Any) -> Any:
+        return func(*args)
+
+    return call
+
+
+async def _not_found(request: Request) -> Response:
+    raise NotFound()
+
+
+async def _bad_path(request: Request) -> Response:
+    raise BadRequest("The request path is not valid UTF-8.")
+
+
+async def _too_large(request: Request) -> Response:
+    raise PayloadTooLarge("The request body is larger than this endpoint accepts.")
+
+
+async def _bad_length(request: Request) -> Response:
+    raise BadRequest("The Content-Length header is not a number.")
+
+
+async def _redirect_slash(request: Request) -> Response:
+    path = request.path
+    target = path[:-1] if path.endswith("/") else path + "/"
+    query = request.query_string
+    # 308 keeps the method and body, unlike 301/302
+    return RedirectResponse(target + ("?" + query if query else ""), status=308)
