@@ -1,0 +1,1 @@
+"""Protocol faces: the only code that knows a server exists."""

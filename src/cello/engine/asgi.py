@@ -1,0 +1,235 @@
+"""ASGI adapter: the same app under uvicorn, hypercorn (HTTP/3 through aioquic) or any ASGI server.
+
+It mirrors the RSGI adapter step for step; the differences are ASGI's message passing and bytes headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..http.request import ASGIRequest
+from ..http.response import BYTES, FILE, Response, to_response
+from .common import (
+    BAD_LENGTH,
+    NO_BODY,
+    TOO_LARGE,
+    BodyTooLarge,
+    body_plan,
+    close_iterator,
+    file_headers,
+    is_empty_body_status,
+    iterate_chunks,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+logger = logging.getLogger("cello.engine")
+
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+FILE_CHUNK = 256 * 1024
+
+
+class ClientDisconnected(Exception):
+    """The peer closed the connection before the request body was complete."""
+
+
+def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
+    dispatcher = app.dispatcher
+    resolve = dispatcher.resolve
+    handle_exception = dispatcher.handle_exception
+    pool = dispatcher.pool
+    default_limit = app.config.max_body_size
+
+    async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(app, receive, send)
+            return
+        if kind != "http":
+            # WebSocket routes are not part of this release: refuse the upgrade cleanly
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        method = scope["method"]
+        path = scope["path"]
+        route, params = resolve(method, path)
+        limit = route.body_limit if route.body_limit is not None else default_limit
+        body = b""
+        stream = None
+        if route.stream:
+            stream = _streamer(receive, limit)
+        else:
+            content_length = transfer_encoding = None
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    content_length = value.decode("latin-1")
+                elif name == b"transfer-encoding":
+                    transfer_encoding = value.decode("latin-1")
+            plan = body_plan(content_length, transfer_encoding, scope.get("http_version", "1.1"), limit)
+            if plan == TOO_LARGE:
+                route = dispatcher.too_large
+            elif plan == BAD_LENGTH:
+                route = dispatcher.bad_length
+            elif plan != NO_BODY:
+                try:
+                    body = await _read_body(receive, limit)
+                except BodyTooLarge:
+                    route = dispatcher.too_large
+                except ClientDisconnected:
+                    return
+
+        request = ASGIRequest(app, scope, method, path, params, body, stream)
+        request.route = route
+        try:
+            result = await route.pipeline(request)
+            response = result if isinstance(result, Response) else to_response(result)
+        except Exception as exc:
+            response = await handle_exception(request, exc)
+        try:
+            await _send(send, receive, request, response, pool)
+        except OSError:
+            pass  # the client went away mid-response
+
+    return handle
+
+
+def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _send(send: Send, receive: Receive, request: ASGIRequest, response: Response, pool: Any) -> None:
+    kind = response.kind
+    head_only = request.method == "HEAD"
+    if kind == BYTES:
+        status = response.status
+        headers = response.raw_headers
+        body = response.body
+        if not is_empty_body_status(status):
+            headers = [*headers, ("content-length", str(len(body)))]
+        await send({"type": "http.response.start", "status": status, "headers": _encode(headers)})
+        await send({"type": "http.response.body", "body": b"" if head_only else body})
+        return
+    if kind == FILE:
+        await _send_file(send, request, response, pool, head_only)
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": _encode(response.raw_headers)})
+    if head_only:
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _stream_until_disconnect(send, receive, response.iterator, pool)  # type: ignore[attr-defined]
+
+
+async def _send_file(send: Send, request: ASGIRequest, response: Any, pool: Any, head_only: bool) -> None:
+    status, span = response.evaluate(request.method, request.headers)
+    headers = file_headers(response, status, span)
+    await send({"type": "http.response.start", "status": status, "headers": _encode(headers)})
+    if head_only or status not in (200, 206):
+        await send({"type": "http.response.body", "body": b""})
+        return
+    start, end = span if span is not None else (0, response.size)
+    handle = await pool.run(open, response.path, "rb")
+    try:
+        await pool.run(handle.seek, start)
+        remaining = end - start
+        while remaining > 0:
+            chunk = await pool.run(handle.read, min(FILE_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if remaining > 0:  # the file shrank under us; end the body rather than hang
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        await pool.run(handle.close)
+
+
+async def _stream_until_disconnect(send: Send, receive: Receive, iterator: Any, pool: Any) -> None:
+    """Send chunks as produced; a client disconnect cancels the producer so its ``finally`` runs promptly."""
+
+    async def produce() -> None:
+        chunks = iterate_chunks(iterator, pool)
+        try:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await chunks.aclose()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    producer = asyncio.ensure_future(produce())
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (producer, watcher):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(producer, watcher, return_exceptions=True)
+        await close_iterator(iterator)
+    if producer.done() and not producer.cancelled() and producer.exception() is not None:
+        raise producer.exception()  # type: ignore[misc]
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            seen += len(chunk)
+            if seen > limit:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _streamer(receive: Receive, limit: int) -> Callable[[], AsyncIterator[bytes]]:
+    async def stream() -> AsyncIterator[bytes]:
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            if chunk:
+                seen += len(chunk)
+                if seen > limit:
+                    raise BodyTooLarge()
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    return stream
+
+
+async def _lifespan(app: App, receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] == "lifespan.startup":
+        try:
+            await app.startup()
+        except Exception as exc:
+            logger.exception("startup failed")
+            await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+    if message["type"] == "lifespan.shutdown":
+        try:
+            await app.shutdown()
+        except Exception as exc:
+            logger.exception("shutdown failed")
+            await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,168 @@
+"""granian RSGI adapter: the default and fastest face. The only module that knows granian's protocol object.
+
+Per request: resolve the route (a dict lookup for static paths), read the body within its limit, build the lazy
+request, await the route's pipeline, and hand bytes, a file or a stream to granian's native response calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from granian.rsgi import ProtocolClosed  # type: ignore[attr-defined]
+
+from ..http.request import EMPTY_PARAMS, RSGIRequest
+from ..http.response import BYTES, FILE, JSON_TYPE, Response, dump_json, to_response
+from .common import (
+    NO_BODY,
+    READ_ALL,
+    READ_CHUNKS,
+    TOO_LARGE,
+    BodyTooLarge,
+    body_plan,
+    close_iterator,
+    file_headers,
+    iterate_chunks,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+logger = logging.getLogger("cello.engine")
+
+_JSON_HEADERS = [("content-type", JSON_TYPE)]
+dumps = orjson.dumps
+
+
+def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
+    dispatcher = app.dispatcher
+    static = dispatcher.static
+    resolve = dispatcher.resolve
+    handle_exception = dispatcher.handle_exception
+    pool = dispatcher.pool
+    default_limit = app.config.max_body_size
+
+    async def handle(scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            # WebSocket routes are not part of this release: refuse the upgrade cleanly
+            proto.close(None)
+            return
+        method = scope.method
+        path = scope.path
+        methods = static.get(path)
+        if methods is not None:
+            route = methods[method]
+            params = EMPTY_PARAMS
+        else:
+            route, params = resolve(method, path)
+
+        body = b""
+        receive = None
+        # NOTE: GET and HEAD content has no defined meaning (RFC 9110 §9.3.1), so it is not read: this keeps two
+        # header lookups off the most common requests. The engine still frames and discards such a body.
+        if method != "GET" and method != "HEAD":
+            limit = route.body_limit if route.body_limit is not None else default_limit
+            if route.stream:
+                receive = _streamer(proto, limit)
+            else:
+                headers = scope.headers
+                plan = body_plan(
+                    headers.get("content-length"), headers.get("transfer-encoding"), scope.http_version, limit
+                )
+                if plan == READ_ALL:
+                    body = await proto()
+                elif plan == READ_CHUNKS:
+                    try:
+                        body = await _read_limited(proto, limit)
+                    except BodyTooLarge:
+                        route = dispatcher.too_large
+                elif plan != NO_BODY:
+                    route = dispatcher.too_large if plan == TOO_LARGE else dispatcher.bad_length
+        elif route.stream:
+            receive = _streamer(proto, default_limit if route.body_limit is None else route.body_limit)
+
+        request = RSGIRequest(app, scope, method, path, params, body, receive)
+        request.route = route
+        try:
+            result = await route.pipeline(request)
+            if result.__class__ is dict:
+                try:
+                    payload = dumps(result)
+                except TypeError:  # types orjson doesn't know natively (Decimal, msgspec Struct, set, ...)
+                    payload = dump_json(result)
+                proto.response_bytes(200, _JSON_HEADERS, payload)
+                return
+            response = result if isinstance(result, Response) else to_response(result)
+        except Exception as exc:
+            response = await handle_exception(request, exc)
+        try:
+            await _send(proto, request, response, pool)
+        except ProtocolClosed:
+            pass  # the client went away mid-response; nothing is left to tell it
+        except Exception as exc:  # a response the engine refused (e.g. an invalid header value)
+            _last_resort(proto, request, exc)
+
+    return handle
+
+
+async def _send(proto: Any, request: RSGIRequest, response: Response, pool: Any) -> None:
+    kind = response.kind
+    if kind == BYTES:
+        proto.response_bytes(response.status, response.raw_headers, response.body)
+        return
+    if kind == FILE:
+        status, span = response.evaluate(request.method, request.headers)  # type: ignore[attr-defined]
+        headers = file_headers(response, status, span)
+        if span is not None:
+            proto.response_file_range(status, headers, response.path, span[0], span[1])  # type: ignore[attr-defined]
+        elif status == 200 and request.method != "HEAD":
+            proto.response_file(status, headers, response.path)  # type: ignore[attr-defined]
+        else:
+            proto.response_bytes(status, headers, b"")
+        return
+    iterator = response.iterator  # type: ignore[attr-defined]
+    transport = proto.response_stream(response.status, response.raw_headers)
+    chunks = iterate_chunks(iterator, pool)
+    try:
+        async for chunk in chunks:
+            await transport.send_bytes(chunk)
+    finally:
+        # also when the client vanished mid-stream: the producer's `finally` must run
+        await chunks.aclose()
+        await close_iterator(iterator)
+
+
+def _streamer(proto: Any, limit: int) -> Callable[[], AsyncIterator[bytes]]:
+    async def receive() -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in proto:
+            seen += len(chunk)
+            if seen > limit:
+                raise BodyTooLarge()
+            yield chunk
+
+    return receive
+
+
+async def _read_limited(proto: Any, limit: int) -> bytes:
+    chunks = []
+    seen = 0
+    async for chunk in proto:
+        seen += len(chunk)
+        if seen > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _last_resort(proto: Any, request: RSGIRequest, exc: Exception) -> None:
+    logger.error("could not send the response to %s %s", request.method, request.path, exc_info=exc)
+    try:
+        proto.response_bytes(500, [("content-type", "application/problem+json")], _INTERNAL)
+    except Exception:  # noqa: S110 - the response had already started or the client is gone
+        pass
+
+
+_INTERNAL = b'{"type":"about:blank","title":"Internal Server Error","status":500}'
