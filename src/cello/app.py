@@ -1,0 +1,278 @@
+"""App: registration, configuration, lifecycle and run(). Nothing here runs per request.
+
+An App is a granian RSGI application (``__rsgi__``) and a plain ASGI application (``__call__``) at once; the
+engine adapters in ``cello.engine`` hold the request-time code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .dispatch import Dispatcher
+from .http.exceptions import ConfigurationError
+from .routing.blueprint import Registrar
+from .routing.router import Route, Router
+
+F = TypeVar("F", bound=Callable[..., Any])
+Lifespan = Callable[["App"], Any]
+
+logger = logging.getLogger("cello")
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass
+class AppConfig:
+    """Settings read at startup; see ``App`` for what each means."""
+
+    debug: bool = False
+    max_body_size: int = DEFAULT_MAX_BODY
+    threadpool: bool = True
+    threadpool_size: int = 40
+    redirect_slashes: bool = True
+    trusted_proxies: frozenset[Any] = field(default_factory=frozenset)
+
+
+def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
+    parsed: set[Any] = set()
+    for proxy in proxies:
+        if proxy == "*":
+            parsed.add("*")
+            continue
+        try:
+            parsed.add(ipaddress.ip_network(proxy, strict=False))
+        except ValueError:
+            parsed.add(proxy)  # a unix socket path or host name as the engine reports it
+    return frozenset(parsed)
+
+
+class App(Registrar):
+    """A Cello application.
+
+    ``debug``: 500 responses carry the exception and traceback (never in production).
+    ``max_body_size``: bytes a request body may have before the answer is 413 (per route: ``body_limit``).
+    ``threadpool``: sync handlers run in a bounded thread pool (default) or, when False, inline on the loop.
+    ``redirect_slashes``: a path that misses only by a trailing slash gets a 308 to the registered form.
+    ``trusted_proxies``: peers (addresses or CIDR networks, ``"*"`` for any) whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; without them ``request.client`` is always the socket peer.
+    ``lifespan``: ``lifespan(app)`` returning a (sync or async) context manager around the app's life.
+    """
+
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        max_body_size: int = DEFAULT_MAX_BODY,
+        threadpool: bool = True,
+        threadpool_size: int = 40,
+        redirect_slashes: bool = True,
+        trusted_proxies: Iterable[str] = (),
+        lifespan: Lifespan | None = None,
+        on_startup: Iterable[Callable[..., Any]] = (),
+        on_shutdown: Iterable[Callable[..., Any]] = (),
+    ) -> None:
+        super().__init__()
+        if max_body_size < 0 or threadpool_size < 1:
+            raise ConfigurationError("max_body_size must be >= 0 and threadpool_size >= 1")
+        self.config = AppConfig(
+            debug=debug,
+            max_body_size=max_body_size,
+            threadpool=threadpool,
+            threadpool_size=threadpool_size,
+            redirect_slashes=redirect_slashes,
+            trusted_proxies=_parse_proxies(trusted_proxies),
+        )
+        self.state: dict[str, Any] = {}
+        self.exception_handlers: dict[type[BaseException] | int, Callable[..., Any]] = {}
+        self.startup_hooks: list[Callable[..., Any]] = list(on_startup)
+        self.shutdown_hooks: list[Callable[..., Any]] = list(on_shutdown)
+        self.lifespan = lifespan
+        self._mounted_apps: list[App] = []
+        self._asgi_mounts: list[tuple[str, Any]] = []
+        self._dispatcher: Dispatcher | None = None
+        self._lifespan_stack: contextlib.AsyncExitStack | None = None
+        self.started = False
+
+    @property
+    def debug(self) -> bool:
+        return self.config.debug
+
+    # -- registration -----------------------------------------------------------------------------------
+
+    def add_route(self, route: Route) -> None:
+        if self._dispatcher is not None:
+            raise ConfigurationError("routes must be registered before the app starts serving")
+        super().add_route(route)
+
+    def on_startup(self, hook: F) -> F:
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: F) -> F:
+        self.shutdown_hooks.append(hook)
+        return hook
+
+    def exception_handler(self, key: type[BaseException] | int) -> Callable[[F], F]:
+        """Register ``handler(request, exc)`` for an exception class or an HTTP status code."""
+
+        def decorator(handler: F) -> F:
+            self.exception_handlers[key] = handler
+            return handler
+
+        return decorator
+
+    def mount(self, prefix: str, app: Any) -> None:
+        """Serve another Cello app, or any ASGI application, under ``prefix``."""
+        if not prefix.startswith("/") or prefix == "/":
+            raise ConfigurationError(f"mount prefix must be a path below '/': {prefix!r}")
+        prefix = prefix.rstrip("/")
+        if isinstance(app, App):
+            self._mounted_apps.append(app)
+            self.register_blueprint(app, prefix)  # type: ignore[arg-type]
+        else:
+            from .engine.mount import asgi_mount_routes
+
+            self._asgi_mounts.append((prefix, app))
+            for route in asgi_mount_routes(prefix, app):
+                super().add_route(route)
+
+    @property
+    def router(self) -> Router:
+        """The compiled routing table (compiles the app if it has not started yet)."""
+        return self.dispatcher.router
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(self)
+        return self._dispatcher
+
+    def url_path_for(self, name: str, **params: Any) -> str:
+        """The path of the route called ``name`` with ``params`` filled in."""
+        for route in self.router:
+            if route.name == name:
+                path = route.path
+                for key, value in params.items():
+                    path = _fill(path, key, str(value))
+                return path
+        raise KeyError(f"no route named {name!r}")
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Compile routes, enter the lifespan, run startup hooks; every engine and the test client call it."""
+        if self.started:
+            return
+        self.dispatcher  # noqa: B018 - compile now so a bad route fails at boot, not on first request
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            for sub in self._mounted_apps:
+                await sub.startup()
+                stack.push_async_callback(sub.shutdown)
+            if self.lifespan is not None:
+                manager = self.lifespan(self)
+                if hasattr(manager, "__aenter__"):
+                    state = await stack.enter_async_context(manager)
+                else:
+                    state = stack.enter_context(manager)
+                if isinstance(state, dict):
+                    self.state.update(state)
+            for hook in self.startup_hooks:
+                await _call(hook, self)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._lifespan_stack = stack
+        self.started = True
+
+    async def shutdown(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        try:
+            for hook in self.shutdown_hooks:
+                try:
+                    await _call(hook, self)
+                except Exception:
+                    logger.exception("shutdown hook %r failed", hook)
+        finally:
+            if self._lifespan_stack is not None:
+                stack, self._lifespan_stack = self._lifespan_stack, None
+                await stack.aclose()
+            if self._dispatcher is not None:
+                self._dispatcher.shutdown()
+
+    # -- engine faces -----------------------------------------------------------------------------------
+
+    @property
+    def __rsgi__(self) -> Callable[[Any, Any], Any]:
+        # granian reads this attribute once per worker; handing it the adapter's closure directly keeps
+        # a method hop off every request
+        from .engine.rsgi import rsgi_handler
+
+        return rsgi_handler(self)
+
+    def __rsgi_init__(self, loop: Any) -> None:
+        loop.run_until_complete(self.startup())
+
+    def __rsgi_del__(self, loop: Any) -> None:
+        loop.run_until_complete(self.shutdown())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        asgi = self.__dict__.get("_asgi")
+        if asgi is None:
+            from .engine.asgi import asgi_handler
+
+            asgi = self.__dict__["_asgi"] = asgi_handler(self)
+        await asgi(scope, receive, send)
+
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        workers: int = 1,
+        **options: Any,
+    ) -> None:
+        """Serve the app with the embedded granian engine; see ``cello.engine.server.run`` for options."""
+        from .engine.server import run
+
+        run(self, host=host, port=port, workers=workers, **options)
+
+
+async def _call(hook: Callable[..., Any], app: App) -> None:
+    wants_app = _accepts_argument(hook)
+    result = hook(app) if wants_app else hook()
+    if inspect.isawaitable(result):
+        await result
+
+
+def _accepts_argument(func: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters)
+
+
+def _fill(path: str, key: str, value: str) -> str:
+    import re
+
+    return re.sub(r"\{" + re.escape(key) + r"(?::[A-Za-z_]\w*)?\}", value.replace("\\", r"\\"), path)
+
+
+@contextlib.asynccontextmanager
+async def running(app: App) -> AsyncIterator[App]:
+    """Start and stop an app around a block (used by the test client and by embedders)."""
+    await app.startup()
+    try:
+        yield app
+    finally:
+        await app.shutdown()

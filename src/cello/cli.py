@@ -1,0 +1,100 @@
+"""The ``cello`` command: ``cello run module:app``, ``cello routes module:app``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .app import App
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attr`` (or ``path/to/file.py:attr``) from the current directory."""
+    module_name, _, attr = target.partition(":")
+    attr = attr or "app"
+    if module_name.endswith(".py") or os.sep in module_name:
+        directory, filename = os.path.split(os.path.abspath(module_name))
+        sys.path.insert(0, directory)
+        module_name = filename.removesuffix(".py")
+    elif "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    value: Any = module
+    for part in attr.split("."):
+        value = getattr(value, part)
+    if not isinstance(value, App):
+        raise SystemExit(f"{target} is a {type(value).__name__}, not a cello App")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .engine.server import run
+
+    if args.http3 and not args.ssl_certfile:
+        raise SystemExit("--http3 needs --ssl-certfile and --ssl-keyfile")
+    load_app(args.target)  # fail here, with a clear message, rather than inside every worker
+    run(
+        args.target,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        http=args.http,
+        http3=args.http3,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        reload=args.reload,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        backpressure=args.backpressure,
+        interface=args.interface,
+    )
+    return 0
+
+
+def _routes(args: argparse.Namespace) -> int:
+    app = load_app(args.target)
+    rows = [("METHODS", "PATH", "NAME", "HANDLER")]
+    for route in app.router:
+        handler = route.handler
+        where = f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', route.name)}"
+        rows.append((",".join(route.methods), route.path, str(route.name), where))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cello", description="Run and inspect Cello applications.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve an app: cello run module:app")
+    run.add_argument("target", help="module:attribute of the App (default attribute: app)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--workers", type=int, default=1, help="worker processes (cluster mode when > 1)")
+    run.add_argument("--http", choices=["auto", "1", "2"], default="auto")
+    run.add_argument("--http3", action="store_true", help="also serve HTTP/3 over QUIC (hypercorn + aioquic)")
+    run.add_argument("--ssl-certfile")
+    run.add_argument("--ssl-keyfile")
+    run.add_argument("--reload", action="store_true", help="restart workers when source files change")
+    run.add_argument("--interface", choices=["rsgi", "asgi"], default="rsgi")
+    run.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    run.add_argument("--access-log", action="store_true")
+    run.add_argument("--backpressure", type=int, default=None, help="max concurrent requests per worker")
+    run.set_defaults(func=_run)
+
+    routes = commands.add_parser("routes", help="print the routing table of an app")
+    routes.add_argument("target")
+    routes.set_defaults(func=_routes)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
