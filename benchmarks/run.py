@@ -1,0 +1,735 @@
+#!/usr/bin/env python3
+"""HTTP benchmark harness: Cello against raw granian and its peers.
+
+Usage:
+    python benchmarks/run.py                     # full run, 10 s per scenario
+    python benchmarks/run.py --quick             # short smoke run
+    python benchmarks/run.py --frameworks cello,fastapi --scenarios hello,param
+
+Standard library only, so any python3.11+ can run it. Each framework gets its
+own venv under benchmarks/.venvs/<name>; results go to benchmarks/results/.
+See benchmarks/README.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+APPS_DIR = BENCH_DIR / "apps"
+WRK_DIR = BENCH_DIR / "wrk"
+VENVS_DIR = BENCH_DIR / ".venvs"
+RESULTS_DIR = BENCH_DIR / "results"
+LOG_DIR = RESULTS_DIR / "logs"
+HOST = "127.0.0.1"
+
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+WRK_THREADS = 1
+WRK_CONNECTIONS = 64
+START_TIMEOUT = 60.0  # seconds for a server to answer its first request
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+ECHO_BODY = (WRK_DIR / "echo_body.json").read_bytes()
+
+# --------------------------------------------------------------------------
+# Venvs: what each one installs. Nothing is pinned: the point is to compare
+# against what a user gets today, and the installed versions are recorded.
+# granian gets its uvloop extra wherever it serves an app, so that granian and
+# uvicorn (whose [standard] extra brings uvloop) run on the same event loop.
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class VenvSpec:
+    packages: list[str]
+    python: str = "default"  # "default" = the interpreter running this script
+    editable: Path | None = None  # local project installed with pip install -e
+    show: list[str] = field(default_factory=list)  # distributions for the report
+
+
+VENVS: dict[str, VenvSpec] = {
+    "granian-raw": VenvSpec(["granian[uvloop]", "orjson"], show=["granian", "orjson", "uvloop"]),
+    "cello": VenvSpec(["granian[uvloop]"], editable=REPO_ROOT, show=["cello", "granian", "uvloop"]),
+    "blacksheep": VenvSpec(["blacksheep", "granian[uvloop]"], show=["blacksheep", "granian", "uvloop"]),
+    "fastapi": VenvSpec(
+        ["fastapi", "uvicorn[standard]"], show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools"]
+    ),
+    "litestar": VenvSpec(["litestar", "granian[uvloop]"], show=["litestar", "msgspec", "granian", "uvloop"]),
+    "robyn": VenvSpec(["robyn"], show=["robyn"]),
+    # Needs Python >= 3.12. It installs a module named `cello` too, so it must
+    # never share a venv or a sys.path with this repository's package.
+    "cello-framework": VenvSpec(["cello-framework"], python="3.12", show=["cello-framework"]),
+}
+
+# --------------------------------------------------------------------------
+# Scenarios. Every app must give the same answer; run.py checks the answer
+# before loading a server, so a wrong implementation yields no number.
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    path: str
+    method: str = "GET"
+    status: int = 200
+    expect: object = None  # expected JSON body; None = body not checked
+    lua: str | None = None  # wrk script in benchmarks/wrk/
+    baseline: str | None = None  # scenario of the peers to compare with
+
+
+HELLO = {"message": "Hello, World!"}
+SCENARIOS: dict[str, Scenario] = {
+    "hello": Scenario("/", expect=HELLO),
+    "param": Scenario("/users/42", expect={"id": "42"}),
+    "post-echo": Scenario("/echo", method="POST", expect=json.loads(ECHO_BODY), lua="echo.lua"),
+    "404": Scenario("/does-not-exist", status=404),
+    # Cello only. Peers have no such variants, so ratios use their async hello.
+    "hello-sync-inline": Scenario("/sync-inline", expect=HELLO, baseline="hello"),
+    "hello-sync-pooled": Scenario("/sync-pooled", expect=HELLO, baseline="hello"),
+}
+COMMON = ["hello", "param", "post-echo", "404"]
+CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled"]
+
+# --------------------------------------------------------------------------
+# Targets: one served configuration each. The cello venv is served twice.
+# --------------------------------------------------------------------------
+
+
+def granian(venv: Path, interface: str, app: str, port: int) -> list[str]:
+    # One worker process with one runtime thread: a single core's worth of
+    # server, the same for every app granian serves. Access log stays off.
+    return [
+        str(venv / "bin" / "granian"), "--interface", interface,
+        "--host", HOST, "--port", str(port),
+        "--workers", "1", "--runtime-threads", "1",
+        "--no-ws", "--log-level", "warning", "--no-access-log",
+        "--working-dir", str(APPS_DIR), app,
+    ]  # fmt: skip
+
+
+def python(venv: Path, *args: str) -> list[str]:
+    return [str(venv / "bin" / "python"), *args]
+
+
+@dataclass
+class Target:
+    name: str
+    venv: str
+    server: str
+    command: object  # callable(venv_path, port) -> argv
+    scenarios: list[str]
+    cwd: Path = APPS_DIR
+    main_package: str = ""
+
+
+TARGETS = [
+    Target("granian-raw", "granian-raw", "granian (RSGI)",
+           lambda v, p: granian(v, "rsgi", "granian_raw_app:app", p), COMMON, main_package="granian"),
+    Target("cello", "cello", "granian CLI (RSGI)",
+           lambda v, p: granian(v, "rsgi", "cello_app:app", p), COMMON + CELLO_ONLY, main_package="cello"),
+    Target("cello-run", "cello", "app.run()",
+           lambda v, p: python(v, str(APPS_DIR / "cello_run.py")), COMMON + CELLO_ONLY, main_package="cello"),
+    Target("blacksheep", "blacksheep", "granian (ASGI)",
+           lambda v, p: granian(v, "asgi", "blacksheep_app:app", p), COMMON, main_package="blacksheep"),
+    Target("fastapi", "fastapi", "uvicorn (uvloop, httptools)",
+           lambda v, p: [str(v / "bin" / "uvicorn"), "fastapi_app:app", "--host", HOST, "--port", str(p),
+                         "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+                         "--no-access-log", "--log-level", "warning"], COMMON, main_package="fastapi"),
+    Target("litestar", "litestar", "granian (ASGI)",
+           lambda v, p: granian(v, "asgi", "litestar_app:app", p), COMMON, main_package="litestar"),
+    Target("robyn", "robyn", "Robyn server (1 process, 1 worker)",
+           lambda v, p: python(v, str(APPS_DIR / "robyn_app.py"), "--processes", "1", "--workers", "1",
+                               "--log-level", "WARN", "--disable-openapi"), COMMON, main_package="robyn"),
+    # -I: no script directory, cwd, PYTHONPATH or user site on sys.path, and
+    # cwd is the venv itself, so `import cello` can only find the PyPI package.
+    Target("cello-framework", "cello-framework", "own server (app.run, 1 worker)",
+           lambda v, p: python(v, "-I", str(APPS_DIR / "cello_framework_app.py")), COMMON,
+           cwd=VENVS_DIR / "cello-framework", main_package="cello-framework"),
+]  # fmt: skip
+CELLO_TARGETS = ["cello", "cello-run"]
+PEERS = ["granian-raw", "blacksheep", "litestar", "fastapi", "robyn", "cello-framework"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------
+# Venv management
+# --------------------------------------------------------------------------
+
+
+def find_python(spec: str) -> str | None:
+    if spec == "default":
+        return sys.executable
+    # A pyenv-installed interpreter first (newest patch release), then PATH.
+    roots = []
+    if shutil.which("pyenv"):
+        out = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            roots.append(Path(out.stdout.strip()))
+    roots.append(Path.home() / ".pyenv")
+    for root in roots:
+        found = sorted(
+            (root / "versions").glob(f"{spec}.*/bin/python"),
+            key=lambda p: [int(x) if x.isdigit() else -1 for x in p.parent.parent.name.split(".")],
+        )
+        if found:
+            return str(found[-1])
+    return shutil.which(f"python{spec}")
+
+
+def spec_fingerprint(spec: VenvSpec, interpreter: str) -> str:
+    # The venv is reused while this fingerprint holds. For the editable cello
+    # install it includes pyproject.toml, so a changed dependency list reinstalls.
+    data = {"python": interpreter, "packages": spec.packages, "editable": str(spec.editable or "")}
+    if spec.editable:
+        pyproject = spec.editable / "pyproject.toml"
+        data["pyproject"] = hashlib.sha256(pyproject.read_bytes()).hexdigest() if pyproject.exists() else ""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def ensure_venv(name: str, reinstall: bool) -> dict:
+    """Create or reuse benchmarks/.venvs/<name>; return its report entry."""
+    spec = VENVS[name]
+    venv = VENVS_DIR / name
+    info: dict = {"ok": False, "path": str(venv), "error": None, "python": None, "packages": {}}
+    interpreter = find_python(spec.python)
+    if interpreter is None:
+        info["error"] = f"no Python {spec.python} interpreter found"
+        return info
+    if reinstall and venv.exists():
+        shutil.rmtree(venv)
+    marker = venv / ".bench-spec"
+    fingerprint = spec_fingerprint(spec, interpreter)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    install_log = LOG_DIR / f"install-{name}.log"
+    if not (marker.exists() and marker.read_text() == fingerprint):
+        log(f"installing venv {name} ({interpreter})")
+        marker.unlink(missing_ok=True)
+        with open(install_log, "w") as out:
+            steps = []
+            if not (venv / "bin" / "python").exists():
+                steps.append([interpreter, "-m", "venv", str(venv)])
+            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+            args = list(spec.packages)
+            if spec.editable:
+                args += ["-e", str(spec.editable)]
+            steps.append(pip + args)
+            for step in steps:
+                out.write(f"$ {' '.join(step)}\n")
+                out.flush()
+                try:
+                    rc = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=1200).returncode
+                except subprocess.TimeoutExpired:
+                    rc = "timeout"
+                if rc != 0:
+                    info["error"] = (
+                        f"install failed ({rc}), see {install_log.relative_to(BENCH_DIR)}:\n{tail(install_log, 6)}"
+                    )
+                    return info
+        marker.write_text(fingerprint)
+    vpy = str(venv / "bin" / "python")
+    out = subprocess.run([vpy, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True)
+    info["python"] = out.stdout.strip()
+    out = subprocess.run([vpy, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+                         capture_output=True, text=True)  # fmt: skip
+    dists = json.loads(out.stdout or "[]")
+    info["freeze"] = {d["name"].lower(): d["version"] for d in dists}
+    for d in dists:
+        # The editable install may use any distribution name: find it by location.
+        if spec.editable and d.get("editable_project_location") == str(spec.editable):
+            info["freeze"]["cello"] = d["version"]
+    info["packages"] = {p: info["freeze"].get(p) for p in spec.show if info["freeze"].get(p)}
+    info["ok"] = True
+    return info
+
+
+# --------------------------------------------------------------------------
+# Server lifecycle
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in a process group, read from /proc.
+
+    Signal 0 cannot be used for this: it succeeds on zombies, and orphaned
+    workers may stay zombies here if PID 1 does not reap them.
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def start_server(target: Target, venv: Path, port: int, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env.update(BENCH_HOST=HOST, BENCH_PORT=str(port), PYTHONUNBUFFERED="1", VIRTUAL_ENV=str(venv))
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    argv = ["taskset", "-c", SERVER_CPU, *target.command(venv, port)]
+    with open(log_path, "w") as out:
+        out.write(f"$ {' '.join(argv)}\n")
+        out.flush()
+        # New session = own process group, so stop_server() reaches the workers
+        # a server forks. stdin is closed: Robyn, for one, prompts for another
+        # port on stdin when its port is taken.
+        return subprocess.Popen(argv, cwd=target.cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
+def stop_server(proc: subprocess.Popen, port: int) -> None:
+    pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so it does not linger as a zombie
+            if not group_members(pgid):
+                break
+            time.sleep(0.05)
+        else:
+            continue  # still alive: escalate to SIGKILL
+        break
+    proc.poll()
+    deadline = time.monotonic() + 10
+    while port_listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if port_listening(port) or group_members(pgid):
+        raise RuntimeError(f"server on port {port} (pgid {pgid}) would not stop")
+
+
+def http(method: str, path: str, port: int, body: bytes | None = None, timeout: float = 5.0):
+    """One request; returns (status, content-type, body). HTTP errors are answers too."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers.get("content-type", ""), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("content-type", ""), err.read()
+
+
+def wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}:\n{tail(log_path)}")
+        try:
+            http("GET", "/", port, timeout=1.0)
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not answer within {START_TIMEOUT:.0f} s:\n{tail(log_path)}")
+
+
+def check_response(name: str, port: int) -> str | None:
+    """None if the server answers the scenario correctly, else what is wrong."""
+    sc = SCENARIOS[name]
+    try:
+        status, ctype, body = http(sc.method, sc.path, port, ECHO_BODY if sc.method == "POST" else None)
+    except (OSError, urllib.error.URLError) as err:
+        return f"request failed: {err}"
+    if status != sc.status:
+        return f"status {status}, expected {sc.status}"
+    if sc.expect is not None:
+        if not ctype.startswith("application/json"):
+            return f"content-type {ctype!r}, expected application/json"
+        try:
+            got = json.loads(body)
+        except ValueError:
+            return f"body is not JSON: {body[:80]!r}"
+        if got != sc.expect:
+            return f"wrong body: {body[:80]!r}"
+    return None
+
+
+# --------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------
+
+UNITS_US = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def run_wrk(name: str, port: int, seconds: float) -> dict:
+    sc = SCENARIOS[name]
+    argv = ["taskset", "-c", CLIENT_CPU, "wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}",
+            f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]  # fmt: skip
+    if sc.lua:
+        argv += ["-s", sc.lua]
+    argv.append(f"http://{HOST}:{port}{sc.path}")
+    out = subprocess.run(argv, cwd=WRK_DIR, capture_output=True, text=True, timeout=seconds + 60)
+    text = out.stdout + out.stderr
+    if out.returncode != 0 or "Requests/sec" not in text:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {text.strip()[-300:]}")
+    res: dict = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        res[f"p{pct}_us"] = float(m.group(1)) * UNITS_US[m.group(2)] if m else None
+    m = re.search(r"(\d+) requests in", text)
+    res["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    res["socket_errors"] = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=True)) if m else {}
+    )
+    notes = []
+    # A run that is not answering as expected under load is flagged, not hidden.
+    if sc.status == 200 and res["non_2xx"]:
+        notes.append(f"{res['non_2xx']} non-2xx")
+    if sc.status != 200 and res["non_2xx"] != res["requests"]:
+        notes.append(f"only {res['non_2xx']}/{res['requests']} were {sc.status}")
+    if any(res["socket_errors"].values()):
+        notes.append("socket errors " + ",".join(f"{k}={v}" for k, v in res["socket_errors"].items() if v))
+    res["notes"] = "; ".join(notes)
+    return res
+
+
+def bench_target(target: Target, venv: Path, scenarios: list[str], args) -> list[dict]:
+    rows = []
+    port = free_port()
+    log_path = LOG_DIR / f"server-{target.name}.log"
+    log(f"{target.name}: starting on port {port} ({target.server})")
+    proc = start_server(target, venv, port, log_path)
+    try:
+        try:
+            wait_ready(proc, port, log_path)
+        except RuntimeError as err:
+            log(f"{target.name}: failed to start")
+            return [dict(target=target.name, scenario=s, status="failed", error=f"start: {err}") for s in scenarios]
+        for name in scenarios:
+            row = dict(target=target.name, scenario=name, status="failed")
+            rows.append(row)
+            problem = check_response(name, port)
+            if problem:
+                row["error"] = f"wrong response: {problem}"
+                log(f"{target.name}/{name}: {row['error']}")
+                continue
+            try:
+                run_wrk(name, port, args.warmup)  # warm-up: result discarded
+                row.update(run_wrk(name, port, args.duration), status="ok")
+                log(f"{target.name}/{name}: {row['rps']:.0f} req/s, p50 {fmt_lat(row['p50_us'])}, "
+                    f"p99 {fmt_lat(row['p99_us'])} {row['notes']}")  # fmt: skip
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                row["error"] = f"load: {err}"
+                log(f"{target.name}/{name}: {row['error']}")
+            if proc.poll() is not None:
+                row["error"] = (row.get("error") or "") + f" (server died, code {proc.returncode})"
+                break
+    finally:
+        stop_server(proc, port)
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def fmt_lat(us: float | None) -> str:
+    if us is None:
+        return "-"
+    return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def machine_info(venvs: dict) -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "harness_python": platform.python_version(),
+        "venv_pythons": {k: v.get("python") for k, v in venvs.items()},
+        "wrk": (wrk.stdout + wrk.stderr).splitlines()[0].strip() if (wrk.stdout + wrk.stderr) else "unknown",
+    }
+
+
+def compute_ratios(rows: list[dict]) -> dict:
+    """ratios[cello_target][scenario][peer] = cello req/s / peer req/s."""
+    rps = {(r["target"], r["scenario"]): r["rps"] for r in rows if r.get("status") == "ok"}
+    ratios: dict = {}
+    for ct in CELLO_TARGETS:
+        for (t, scen), value in rps.items():
+            if t != ct:
+                continue
+            base = SCENARIOS[scen].baseline or scen
+            peers = {p: rps.get((p, base)) for p in PEERS}
+            if ct == "cello-run":
+                peers["cello (granian CLI)"] = rps.get(("cello", scen))
+            ratios.setdefault(ct, {})[scen] = {p: round(value / v, 3) if v else None for p, v in peers.items()}
+    return ratios
+
+
+def render_markdown(report: dict) -> str:
+    m, s = report["machine"], report["settings"]
+    out = [f"# Cello HTTP benchmarks — {report['timestamp']}", ""]
+    out += ["## Machine", "", "| | |", "|---|---|", f"| CPU | {m['cpu']} |", f"| Cores | {m['cores']} |",
+            f"| Kernel | {m['kernel']} |", f"| Harness Python | {m['harness_python']} |", f"| wrk | {m['wrk']} |"]  # fmt: skip
+    out += ["", f"Server pinned to CPU {SERVER_CPU}, wrk to CPU {CLIENT_CPU}; `wrk -t{WRK_THREADS} "
+            f"-c{WRK_CONNECTIONS} --latency`, {s['warmup']} s warm-up then {s['duration']} s measured per "
+            f"scenario.{' Quick (smoke) run: numbers are indicative only.' if s['quick'] else ''}", ""]  # fmt: skip
+
+    out += ["## Versions", "", "| Target | Server | Python | Packages |", "|---|---|---|---|"]
+    for t in report["targets"]:
+        v = report["venvs"].get(t["venv"], {})
+        pk = (
+            ", ".join(f"{k} {ver}" for k, ver in v.get("packages", {}).items())
+            or f"not installed: {first_line(v.get('error'))}"
+        )
+        out.append(f"| {t['name']} | {t['server']} | {v.get('python') or '-'} | {pk} |")
+
+    rows = report["results"]
+    raw = {r["scenario"]: r["rps"] for r in rows if r["target"] == "granian-raw" and r.get("status") == "ok"}
+    out += ["", "## Throughput and latency", "",
+            "`vs raw` = req/s divided by granian-raw's req/s on the same scenario "
+            "(on its `hello` for the cello-only sync scenarios).", ""]  # fmt: skip
+    for scen in report["settings"]["scenarios"]:
+        srows = [r for r in rows if r["scenario"] == scen]
+        if not srows:
+            continue
+        sc = SCENARIOS[scen]
+        out += [f"### {scen} — `{sc.method} {sc.path}`", "",
+                "| Target | Req/s | p50 | p99 | vs raw | Notes |", "|---|--:|--:|--:|--:|---|"]  # fmt: skip
+        for r in sorted(srows, key=lambda r: -(r.get("rps") or -1)):
+            if r.get("status") != "ok":
+                out.append(f"| {r['target']} | failed | - | - | - | {first_line(r.get('error'))} |")
+                continue
+            base = raw.get(sc.baseline or scen)
+            vs = f"{r['rps'] / base:.2f}" if base else "-"
+            out.append(f"| {r['target']} | {r['rps']:,.0f} | {fmt_lat(r['p50_us'])} | {fmt_lat(r['p99_us'])} "
+                       f"| {vs} | {r.get('notes', '')} |")  # fmt: skip
+        out.append("")
+
+    for ct, by_scen in report["ratios"].items():
+        cols = list(next(iter(by_scen.values())))
+        label = "cello via granian CLI" if ct == "cello" else "cello via app.run()"
+        out += [f"## Ratios: {label} (`{ct}`) req/s ÷ peer req/s", "",
+                "| Scenario | " + " | ".join(f"vs {c}" for c in cols) + " |", "|---|" + "--:|" * len(cols)]  # fmt: skip
+        for scen, peers in by_scen.items():
+            mark = " ¹" if SCENARIOS[scen].baseline else ""
+            cells = [f"{peers[c]:.2f}" if peers.get(c) else "-" for c in cols]
+            out.append(f"| {scen}{mark} | " + " | ".join(cells) + " |")
+        out += ["", "¹ compared with each peer's async `hello`.", ""]
+
+    micro = report.get("micro")
+    if micro:
+        out += ["## Micro-benchmarks (cello venv)", ""]
+        if micro.get("error"):
+            out += [f"Failed: {first_line(micro['error'])}", ""]
+        imp = micro.get("import") or {}
+        if imp.get("error"):
+            out.append(f"- `import cello`: failed: {first_line(imp['error'])}")
+        elif imp:
+            out.append(f"- `import cello`: {imp['import_ms']:.1f} ms (median of {imp['runs']} fresh interpreters, "
+                       f"minus bare startup {imp['baseline_ms']:.1f} ms); `-X importtime` cumulative: "
+                       f"{imp.get('importtime_ms') or 0:.1f} ms")  # fmt: skip
+        rt = micro.get("routing") or {}
+        if rt.get("error"):
+            out.append(f"- route match: failed: {first_line(rt['error'])}")
+        elif rt:
+            out.append(f"- route match among {rt['routes']} routes: static `{rt['static_path']}` "
+                       f"{rt['static_ns']:.0f} ns/op, dynamic `{rt['dynamic_path']}` {rt['dynamic_ns']:.0f} ns/op")  # fmt: skip
+        out.append("")
+
+    failures = [f"- {name}: {v['error']}" for name, v in report["venvs"].items() if not v.get("ok")]
+    failures += [
+        f"- {r['target']}/{r['scenario']}: {first_line(r.get('error'))}" for r in rows if r.get("status") != "ok"
+    ]
+    if failures:
+        out += ["## Failures", "", *failures, ""]
+    return "\n".join(out)
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].replace("|", "\\|") if (text or "").strip() else ""
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def run_micro(venv: Path, quick: bool) -> dict:
+    argv = [str(venv / "bin" / "python"), str(BENCH_DIR / "micro.py")] + (["--quick"] if quick else [])
+    try:
+        out = subprocess.run(argv, cwd=BENCH_DIR, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return {"error": "micro.py timed out"}
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": f"micro.py failed ({out.returncode}): {(out.stderr or out.stdout).strip()[-500:]}"}
+
+
+def parse_list(value: str | None, allowed: list[str], what: str) -> list[str]:
+    if not value:
+        return list(allowed)
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        sys.exit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return chosen
+
+
+def main() -> int:
+    names = [t.name for t in TARGETS]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario (default 10)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per scenario (default 3)")
+    ap.add_argument("--frameworks", help=f"comma list of targets or venvs: {', '.join(names)}")
+    ap.add_argument("--scenarios", help=f"comma list: {', '.join(SCENARIOS)}")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 s measured, 1 s warm-up, short micro")
+    ap.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    ap.add_argument("--reinstall", action="store_true", help="rebuild the selected venvs from scratch")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 2.0, 1.0
+
+    # A venv name selects every target served from it ("cello" = both cello targets).
+    wanted = parse_list(args.frameworks, names + [v for v in VENVS if v not in names], "framework")
+    targets = [t for t in TARGETS if t.name in wanted or t.venv in wanted]
+    scenarios = parse_list(args.scenarios, list(SCENARIOS), "scenario")
+
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"'{tool}' not found: install it (Debian: apt-get install -y wrk util-linux)")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs at least 2 CPUs: the server and wrk are pinned to separate cores")
+
+    VENVS_DIR.mkdir(exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    venvs = {}
+    for vname in dict.fromkeys(t.venv for t in targets):
+        try:
+            venvs[vname] = ensure_venv(vname, args.reinstall)
+        except Exception as err:  # one broken venv must not end the run
+            venvs[vname] = {"ok": False, "error": f"{type(err).__name__}: {err}", "packages": {}}
+        if not venvs[vname]["ok"]:
+            log(f"venv {vname}: {first_line(venvs[vname]['error'])}")
+
+    # The local package may be mid-rewrite: say so plainly instead of as a crash.
+    if venvs.get("cello", {}).get("ok"):
+        vpy = str(VENVS_DIR / "cello" / "bin" / "python")
+        chk = subprocess.run([vpy, "-c", "from cello import App"], cwd=BENCH_DIR, capture_output=True, text=True)
+        if chk.returncode != 0:
+            venvs["cello"].update(
+                ok=False, error="`from cello import App` fails: " + chk.stderr.strip().splitlines()[-1]
+            )
+            log(f"venv cello: {venvs['cello']['error']}")
+
+    rows: list[dict] = []
+    for target in targets:
+        todo = [s for s in scenarios if s in target.scenarios]
+        if not todo:
+            continue
+        v = venvs[target.venv]
+        if not v["ok"]:
+            rows += [dict(target=target.name, scenario=s, status="failed", error=f"venv: {v['error']}") for s in todo]
+            continue
+        try:
+            rows += bench_target(target, VENVS_DIR / target.venv, todo, args)
+        except Exception as err:  # e.g. a server that will not die; report it and go on
+            log(f"{target.name}: {type(err).__name__}: {err}")
+            done = {r["scenario"] for r in rows if r["target"] == target.name}
+            rows += [
+                dict(target=target.name, scenario=s, status="failed", error=str(err)) for s in todo if s not in done
+            ]
+
+    micro = None
+    if not args.no_micro and "cello" in venvs:
+        if venvs["cello"]["ok"]:
+            log("micro-benchmarks")
+            micro = run_micro(VENVS_DIR / "cello", args.quick)
+        else:
+            micro = {"error": f"cello venv unusable: {venvs['cello']['error']}"}
+
+    now = dt.datetime.now(dt.UTC)
+    report = {
+        "timestamp": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "machine": machine_info(venvs),
+        "settings": {"duration": args.duration, "warmup": args.warmup, "quick": args.quick,
+                     "threads": WRK_THREADS, "connections": WRK_CONNECTIONS,
+                     "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "scenarios": scenarios},
+        "targets": [{"name": t.name, "venv": t.venv, "server": t.server} for t in targets],
+        "venvs": venvs,
+        "results": rows,
+        "ratios": compute_ratios(rows),
+        "micro": micro,
+    }  # fmt: skip
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = RESULTS_DIR / now.strftime("%Y%m%dT%H%M%SZ")
+    md = render_markdown(report)
+    # Write via a .tmp file so an interrupted run never leaves a half report.
+    for path, text in (
+        (stem.with_suffix(".json"), json.dumps(report, indent=2)),
+        (stem.with_suffix(".md"), md),
+        (RESULTS_DIR / "latest.md", md),
+        (RESULTS_DIR / "latest.json", json.dumps(report, indent=2)),
+    ):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(path)  # fmt: skip
+    print(md)
+    log(f"wrote {stem.with_suffix('.md').relative_to(REPO_ROOT)} and .json, and results/latest.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
