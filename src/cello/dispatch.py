@@ -53,6 +53,10 @@ class Dispatcher:
         methods = self.static.get(path)
         if methods is not None:
             return methods[method], EMPTY_PARAMS
+        if "\ufffd" in path:
+            # NOTE: engines decode percent-escapes that are not UTF-8 into U+FFFD; refusing is safer than handing a
+            # handler a lossy parameter. Static paths never contain it, so only this branch pays for the check.
+            return self.bad_path, EMPTY_PARAMS
         params: dict[str, Any] = {}
         methods = _lookup(self._root, path.split("/")[1:], 0, params)
         if methods is not None:
@@ -60,9 +64,6 @@ class Dispatcher:
         return self._unmatched(path), EMPTY_PARAMS
 
     def _unmatched(self, path: str) -> Route:
-        if "\ufffd" in path:
-            # the engine decoded bytes that were not UTF-8 into U+FFFD: refuse rather than guess
-            return self.bad_path
         # NOTE: never redirect "//host/" to "//host": a Location starting with // leaves the site
         if self.redirect_slashes and path != "/" and not path.startswith("//"):
             alternative = path[:-1] if path.endswith("/") else path + "/"

@@ -221,6 +221,8 @@ class LiveServer:
                 str(self.workers),
                 "--log-level",
                 "warning",
+                # NOTE: uvicorn trusts X-Forwarded-For from loopback by default; Cello decides that itself
+                "--no-proxy-headers",
                 *self.extra_args,
             ]
         bind = ["--bind", f"{self.host}:{self.port}", "--workers", str(self.workers)]

@@ -66,7 +66,7 @@ class MutableHeaders(MutableMapping[str, str]):
         raise KeyError(key)
 
     def __setitem__(self, key: str, value: str) -> None:
-        key = key.lower()
+        key, value = _checked(key, value)
         self._list[:] = [(k, v) for k, v in self._list if k != key]
         self._list.append((key, value))
 
@@ -84,7 +84,7 @@ class MutableHeaders(MutableMapping[str, str]):
         return len({k for k, _ in self._list})
 
     def append(self, key: str, value: str) -> None:
-        self._list.append((key.lower(), value))
+        self._list.append(_checked(key, value))
 
     def getlist(self, key: str) -> list[str]:
         key = key.lower()
@@ -98,7 +98,18 @@ def _header_list(headers: HeadersArg) -> HeaderList:
     if not headers:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return [(k.lower(), str(v)) for k, v in items]
+    return [_checked(k, str(v)) for k, v in items]
+
+
+_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
+
+
+def _checked(name: str, value: str) -> tuple[str, str]:
+    """Refuse CR, LF and NUL: a header value echoing client input must never split the response."""
+    for char in _FORBIDDEN_IN_HEADERS:
+        if char in value or char in name:
+            raise ValueError(f"invalid character {char!r} in response header {name!r}")
+    return name.lower(), value
 
 
 class Response:
@@ -188,7 +199,7 @@ class Response:
         text = morsel.OutputString()
         if partitioned:
             text += "; Partitioned"
-        self.raw_headers.append(("set-cookie", text))
+        self.raw_headers.append(_checked("set-cookie", text))
 
     def delete_cookie(
         self,

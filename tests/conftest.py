@@ -1,0 +1,108 @@
+"""Shared fixtures: the service marker policy and the engine faces every HTTP test runs on.
+
+``face_client`` is parametrized over the in-process client and real servers on loopback ports: granian (RSGI,
+the default face), uvicorn and hypercorn (ASGI). Servers start on first use and stop at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cello.testing import LiveServer, TestClient
+
+TESTS_DIR = Path(__file__).resolve().parent
+APPS_DIR = TESTS_DIR / "apps"
+REQUIRE_SERVICES = os.environ.get("CELLO_REQUIRE_SERVICES") == "1"
+
+# test apps are imported by name, in this process and in server subprocesses alike
+sys.path.insert(0, str(APPS_DIR))
+APPS_ENV = {"PYTHONPATH": os.pathsep.join([str(APPS_DIR), os.environ.get("PYTHONPATH", "")])}
+
+FACES = ["inprocess", "granian", "uvicorn", "hypercorn"]
+
+
+def service_available(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or, with CELLO_REQUIRE_SERVICES=1, fail) when an outside service is not reachable."""
+    if service_available(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " and CELLO_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+def require_program(name: str, path: str | None) -> str:
+    if path:
+        return path
+    message = f"the program {name!r} is not installed"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " and CELLO_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+class Servers:
+    """Lazily started live servers keyed by (face, target), shared by the whole session."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str], LiveServer] = {}
+
+    def get(self, face: str, target: str) -> LiveServer:
+        key = (face, target)
+        if key not in self._running:
+            server = LiveServer(target, face, env=APPS_ENV, ready_path="/__ready")  # type: ignore[arg-type]
+            self._running[key] = server.start()
+        return self._running[key]
+
+    def stop_all(self) -> None:
+        for server in self._running.values():
+            server.stop()
+        self._running.clear()
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    pool = Servers()
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+def _client_for(face: str, target: str, servers: Servers) -> Iterator[httpx.Client]:
+    if face == "inprocess":
+        module_name, _, attr = target.partition(":")
+        module = __import__(module_name)
+        with TestClient(getattr(module, attr)) as client:
+            yield client
+        return
+    server = servers.get(face, target)
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture(params=FACES)
+def face(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for the core test app (tests/apps/core_app.py) on each face."""
+    if face != "inprocess":
+        pytest.importorskip({"granian": "granian", "uvicorn": "uvicorn", "hypercorn": "hypercorn"}[face])
+    yield from _client_for(face, "core_app:app", servers)
