@@ -127,14 +127,23 @@ class TestClient(httpx.Client):
         exc: BaseException | None = None,
         tb: TracebackType | None = None,
     ) -> None:
-        super().__exit__(exc_type, exc, tb)
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            self._stop()
 
     def close(self) -> None:
         if not self.is_closed:
             super().close()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Run the app's shutdown on the client's loop, then end that loop's thread (idempotent)."""
         if self._portal.loop.is_running():
-            self._portal.run(self.app.shutdown())
-            self._portal.stop()
+            try:
+                self._portal.run(self.app.shutdown())
+            finally:
+                self._portal.stop()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
