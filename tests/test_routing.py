@@ -83,7 +83,7 @@ def test_custom_converter():
 def test_bad_routes_fail_at_startup(paths, message):
     app = make_app(*paths)
     with pytest.raises(ConfigurationError, match=message):
-        app.dispatcher  # noqa: B018
+        app.dispatcher
 
 
 def test_duplicate_route_fails():
@@ -91,7 +91,7 @@ def test_duplicate_route_fails():
     app.get("/x")(handler)
     app.get("/x")(handler)
     with pytest.raises(ConfigurationError, match="registered twice"):
-        app.dispatcher  # noqa: B018
+        app.dispatcher
 
 
 def test_relative_path_fails_at_registration():
