@@ -238,7 +238,38 @@ async def r_stream_async():
     return StreamingResponse(produce(), media_type="text/plain")
 
 
-stream_gate = threading.Event()
+closed_streams = {"async": 0, "sync": 0}
+
+
+@app.get("/r/endless")
+async def r_endless():
+    async def produce():
+        try:
+            while True:
+                yield b"x" * 1024
+                await asyncio.sleep(0.01)
+        finally:
+            closed_streams["async"] += 1
+
+    return StreamingResponse(produce())
+
+
+@app.get("/r/endless-sync")
+def r_endless_sync():
+    def produce():
+        try:
+            while True:
+                yield b"y" * 1024
+                time.sleep(0.01)
+        finally:
+            closed_streams["sync"] += 1
+
+    return StreamingResponse(produce())
+
+
+@app.get("/r/closed-streams")
+def r_closed_streams():
+    return closed_streams
 
 
 @app.get("/r/slow-stream")

@@ -1,0 +1,87 @@
+"""Streaming over real sockets: chunks leave as they are produced, and a vanished client closes the producer."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+LIVE_FACES = ["granian", "uvicorn", "hypercorn"]
+
+
+@pytest.fixture(params=LIVE_FACES)
+def server(request, servers):
+    return servers.get(request.param, "core_app:app")
+
+
+def test_chunks_are_sent_as_produced(server):
+    with httpx.Client(base_url=server.url, timeout=10) as client, client.stream("GET", "/r/slow-stream") as response:
+        started = time.monotonic()
+        chunks = response.iter_raw()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        rest = b"".join(chunks)
+        total = time.monotonic() - started
+    assert first == b"first\n"
+    assert rest == b"second\n"
+    # the first chunk arrives well before the producer's 1.5 s pause ends
+    assert first_at < total - 0.5
+
+
+@pytest.mark.parametrize(("path", "key"), [("/r/endless", "async"), ("/r/endless-sync", "sync")])
+def test_client_disconnect_closes_the_producer(server, path, key):
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        before = client.get("/r/closed-streams").json()[key]
+        with client.stream("GET", path) as response:
+            for received, _ in enumerate(response.iter_raw()):
+                if received > 5:
+                    break
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if client.get("/r/closed-streams").json()[key] > before:
+                break
+            time.sleep(0.05)
+        assert client.get("/r/closed-streams").json()[key] == before + 1
+        assert client.get("/").status_code == 200
+
+
+def raw_exchange(server, payload: bytes, expect_responses: int) -> bytes:
+    host, port = server.host, server.port
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(payload)
+        data = b""
+        deadline = time.monotonic() + 5
+        while data.count(b"HTTP/1.1 ") < expect_responses and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        time.sleep(0.1)
+        sock.setblocking(False)
+        try:
+            data += sock.recv(65536)
+        except BlockingIOError:
+            pass
+        return data
+
+
+def test_head_sends_no_body_on_a_kept_alive_connection(server):
+    request = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /r/text HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = raw_exchange(server, request, 2)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]  # nothing between the HEAD answer and the next response
+    assert rest.endswith("plain text é".encode())
+
+
+def test_malformed_request_line_leaves_server_alive(server):
+    raw_exchange(server, b"\x00\x01garbage\r\n\r\n", 1)
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/").status_code == 200
+
+
+def test_bad_content_length_is_4xx(server):
+    data = raw_exchange(server, b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 1)
+    assert data.startswith(b"HTTP/1.1 4"), data[:80]
