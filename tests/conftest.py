@@ -106,3 +106,15 @@ def client(face: str, servers: Servers) -> Iterator[httpx.Client]:
     if face != "inprocess":
         pytest.importorskip({"granian": "granian", "uvicorn": "uvicorn", "hypercorn": "hypercorn"}[face])
     yield from _client_for(face, "core_app:app", servers)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that reach a real server carry the ``live`` marker, so ``-m "not live"`` runs in-process only."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        face_param = callspec.params.get("face") if callspec is not None else None
+        uses_servers = "servers" in getattr(item, "fixturenames", ())
+        if face_param == "inprocess":
+            continue
+        if uses_servers:
+            item.add_marker(pytest.mark.live)

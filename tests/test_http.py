@@ -408,3 +408,47 @@ def test_invalid_response_header_is_500_not_a_crash(client):
     response = client.get("/e/bad-header")
     assert response.status_code == 500
     assert client.get("/").status_code == 200
+
+
+def test_json_serializes_common_types():
+    import dataclasses
+    import datetime
+    import decimal
+
+    import msgspec
+
+    from cello import App
+    from cello.testing import TestClient
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    class User(msgspec.Struct):
+        name: str
+
+    app = App()
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    value = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+    @app.get("/")
+    def everything():
+        return {
+            "when": stamp,
+            "id": value,
+            "point": Point(1, 2),
+            "price": decimal.Decimal("9.99"),
+            "user": User("ada"),
+            "tags": {"a"},
+        }
+
+    with TestClient(app) as client:
+        assert client.get("/").json() == {
+            "when": "2026-01-02T03:04:05+00:00",
+            "id": str(value),
+            "point": {"x": 1, "y": 2},
+            "price": "9.99",
+            "user": {"name": "ada"},
+            "tags": ["a"],
+        }
