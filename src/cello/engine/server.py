@@ -2,15 +2,18 @@
 
 granian's multi-process server is used exactly as its own CLI uses it, so ``app.run()`` is as fast as
 ``granian --interface rsgi module:app``. Workers are forked from this process, which hands each one the app
-object directly; with ``reload`` (or a start method other than fork) workers import it by name instead.
+object directly; with a start method other than fork they import it by name instead, and with ``reload`` they
+are spawned, so that each restart imports the edited code afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -85,6 +88,11 @@ def _run_granian(app: App | str, host: str, port: int, **options: Any) -> None:
     from granian.server import Server
 
     reload = options["reload"]
+    if reload:
+        # NOTE: a forked worker would inherit every module this process has imported (the CLI imports the app to
+        # check it; a script has imported its own modules), so a reloaded worker would serve the old code. A
+        # spawned worker imports everything afresh. This process only supervises from here on.
+        multiprocessing.set_start_method("spawn", force=True)
     by_name = isinstance(app, str) or reload or multiprocessing.get_start_method() != "fork"
     target = app if isinstance(app, str) else import_string_of(app) if by_name else f"{__name__}:<app>"
     certfile, keyfile = options["ssl_certfile"], options["ssl_keyfile"]
@@ -104,12 +112,38 @@ def _run_granian(app: App | str, host: str, port: int, **options: Any) -> None:
         respawn_failed_workers=options["respawn"],
         workers_kill_timeout=options["workers_kill_timeout"],
         reload=reload,
+        reload_paths=_reload_paths(target) if reload else None,
     )
-    if by_name:
-        server.serve()
-    else:
-        # NOTE: forked workers inherit this process's memory, so the loader may simply return the object
-        server.serve(target_loader=lambda: app, wrap_loader=False)  # type: ignore[arg-type,return-value]
+    # NOTE: forked workers inherit this process's memory, so the loader may simply hand over the object
+    server.serve(target_loader=functools.partial(_load_in_worker, target if by_name else app), wrap_loader=False)
+
+
+def _load_in_worker(target: App | str) -> Any:
+    """Runs first in every granian worker: restore default signal handling, then load the app.
+
+    NOTE: a forked worker inherits the main process's SIGTERM/SIGINT handler, which only flags the *main*
+    process for shutdown. A stop requested while the worker is still importing the app was swallowed, and the
+    worker went on to serve while the main process waited for it forever. With the defaults back, such a signal
+    ends the worker; granian installs its own handlers once the worker's loop runs.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if isinstance(target, str):
+        from granian._internal import load_target
+
+        return load_target(target)
+    return target
+
+
+def _reload_paths(target: str) -> list[Path]:
+    """Watch the working directory and, for ``path/to/app.py:app``, the app file's own directory."""
+    paths = [Path.cwd()]
+    location = target.rpartition(":")[0] if ":" in target else target
+    if location.endswith(".py") or os.sep in location:
+        directory = Path(location).resolve().parent
+        if not directory.is_relative_to(paths[0]):
+            paths.append(directory)
+    return paths
 
 
 def import_string_of(app: App) -> str:
