@@ -4,6 +4,9 @@ granian's multi-process server is used exactly as its own CLI uses it, so ``app.
 ``granian --interface rsgi module:app``. Workers are forked from this process, which hands each one the app
 object directly; with a start method other than fork they import it by name instead, and with ``reload`` they
 are spawned, so that each restart imports the edited code afresh.
+
+HTTP/3 is served by hypercorn + aioquic. Its cluster mode is Cello's own small supervisor, because every worker
+needs its own UDP socket (see ``_run_hypercorn``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,7 +59,8 @@ def run(
     ``workers`` > 1 is cluster mode: that many processes share the socket and a crashed one is respawned.
     ``http`` picks HTTP/1.1 ("1"), HTTP/2 ("2") or both ("auto": ALPN over TLS, h2c prior knowledge in clear).
     ``http3`` serves QUIC on the same port number through hypercorn + aioquic (TLS certificate required) and
-    advertises it with ``Alt-Svc`` on the TCP responses.
+    advertises it with ``Alt-Svc`` on the TCP responses; ``reload``, ``backpressure``, ``interface`` and the
+    ``workers_*`` tuning do not apply there (a dead HTTP/3 worker is always respawned when ``workers`` > 1).
     """
     if workers < 1:
         raise ConfigurationError("workers must be >= 1")
@@ -61,7 +69,11 @@ def run(
     if http not in ("auto", "1", "2"):
         raise ConfigurationError(f"http must be 'auto', '1' or '2', not {http!r}")
     if http3:
-        _run_hypercorn(app, host, port, workers, ssl_certfile, ssl_keyfile, ssl_keyfile_password, log_level)
+        if reload:
+            raise ConfigurationError("reload is not available with HTTP/3; run without http3 while developing")
+        _run_hypercorn(
+            app, host, port, workers, http, ssl_certfile, ssl_keyfile, ssl_keyfile_password, log_level, access_log
+        )
         return
     _run_granian(
         app,
@@ -169,13 +181,14 @@ def _run_hypercorn(
     host: str,
     port: int,
     workers: int,
+    http: HTTPMode,
     certfile: Any,
     keyfile: Any,
     password: str | None,
     log_level: str,
+    access_log: bool,
 ) -> None:
     try:
-        from hypercorn.asyncio import serve
         from hypercorn.config import Config
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise ConfigurationError("HTTP/3 needs the http3 extra: pip install 'cello[http3]'") from None
@@ -183,21 +196,136 @@ def _run_hypercorn(
         raise ConfigurationError("HTTP/3 runs over QUIC, which needs ssl_certfile and ssl_keyfile")
     config = Config()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    config.bind = [bind]
+    config.bind = [bind]  # TCP with TLS: HTTP/1.1 and HTTP/2, answering with Alt-Svc: h3=":<port>"
     config.quic_bind = [bind]
     config.certfile = os.fspath(certfile)
     config.keyfile = os.fspath(keyfile)
     config.keyfile_password = password
+    config.alpn_protocols = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"]}[http]
     config.loglevel = log_level.upper()
+    config.accesslog = "-" if access_log else None
+    # NOTE: set for SO_REUSEPORT: every worker binds its own TCP and UDP sockets. hypercorn's own multi-worker
+    # mode shares one UDP socket between processes, so a QUIC connection's packets land in workers that do not
+    # know it; with a socket per worker the kernel keeps each client's datagrams on one worker.
     config.workers = workers
-    if workers > 1:
-        from hypercorn.run import run as hypercorn_run
-
-        config.application_path = app if isinstance(app, str) else import_string_of(app)
-        hypercorn_run(config)
+    if workers == 1:
+        _hypercorn_worker(app, config)
         return
+    by_name = isinstance(app, str) or multiprocessing.get_start_method() != "fork"
+    target = app if isinstance(app, str) else import_string_of(app) if by_name else app
+    _supervise(workers, target, config)
+
+
+def _hypercorn_worker(app: App | str, config: Any) -> None:
     if isinstance(app, str):
         from granian._internal import load_target
 
         app = load_target(app)  # type: ignore[assignment]
-    asyncio.run(serve(app, config))  # type: ignore[arg-type]
+    asyncio.run(_serve_hypercorn(app, config))
+
+
+async def _serve_hypercorn(app: Any, config: Any) -> None:
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.utils import wrap_app
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waker: asyncio.Task[None] | None = None
+
+    async def shutdown_trigger() -> None:
+        nonlocal waker
+        await stop.wait()
+        waker = asyncio.create_task(_wake_quic_listeners(config.quic_bind))
+
+    try:
+        await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, shutdown_trigger=shutdown_trigger)
+    finally:
+        if waker is not None:
+            waker.cancel()
+
+
+async def _wake_quic_listeners(binds: list[str]) -> None:
+    """Send empty datagrams to our own QUIC sockets until shutdown is over.
+
+    NOTE: hypercorn's QUIC loop checks for shutdown only after a datagram arrives; without one every stop would
+    wait out the whole graceful timeout (3 s) even with no connection open. Empty datagrams are dropped unparsed.
+    """
+    targets: list[tuple[socket.AddressFamily, str, int]] = []
+    for bind in binds:
+        bound, _, port_text = bind.rpartition(":")
+        bound = bound.strip("[]")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bound, bound)
+        targets.append((socket.AF_INET6 if ":" in host else socket.AF_INET, host, int(port_text)))
+    while True:
+        await asyncio.sleep(0.05)
+        for family, address, port in targets:
+            # a fresh source port each time: with SO_REUSEPORT the kernel picks the receiving worker by address
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                try:
+                    sock.sendto(b"", (address, port))
+                except OSError:
+                    pass
+
+
+def _supervise(workers: int, target: App | str, config: Any) -> None:
+    """Run ``workers`` hypercorn processes; respawn one that dies, stop them all on SIGINT/SIGTERM."""
+    context = multiprocessing.get_context("fork" if not isinstance(target, str) else None)
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+
+    def spawn(index: int) -> Any:
+        process = context.Process(target=_supervised_worker, args=(target, config), name=f"cello-worker-{index + 1}")
+        process.start()
+        logger.info("started worker-%d (pid %s)", index + 1, process.pid)
+        return process
+
+    processes = [spawn(index) for index in range(workers)]
+    respawned_at: dict[int, float] = {}
+    exit_code = 0
+    while not stopping.is_set():
+        multiprocessing.connection.wait([process.sentinel for process in processes], timeout=0.2)
+        for index, process in enumerate(processes):
+            if process.is_alive() or stopping.is_set():
+                continue
+            # like granian: a worker that dies again right after being respawned will not get better
+            if time.monotonic() - respawned_at.get(index, -_CRASH_LOOP_SECONDS) < _CRASH_LOOP_SECONDS:
+                logger.error("worker-%d keeps exiting (last code %s); stopping", index + 1, process.exitcode)
+                exit_code = 1
+                stopping.set()
+                break
+            logger.warning("worker-%d (pid %s) exited with %s; respawning", index + 1, process.pid, process.exitcode)
+            respawned_at[index] = time.monotonic()
+            processes[index] = spawn(index)
+
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + config.graceful_timeout + 5.0
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            logger.warning("worker pid %s did not stop in time; killing it", process.pid)
+            process.kill()
+            process.join()
+    if exit_code:
+        raise SystemExit(exit_code)
+
+
+_CRASH_LOOP_SECONDS = 5.0
+
+
+def _supervised_worker(target: App | str, config: Any) -> None:
+    # a forked worker inherits the supervisor's handlers; it must die on SIGTERM until its loop takes over
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _hypercorn_worker(target, config)
+    except KeyboardInterrupt:
+        pass
