@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .app import App
+from .http.exceptions import ConfigurationError
 
 
 def load_app(target: str) -> App:
@@ -93,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     routes.set_defaults(func=_routes)
 
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:  # a usage mistake deserves one line, not a traceback
+        parser.exit(2, f"cello {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover
