@@ -8,17 +8,20 @@ until it answers, and always stops it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -156,26 +159,36 @@ ServerName = Literal["granian", "granian-asgi", "uvicorn", "hypercorn"]
 
 
 class LiveServer:
-    """A real server for ``target`` on a free loopback port; ``with LiveServer("pkg.mod:app") as url: ...``.
+    """A real server on a free loopback port: ``with LiveServer("pkg.mod:app") as server: server.url``.
 
-    ``target`` is an import string (run in a subprocess through ``cello run``, uvicorn or hypercorn) or an App
-    (run by ``app.run`` in a forked process). ``extra_args`` go to the server command line.
+    ``target`` is one of: an import string, served in a subprocess by ``cello run`` (``server="granian"`` or
+    ``"granian-asgi"``), uvicorn or hypercorn, with ``extra_args`` appended to that command line; a command line
+    (a list) whose ``{host}`` and ``{port}`` placeholders are filled in, e.g. a script calling ``app.run()``; or an
+    App, served by ``app.run(**run_options)`` in a forked process.
+
+    Teardown is guaranteed: a server that exits early or never answers makes ``start()`` raise *after* stopping
+    it, leaving the ``with`` block stops it, and anything still running at interpreter exit is stopped then.
+    ``stop()`` asks the main process to shut down (SIGTERM, so workers run their shutdown hooks), kills the whole
+    process group if it has not finished within ``stop_timeout``, and returns only once no process of the group
+    is left.
     """
 
     def __init__(
         self,
-        target: str | App,
+        target: str | App | Sequence[str],
         server: ServerName = "granian",
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
         workers: int = 1,
         extra_args: Sequence[str] = (),
-        scheme: str = "http",
+        run_options: dict[str, Any] | None = None,
+        scheme: str | None = None,
         env: dict[str, str] | None = None,
-        cwd: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
         ready_path: str = "/",
         timeout: float = 20.0,
+        stop_timeout: float = 10.0,
     ) -> None:
         self.target = target
         self.server = server
@@ -183,26 +196,46 @@ class LiveServer:
         self.port = port or free_port(host)
         self.workers = workers
         self.extra_args = list(extra_args)
+        self.run_options = dict(run_options or {})
+        if scheme is None:
+            tls = "--ssl-certfile" in self.extra_args or self.run_options.get("ssl_certfile") is not None
+            scheme = "https" if tls else "http"
         self.scheme = scheme
         self.env = env
         self.cwd = cwd
         self.ready_path = ready_path
         self.timeout = timeout
+        self.stop_timeout = stop_timeout
+        self.returncode: int | None = None
+        self.pgid: int | None = None  # the main process's pid, kept after stop() so leftovers can be looked for
         self._process: subprocess.Popen[bytes] | None = None
         self._forked: Any = None
+        self._log: IO[bytes] | None = None
+        self._output = ""
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
+        """The server's main process (its workers are its children, in its process group)."""
         if self._process is not None:
             return self._process.pid
         return self._forked.pid if self._forked is not None else None
 
+    def processes(self) -> list[int]:
+        """Live (non-zombie) processes of the server's process group: the main process and its workers.
+
+        Empty after ``stop()``: that is the no-leftover-workers guarantee, and tests may assert it.
+        """
+        return _group_members(self.pgid) if self.pgid is not None else []
+
     def command(self) -> list[str]:
-        assert isinstance(self.target, str)
+        if not isinstance(self.target, str):
+            assert not isinstance(self.target, App), "an App target is forked, not run as a command"
+            return [arg.format(host=self.host, port=self.port) for arg in self.target]
         address = ["--host", self.host, "--port", str(self.port)]
         if self.server in ("granian", "granian-asgi"):
             interface = "asgi" if self.server == "granian-asgi" else "rsgi"
@@ -238,68 +271,103 @@ class LiveServer:
         return [sys.executable, "-m", "hypercorn", self.target, *bind, *self.extra_args]
 
     def start(self) -> LiveServer:
-        if isinstance(self.target, App):
-            context = multiprocessing.get_context("fork")
-            self._forked = context.Process(
-                target=_serve_forked,
-                args=(self.target, self.host, self.port, self.workers, self.extra_args),
-                daemon=False,
-            )
-            self._forked.start()
-        else:
-            env = {**os.environ, **(self.env or {})}
-            self._process = subprocess.Popen(
-                self.command(),
-                env=env,
-                cwd=self.cwd,
-                start_new_session=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
+        if self.pid is not None:
+            raise RuntimeError("this LiveServer is already running")
+        # NOTE: output goes to a file, not a pipe: a chatty server would block once a pipe nobody reads is full
+        self._log = tempfile.TemporaryFile(prefix="cello-live-")  # noqa: SIM115 - closed by stop()
+        self._output = ""
+        self.returncode = None
+        _RUNNING.add(self)
         try:
+            if isinstance(self.target, App):
+                context = multiprocessing.get_context("fork")
+                options = {"workers": self.workers, "log_level": "warning", **self.run_options}
+                self._forked = context.Process(
+                    target=_serve_forked,
+                    args=(self.target, self.host, self.port, options, self._log.fileno()),
+                    daemon=False,
+                )
+                self._forked.start()
+            else:
+                self._process = subprocess.Popen(
+                    self.command(),
+                    env={**os.environ, **(self.env or {})},
+                    cwd=self.cwd,
+                    start_new_session=True,  # its own process group: stop() can reach every worker
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                )
+            self.pgid = self.pid
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _exit_code(self) -> int | None:
+        if self._process is not None:
+            return self._process.poll()
+        if self._forked is not None:
+            return self._forked.exitcode  # type: ignore[no-any-return]
+        return None
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                output = self._process.stdout.read().decode(errors="replace") if self._process.stdout else ""
-                raise RuntimeError(f"server exited with {self._process.returncode}:\n{output}")
+            code = self._exit_code()
+            if code is not None:
+                raise RuntimeError(f"server exited with {code} before answering:\n{self.output()}")
             try:
                 # the test servers use throwaway certificates: readiness only needs an answer
-                httpx.get(self.url + self.ready_path, verify=False, timeout=1.0)  # noqa: S501
+                httpx.get(self.url + self.ready_path, verify=False, timeout=1.0, trust_env=False)  # noqa: S501
                 return
             except httpx.HTTPError as exc:
                 last_error = exc
                 time.sleep(0.05)
-        raise TimeoutError(f"server at {self.url} did not answer within {self.timeout}s: {last_error}")
+        raise TimeoutError(
+            f"server at {self.url} did not answer within {self.timeout}s: {last_error!r}\n{self.output()}"
+        )
 
-    def stop(self) -> str:
-        """Stop the server (and its workers); returns what it printed (subprocess servers)."""
-        output = ""
+    def output(self) -> str:
+        """What the server has printed so far (stdout and stderr, every process of it)."""
+        if self._log is None or self._log.closed:
+            return self._output
+        fd = self._log.fileno()
+        # NOTE: pread leaves the offset alone; the server processes share it and keep writing at its end
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    def stop(self, timeout: float | None = None) -> str:
+        """Stop the server and every worker; returns what it printed. Safe to call more than once."""
+        timeout = self.stop_timeout if timeout is None else timeout
+        pid = self.pid
+        _RUNNING.discard(self)
+        try:
+            if pid is not None:
+                self.returncode = self._stop_main(pid, timeout)
+                _reap_group(pid, timeout)
+        finally:
+            self._process = None
+            self._forked = None
+            if self._log is not None and not self._log.closed:
+                self._output = self.output()
+                self._log.close()
+        return self._output
+
+    def _stop_main(self, pid: int, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        if self._exit_code() is None:
+            _signal(pid, signal.SIGTERM)
+        while self._exit_code() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._exit_code() is None:
+            _signal_group(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
         if self._process is not None:
-            process, self._process = self._process, None
-            _kill_group(process.pid, signal.SIGTERM)
-            try:
-                out, _ = process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                _kill_group(process.pid, signal.SIGKILL)
-                out, _ = process.communicate()
-            output = out.decode(errors="replace") if out else ""
-        if self._forked is not None:
-            forked, self._forked = self._forked, None
-            if forked.is_alive():
-                _kill_group(forked.pid, signal.SIGINT)
-                forked.join(10)
-            if forked.is_alive():
-                _kill_group(forked.pid, signal.SIGKILL)
-                forked.join()
-        return output
+            return self._process.wait()
+        self._forked.join()
+        return self._forked.exitcode  # type: ignore[no-any-return]
 
     def __enter__(self) -> LiveServer:
         return self.start()
@@ -308,13 +376,72 @@ class LiveServer:
         self.stop()
 
 
-def _kill_group(pid: int, sig: int) -> None:
+_RUNNING: weakref.WeakSet[LiveServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_RUNNING):
+        server.stop(timeout=2.0)
+
+
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.killpg(pid, sig)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
 
-def _serve_forked(app: App, host: str, port: int, workers: int, extra: list[str]) -> None:
-    os.setsid()
-    app.run(host=host, port=port, workers=workers, log_level="warning")
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is ``pgid``; zombies do not count (they hold no socket, run no code)."""
+    if not os.path.isdir("/proc/self"):  # pragma: no cover - not Linux: ask the kernel whether the group exists
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        # after the command name: state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append(int(entry))
+    return sorted(members)
+
+
+def _reap_group(pgid: int, timeout: float) -> None:
+    """Wait (bounded) for the rest of the group — workers — to go; SIGTERM, then SIGKILL, what stays."""
+    deadline = time.monotonic() + timeout
+    sent_term = False
+    while _group_members(pgid):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            _signal_group(pgid, signal.SIGKILL)
+            kill_deadline = time.monotonic() + 5.0
+            while _group_members(pgid) and time.monotonic() < kill_deadline:
+                time.sleep(0.02)
+            return
+        if not sent_term and remaining < timeout / 2:
+            _signal_group(pgid, signal.SIGTERM)
+            sent_term = True
+        time.sleep(0.02)
+
+
+def _serve_forked(app: App, host: str, port: int, options: dict[str, Any], log_fd: int) -> None:
+    os.setsid()  # its own process group, as for the subprocess servers
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    app.run(host=host, port=port, **options)
