@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -184,3 +185,53 @@ def test_routes_after_start_are_refused():
 def test_static_match_is_a_dict_hit():
     app = make_app(*(f"/static/{i}" for i in range(200)))
     assert "/static/150" in app.dispatcher.static
+
+
+def test_compiled_matcher_agrees_with_the_reference_search():
+    import random
+
+    from cello.routing.matcher import compile_matcher, search
+    from cello.routing.router import Route, Router
+
+    rng = random.Random(7)
+    literals = ["a", "b", "users", "items", "x-y", "1", "", "me", "ab", "c", "d", "e"]
+    kinds = ["", ":int", ":float", ":uuid", ":str"]
+    router = Router()
+    seen = set()
+    for index in range(300):
+        parts = []
+        for position in range(rng.randint(1, 5)):
+            if rng.random() < 0.45:
+                name = f"p{position}"
+                parts.append("{" + name + rng.choice(kinds) + "}")
+            else:
+                parts.append(rng.choice([*literals[:-1], "static"]) or "z")
+        if rng.random() < 0.1:
+            parts.append("{rest:path}")
+        path = "/" + "/".join(parts)
+        if "{" not in path or path in seen:
+            continue
+        seen.add(path)
+        with contextlib.suppress(ConfigurationError):  # "/{p0}" and "/{p0:str}" are one route
+            router.add(Route(path, ["GET"], handler, name=f"r{index}"))
+    compiled = compile_matcher(router._root)
+    samples = ["42", "3.5", "-1", "users", "me", "", "a", "b", "x-y", "12345678-1234-5678-1234-567812345678", "z"]
+    for _ in range(5000):
+        path = "/" + "/".join(rng.choice(samples) for _ in range(rng.randint(0, 6)))
+        params: dict = {}
+        expected = search(router._root, path.split("/")[1:], 0, params)
+        got = compiled(path)
+        if expected is None:
+            assert got is None, path
+        else:
+            assert got is not None, path
+            assert got[0] is expected, path
+            assert got[1] == params, path
+
+
+def test_very_deep_routes_fall_back_to_the_walking_matcher():
+    app = make_app("/" + "/".join(f"{{p{i}}}" for i in range(40)))
+    path = "/" + "/".join(str(i) for i in range(40))
+    name, params = resolve(app, path)
+    assert name == "r0"
+    assert params["p39"] == "39"

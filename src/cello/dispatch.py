@@ -17,7 +17,7 @@ from .handlers import Endpoint, ThreadPool, compile_handler
 from .http.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, PayloadTooLarge
 from .http.request import EMPTY_PARAMS, Request
 from .http.response import ProblemResponse, RedirectResponse, Response, to_response
-from .routing.router import MethodMap, Route, Router, _lookup
+from .routing.router import MethodMap, Route, Router
 
 if TYPE_CHECKING:
     from .app import App
@@ -35,7 +35,7 @@ class Dispatcher:
         for route in app.collect_routes():
             self.router.add(route)
         self.static = self.router.static
-        self._root = self.router._root
+        self._match_dynamic = self.router.match_dynamic
         for route in self.router.routes:
             route.pipeline = self._pipeline(route, compile_handler(route, self.pool, app.config.threadpool))
         for methods in self.router.method_maps():
@@ -57,10 +57,9 @@ class Dispatcher:
             # NOTE: engines decode percent-escapes that are not UTF-8 into U+FFFD; refusing is safer than handing a
             # handler a lossy parameter. Static paths never contain it, so only this branch pays for the check.
             return self.bad_path, EMPTY_PARAMS
-        params: dict[str, Any] = {}
-        methods = _lookup(self._root, path.split("/")[1:], 0, params)
-        if methods is not None:
-            return methods[method], params
+        found = self._match_dynamic(path)
+        if found is not None:
+            return found[0][method], found[1]
         return self._unmatched(path), EMPTY_PARAMS
 
     def _unmatched(self, path: str) -> Route:

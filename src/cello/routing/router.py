@@ -12,6 +12,7 @@ from typing import Any
 
 from ..http.exceptions import ConfigurationError
 from .converters import PATH, Converter, get_converter
+from .matcher import Matcher, compile_matcher
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_][A-Za-z0-9_]*))?\}")
@@ -125,32 +126,6 @@ class _Node:
         self.methods: MethodMap | None = None
 
 
-def _lookup(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> MethodMap | None:
-    if index == len(segments):
-        return node.methods
-    segment = segments[index]
-    child = node.children.get(segment)
-    if child is not None:
-        found = _lookup(child, segments, index + 1, params)
-        if found is not None:
-            return found
-    if segment:
-        for name, convert, _typed, param_child in node.params:
-            try:
-                params[name] = convert(segment)
-            except ValueError:
-                continue
-            found = _lookup(param_child, segments, index + 1, params)
-            if found is not None:
-                return found
-            del params[name]
-    if node.catchall is not None:
-        name, methods = node.catchall
-        params[name] = "/".join(segments[index:])
-        return methods
-    return None
-
-
 class Router:
     """Holds every route of an app, already flattened (blueprint prefixes applied)."""
 
@@ -159,6 +134,7 @@ class Router:
         self.static: dict[str, MethodMap] = {}
         self._root = _Node()
         self._dynamic: dict[str, MethodMap] = {}
+        self._matcher: Matcher | None = None
 
     def add(self, route: Route) -> None:
         if "{" in route.path:
@@ -167,6 +143,7 @@ class Router:
                 methods = self._dynamic[route.path] = self._insert(route.path)
         else:
             methods = self.static.setdefault(route.path, MethodMap())
+        self._matcher = None
         for method in route.methods:
             if method in methods:
                 raise ConfigurationError(f"{method} {route.path} is registered twice")
@@ -213,16 +190,19 @@ class Router:
             node.methods = MethodMap()
         return node.methods
 
+    @property
+    def match_dynamic(self) -> Matcher:
+        """``path -> (methods, params) | None`` over the dynamic routes, compiled on first use."""
+        if self._matcher is None:
+            self._matcher = compile_matcher(self._root)
+        return self._matcher
+
     def lookup(self, path: str) -> tuple[MethodMap, dict[str, Any]] | None:
         """The method map and path params for ``path``, or None when no route has that path."""
         methods = self.static.get(path)
         if methods is not None:
             return methods, {}
-        params: dict[str, Any] = {}
-        methods = _lookup(self._root, path.split("/")[1:], 0, params)
-        if methods is None:
-            return None
-        return methods, params
+        return self.match_dynamic(path)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, Any]] | None:
         """The route answering ``method path`` (a 405 route for a known path) with its params."""
