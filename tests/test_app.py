@@ -321,3 +321,23 @@ def test_trusted_proxies(trusted, forwarded, expected):
 def test_configuration_is_validated():
     with pytest.raises(Exception, match="max_body_size"):
         App(max_body_size=-1)
+
+
+@pytest.mark.parametrize("key", [404, "NotFound", "HTTPException", 405, "MethodNotAllowed"])
+def test_handlers_for_framework_answers(key):
+    from cello import MethodNotAllowed, NotFound
+    from cello import HTTPException as Base
+
+    resolved = {"NotFound": NotFound, "HTTPException": Base, "MethodNotAllowed": MethodNotAllowed}.get(key, key)
+    app = App()
+    app.exception_handler(resolved)(lambda request, exc: ({"custom": exc.status}, exc.status))
+    app.get("/")(lambda: "ok")
+    with TestClient(app) as client:
+        missing, wrong_method = client.get("/missing"), client.post("/")
+    custom_404 = key in (404, "NotFound", "HTTPException")
+    custom_405 = key in (405, "MethodNotAllowed", "HTTPException")
+    assert (missing.json() == {"custom": 404}) is custom_404
+    assert (wrong_method.json() == {"custom": 405}) is custom_405
+    assert missing.status_code == 404
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers.get("allow") == ("GET, HEAD, OPTIONS" if not custom_405 else None)
