@@ -325,8 +325,8 @@ def test_configuration_is_validated():
 
 @pytest.mark.parametrize("key", [404, "NotFound", "HTTPException", 405, "MethodNotAllowed"])
 def test_handlers_for_framework_answers(key):
-    from cello import MethodNotAllowed, NotFound
     from cello import HTTPException as Base
+    from cello import MethodNotAllowed, NotFound
 
     resolved = {"NotFound": NotFound, "HTTPException": Base, "MethodNotAllowed": MethodNotAllowed}.get(key, key)
     app = App()
