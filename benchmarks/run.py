@@ -567,6 +567,7 @@ def combine_rounds(rows: list[dict]) -> list[dict]:
                 "p50_us": r["p50_us"],
                 "p99_us": r["p99_us"],
                 "notes": r["notes"],
+                "source": r.get("source"),
             }
             for r in sorted(ok, key=lambda r: r.get("round") or 0)
         ]
@@ -582,6 +583,7 @@ def bench_target(target: Target, venv: Path, scenarios: list[str], args) -> list
     rows = []
     port = free_port()
     log_path = LOG_DIR / f"server-{target.name}.log"
+    source = source_revision() if target.venv == "cello" else None
     log(f"{target.name}: starting on port {port} ({target.server})")
     proc = start_server(target, venv, port, log_path)
     try:
@@ -592,6 +594,8 @@ def bench_target(target: Target, venv: Path, scenarios: list[str], args) -> list
             return [dict(target=target.name, scenario=s, status="failed", error=f"start: {err}") for s in scenarios]
         for name in scenarios:
             row = dict(target=target.name, scenario=name, status="failed")
+            if source:
+                row["source"] = source
             rows.append(row)
             problem = check_response(name, port)
             if problem:
@@ -648,17 +652,21 @@ def machine_info(venvs: dict) -> dict:
 
 
 def source_revision() -> str:
-    """The commit the cello venv's editable install was measured at, and whether src/ had local changes."""
+    """The commit of this repository's src/ (what the editable cello install runs), plus a digest of local edits.
+
+    Others may commit while a run is under way; each cello server start records this, so a run that measured two
+    versions says so instead of mixing them silently.
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"], cwd=REPO_ROOT, capture_output=True, text=True
-        )
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "src"], cwd=REPO_ROOT, capture_output=True)
     except OSError:
         return "unknown"
     if head.returncode != 0:
         return "unknown"
-    return head.stdout.strip() + (" with uncommitted changes in src/" if dirty.stdout.strip() else "")
+    if diff.stdout.strip():
+        return f"{head.stdout.strip()} + uncommitted changes in src/ ({hashlib.sha256(diff.stdout).hexdigest()[:8]})"
+    return head.stdout.strip()
 
 
 def compute_ratios(rows: list[dict]) -> dict:
@@ -695,8 +703,13 @@ def render_markdown(report: dict) -> str:
             or f"not installed: {first_line(v.get('error'))}"
         )
         out.append(f"| {t['name']} | {t['server']} | {v.get('python') or '-'} | {pk} |")
-    if report.get("cello_source"):
-        out += ["", f"`cello` is this repository's `src/` at commit {report['cello_source']} (editable install)."]
+    measured = sorted({x["source"] for r in report["results"] for x in [r, *r.get("rounds", [])] if x.get("source")})
+    if len(measured) > 1:
+        out += ["", f"**Warning: `src/` changed during this run; cello was measured at {', '.join(measured)}. "
+                "Its rounds mix versions: rerun for a clean comparison.**"]  # fmt: skip
+    elif measured or report.get("cello_source"):
+        out += ["", f"`cello` is this repository's `src/` at commit {(measured or [report['cello_source']])[0]} "
+                "(editable install)."]  # fmt: skip
 
     rows = report["results"]
     raw = {r["scenario"]: r["rps"] for r in rows if r["target"] == "granian-raw" and r.get("status") == "ok"}
