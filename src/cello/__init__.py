@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .app import App, AppConfig
+from .background import BackgroundTasks
 from .http.datastructures import URL, Address, FormData, Headers, QueryParams
 from .http.exceptions import (
     BadRequest,
@@ -12,6 +13,7 @@ from .http.exceptions import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestValidationError,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -26,6 +28,8 @@ from .http.response import (
     Response,
     StreamingResponse,
 )
+from .http.uploads import MultipartLimits, UploadFile
+from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .routing import Blueprint, register_converter
 
 __all__ = [
@@ -33,29 +37,41 @@ __all__ = [
     "Address",
     "App",
     "AppConfig",
+    "BackgroundTasks",
     "BadRequest",
     "Blueprint",
+    "Body",
     "CelloError",
     "ConfigurationError",
+    "Cookie",
+    "Depends",
+    "File",
     "FileResponse",
     "Forbidden",
+    "Form",
     "FormData",
     "HTMLResponse",
     "HTTPException",
+    "Header",
     "Headers",
     "JSONResponse",
     "MethodNotAllowed",
+    "MultipartLimits",
     "NotFound",
+    "Path",
     "PayloadTooLarge",
     "PlainTextResponse",
     "ProblemResponse",
+    "Query",
     "QueryParams",
     "RedirectResponse",
     "Request",
+    "RequestValidationError",
     "Response",
     "StreamingResponse",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UploadFile",
     "__version__",
     "register_converter",
 ]

@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .di import Dependencies, Resolver
 from .dispatch import Dispatcher
 from .http.exceptions import ConfigurationError
+from .http.uploads import MultipartLimits
 from .routing.blueprint import Registrar
 from .routing.router import Route, Router
 
@@ -37,6 +39,9 @@ class AppConfig:
     threadpool_size: int = 40
     redirect_slashes: bool = True
     trusted_proxies: frozenset[Any] = field(default_factory=frozenset)
+    multipart: MultipartLimits = field(default_factory=MultipartLimits)
+    background_limit: int = 100
+    shutdown_timeout: float = 30.0
 
 
 def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
@@ -62,6 +67,9 @@ class App(Registrar):
     ``trusted_proxies``: peers (addresses or CIDR networks, ``"*"`` for any) whose X-Forwarded-For and
     X-Forwarded-Proto are believed; without them ``request.client`` is always the socket peer.
     ``lifespan``: ``lifespan(app)`` returning a (sync or async) context manager around the app's life.
+    ``multipart``: default ``MultipartLimits`` for form uploads (per route: ``multipart=``).
+    ``background_limit``: background-task batches running at once per worker; more wait their turn.
+    ``shutdown_timeout``: seconds shutdown waits for running background tasks before cancelling them.
     """
 
     def __init__(
@@ -76,10 +84,15 @@ class App(Registrar):
         lifespan: Lifespan | None = None,
         on_startup: Iterable[Callable[..., Any]] = (),
         on_shutdown: Iterable[Callable[..., Any]] = (),
+        multipart: MultipartLimits | None = None,
+        background_limit: int = 100,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         super().__init__()
         if max_body_size < 0 or threadpool_size < 1:
             raise ConfigurationError("max_body_size must be >= 0 and threadpool_size >= 1")
+        if background_limit < 1 or shutdown_timeout < 0:
+            raise ConfigurationError("background_limit must be >= 1 and shutdown_timeout >= 0")
         self.config = AppConfig(
             debug=debug,
             max_body_size=max_body_size,
@@ -87,7 +100,13 @@ class App(Registrar):
             threadpool_size=threadpool_size,
             redirect_slashes=redirect_slashes,
             trusted_proxies=_parse_proxies(trusted_proxies),
+            multipart=multipart or MultipartLimits(),
+            background_limit=background_limit,
+            shutdown_timeout=shutdown_timeout,
         )
+        # dependency -> replacement, consulted on every resolution (tests swap real services for fakes here)
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self.dependencies = Dependencies(self)
         self.state: dict[str, Any] = {}
         self.exception_handlers: dict[type[BaseException] | int, Callable[..., Any]] = {}
         self.startup_hooks: list[Callable[..., Any]] = list(on_startup)
@@ -197,17 +216,28 @@ class App(Registrar):
             return
         self.started = False
         try:
+            if self._dispatcher is not None:
+                await self._dispatcher.background.drain(self.config.shutdown_timeout)
             for hook in self.shutdown_hooks:
                 try:
                     await _call(hook, self)
                 except Exception:
                     logger.exception("shutdown hook %r failed", hook)
         finally:
+            try:
+                await self.dependencies.close()
+            except Exception:
+                logger.exception("tearing down app-scoped dependencies failed")
             if self._lifespan_stack is not None:
                 stack, self._lifespan_stack = self._lifespan_stack, None
                 await stack.aclose()
             if self._dispatcher is not None:
                 self._dispatcher.shutdown()
+
+    def dependency_scope(self, request: Any = None) -> contextlib.AbstractAsyncContextManager[Resolver]:
+        """Resolve dependencies outside a route: ``async with app.dependency_scope() as deps:
+        db = await deps.resolve(get_db)``; generator teardowns run when the block ends."""
+        return self.dependencies.scope(request)
 
     # -- engine faces -----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .background import BackgroundRunner
 from .handlers import Endpoint, ThreadPool, compile_handler
 from .http.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, PayloadTooLarge
 from .http.request import EMPTY_PARAMS, Request
@@ -31,6 +32,7 @@ class Dispatcher:
     def __init__(self, app: App) -> None:
         self.app = app
         self.pool = ThreadPool(app.config.threadpool_size)
+        self.background = BackgroundRunner(self.pool, app.config.background_limit)
         self.router = Router()
         for route in app.collect_routes():
             self.router.add(route)
@@ -75,6 +77,8 @@ class Dispatcher:
     # -- errors -----------------------------------------------------------------------------------------
 
     async def handle_exception(self, request: Request, exc: BaseException) -> Response:
+        if request._background is not None:
+            request._background.discard_tasks()  # a failed request schedules nothing
         handler = self._find_handler(request, exc)
         if handler is not None:
             try:

@@ -44,6 +44,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
     resolve = dispatcher.resolve
     handle_exception = dispatcher.handle_exception
     pool = dispatcher.pool
+    background = dispatcher.background
     default_limit = app.config.max_body_size
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -94,6 +95,8 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
             await _send(send, receive, request, response, pool)
         except OSError:
             pass  # the client went away mid-response
+        if request._background is not None or response.background is not None:
+            background.schedule(request._background, response.background, request=request)
 
     return handle
 

@@ -42,6 +42,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
     resolve = dispatcher.resolve
     handle_exception = dispatcher.handle_exception
     pool = dispatcher.pool
+    background = dispatcher.background
     default_limit = app.config.max_body_size
 
     async def handle(scope: Any, proto: Any) -> None:
@@ -93,6 +94,8 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                 except TypeError:  # types orjson doesn't know natively (Decimal, msgspec Struct, set, ...)
                     payload = dump_json(result)
                 proto.response_bytes(200, _JSON_HEADERS, payload)
+                if request._background is not None:
+                    background.schedule(request._background, request=request)
                 return
             response = result if isinstance(result, Response) else to_response(result)
         except Exception as exc:
@@ -103,6 +106,8 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
             pass  # the client went away mid-response; nothing is left to tell it
         except Exception as exc:  # a response the engine refused (e.g. an invalid header value)
             _last_resort(proto, request, exc)
+        if request._background is not None or response.background is not None:
+            background.schedule(request._background, response.background, request=request)
 
     return handle
 

@@ -1,8 +1,10 @@
-"""Turn a handler function into ``async (request) -> result``, deciding once how to call it.
+"""Turn a handler function into ``async (request) -> result``, deciding once, at startup, how to call it.
 
-The signature is read at startup. A parameter named ``request`` (or annotated ``Request``) receives the request;
-a parameter named like a path parameter receives its converted value. Sync handlers run in the worker's
-bounded thread pool unless the route or app says they never block.
+The signature is classified by ``plan.read_signature``. Handlers that take only the request and path parameters
+(the common, fastest case) are called directly; the others get a compiled argument plan: extractors for
+query/header/cookie/body values, form parsing, and dependency resolution (``cello.di``), with every validation
+error of the request collected into one 422. Sync handlers run in the worker's bounded thread pool unless the
+route or app says they never block; their dependencies are resolved on the loop first.
 """
 
 from __future__ import annotations
@@ -10,16 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
+import typing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..http.exceptions import ConfigurationError
+from ..dto import ValidationFailed, codec_for, is_model, strip_annotated
+from ..http.exceptions import RequestValidationError
 from ..http.request import Request
-from ..routing.router import Route
+from ..http.response import JSON_TYPE, Response
+from ..params import UNSET
+from .plan import Signature, read_signature
+
+if TYPE_CHECKING:
+    from ..routing.router import Route
 
 Endpoint = Callable[[Request], Awaitable[Any]]
+
+__all__ = ["Endpoint", "ThreadPool", "compile_handler"]
 
 
 class ThreadPool:
@@ -47,52 +57,122 @@ class ThreadPool:
             self._executor = None
 
 
-def _argument_plan(route: Route) -> list[tuple[str, str]]:
-    """For each parameter: ("request", "") or ("param", name)."""
-    plan: list[tuple[str, str]] = []
-    try:
-        signature = inspect.signature(route.handler)
-    except (TypeError, ValueError):
-        return [("request", "")]
-    parameters = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    for parameter in parameters:
-        annotation = parameter.annotation
-        is_request = parameter.name == "request" or annotation == "Request"
-        if isinstance(annotation, type) and issubclass(annotation, Request):
-            is_request = True
-        # Flask habit: a lone positional parameter under another name (`req`) is the request too
-        if len(parameters) == 1 and parameter.default is parameter.empty and parameter.name not in route.param_names:
-            is_request = parameter.kind is not parameter.KEYWORD_ONLY or is_request
-        if is_request:
-            plan.append(("request", parameter.name))
-        elif parameter.name in route.param_names:
-            plan.append(("param", parameter.name))
-        elif parameter.default is not parameter.empty:
-            continue
-        else:
-            raise ConfigurationError(
-                f"{route.name}() at {route.path}: cannot supply parameter {parameter.name!r} "
-                f"(use `request`, or a path parameter named in the route)"
-            )
-    return plan
-
-
 def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) -> Endpoint:
+    from ..di import split_slots
+
     handler = route.handler
-    plan = _argument_plan(route)
-    # an instance with an `async def __call__` is an async handler too
-    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
+    signature = read_signature(handler, route)
+    route.signature = signature
     use_pool = threadpool_default if route.threadpool is None else route.threadpool
+    extractors, specials, dependencies = split_slots(signature.slots, route)
+    encode = result_encoder(signature.return_annotation)
+    forms = [slot for slot in signature.slots if slot.source in ("form", "file")]
 
-    if len(plan) == 1 and plan[0][0] == "request" and not _is_keyword_only(handler, plan[0][1]):
-        call: Callable[[Request], Any] = handler  # the common case: the request as the only argument
-    elif not plan:
+    direct = _direct_call(signature)
+    if direct is not None and encode is None:
+        return _run(direct, signature.is_async, use_pool, pool, handler)
 
-        def call(request: Request) -> Any:
-            return handler()
+    form_reader = None
+    if forms:
+        from .forms import form_reader as make_form_reader
+
+        form_reader = make_form_reader(forms, route)
+
+    async def endpoint(request: Request) -> Any:
+        if dependencies or form_reader is not None:
+            return await _resolved_call(request, form_reader)
+        kwargs: dict[str, Any] = {}
+        errors: list[Any] | None = None
+        for name, extract in extractors:
+            try:
+                kwargs[name] = extract(request)
+            except ValidationFailed as exc:
+                errors = [*errors, *exc.errors] if errors else exc.errors
+        if errors:
+            raise RequestValidationError(errors)
+        for name, source in specials:
+            kwargs[name] = request if source == "request" else request.background
+        return await invoke(kwargs)
+
+    async def _resolved_call(request: Request, read_form: Any) -> Any:
+        from ..di import ResolutionScope
+
+        scope = ResolutionScope(request.app, request)
+        try:
+            try:
+                kwargs = await scope.arguments(extractors, specials, dependencies)
+                if read_form is not None:
+                    kwargs.update(await read_form(request))
+            except ValidationFailed as exc:
+                errors = exc.errors
+                if read_form is not None and not any(e["loc"][0] in ("form", "file") for e in errors):
+                    try:  # report form errors together with the others
+                        await read_form(request)
+                    except ValidationFailed as form_exc:
+                        errors = [*errors, *form_exc.errors]
+                raise RequestValidationError(errors) from None
+            result = await invoke(kwargs)
+        except BaseException as exc:
+            await scope.close(exc)
+            raise
+        await scope.close()
+        return result
+
+    if signature.is_async:
+
+        async def invoke(kwargs: dict[str, Any]) -> Any:
+            result = await handler(**kwargs)
+            return encode(result) if encode is not None else result
+
+    elif use_pool:
+        run_in_pool = pool.run
+
+        async def invoke(kwargs: dict[str, Any]) -> Any:
+            result = await run_in_pool(functools.partial(handler, **kwargs))
+            return encode(result) if encode is not None else result
+
     else:
-        call = _keyword_caller(handler, plan)
 
+        async def invoke(kwargs: dict[str, Any]) -> Any:
+            result = handler(**kwargs)
+            return encode(result) if encode is not None else result
+
+    return endpoint
+
+
+def _direct_call(signature: Signature) -> Callable[[Request], Any] | None:
+    """For handlers taking only the request and unconverted path values: a plain call, no plan."""
+    call = signature.call
+    slots = signature.slots
+    simple = all(slot.source == "request" or (slot.source == "path" and slot.passthrough) for slot in slots)
+    if not simple:
+        return None
+    if not slots:
+
+        def no_arguments(request: Request) -> Any:
+            return call()
+
+        return no_arguments
+    if len(slots) == 1 and slots[0].source == "request":
+        import inspect
+
+        parameter = inspect.signature(call).parameters[slots[0].name]
+        if parameter.kind is not parameter.KEYWORD_ONLY:
+            return call  # the common case: the request as the only argument
+    request_names = [slot.name for slot in slots if slot.source == "request"]
+    param_names = [(slot.name, slot.key) for slot in slots if slot.source == "path"]
+
+    def keywords(request: Request) -> Any:
+        kwargs: dict[str, Any] = dict.fromkeys(request_names, request)
+        params = request.params
+        for name, key in param_names:
+            kwargs[name] = params[key]
+        return call(**kwargs)
+
+    return keywords
+
+
+def _run(call: Callable[[Request], Any], is_async: bool, use_pool: bool, pool: ThreadPool, handler: Any) -> Endpoint:
     if is_async:
         if call is handler:
             return handler  # type: ignore[no-any-return]
@@ -101,7 +181,6 @@ def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) ->
             return await call(request)
 
         return run_async
-
     if use_pool:
         run_in_pool = pool.run
 
@@ -116,20 +195,30 @@ def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) ->
     return run_inline
 
 
-def _is_keyword_only(handler: Callable[..., Any], name: str) -> bool:
-    parameter = inspect.signature(handler).parameters[name]
-    return parameter.kind is parameter.KEYWORD_ONLY
+def result_encoder(annotation: Any) -> Callable[[Any], Any] | None:
+    """For a return annotation naming a DTO (or a list of them): serialize results through its codec.
 
+    A result of another shape (a dict for a Struct, say) is first converted into the annotated type, which both
+    validates it and drops undeclared fields. Responses and None pass through untouched.
+    """
+    if annotation is UNSET:
+        return None
+    plain = strip_annotated(annotation)
+    origin = typing.get_origin(plain)
+    if not (is_model(plain) or (origin in (list, tuple, set) and any(is_model(a) for a in typing.get_args(plain)))):
+        return None
+    codec = codec_for(annotation)
+    model = plain if isinstance(plain, type) else None
+    headers = [("content-type", JSON_TYPE)]
 
-def _keyword_caller(handler: Callable[..., Any], plan: list[tuple[str, str]]) -> Callable[[Request], Any]:
-    request_names = [name for kind, name in plan if kind == "request"]
-    param_names = [name for kind, name in plan if kind == "param"]
+    def encode(result: Any) -> Any:
+        if result is None or isinstance(result, Response):
+            return result
+        if model is None or not isinstance(result, model):
+            result = codec.convert(result, ("response",))
+        response = Response(None)
+        response.body = codec.encode_json(result)
+        response.raw_headers = list(headers)
+        return response
 
-    def call(request: Request) -> Any:
-        kwargs = dict.fromkeys(request_names, request)
-        params = request.params
-        for name in param_names:
-            kwargs[name] = params[name]
-        return handler(**kwargs)
-
-    return call
+    return encode

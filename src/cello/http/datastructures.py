@@ -98,9 +98,24 @@ class QueryParams(MultiDict):
 
 
 class FormData(MultiDict):
-    """Fields of an ``application/x-www-form-urlencoded`` body."""
+    """Fields of a urlencoded or multipart form: ``str`` values, and ``UploadFile`` values for files.
+
+    Awaitable (``await request.form()`` gives the same object), so handlers may use either spelling.
+    """
 
     __slots__ = ()
+
+    def files(self) -> list[Any]:
+        return [value for _, value in self._items if not isinstance(value, str)]
+
+    def close(self) -> None:
+        """Close every uploaded file (removing any temporary file on disk)."""
+        for upload in self.files():
+            upload.close_sync()
+
+    def __await__(self) -> Any:
+        return self
+        yield  # pragma: no cover - makes this a generator, i.e. awaitable
 
 
 def parse_urlencoded(data: str) -> list[tuple[str, str]]:

@@ -103,6 +103,14 @@ class UnsupportedMediaType(HTTPException):
         super().__init__(415, detail, **kwargs)
 
 
+class RequestValidationError(HTTPException):
+    """Request values that failed validation; ``errors`` holds one item per problem (see ``cello.dto.errors``)."""
+
+    def __init__(self, errors: list[dict[str, Any]], detail: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(422, detail or "The request is not valid.", extra={"errors": errors})
+
+
 class InternalServerError(HTTPException):
     def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
         super().__init__(500, detail, **kwargs)

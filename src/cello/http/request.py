@@ -27,6 +27,7 @@ from .exceptions import BadRequest, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..background import BackgroundTasks
     from ..routing.router import Route
 
 EMPTY_PARAMS: dict[str, Any] = {}
@@ -59,6 +60,7 @@ class Request:
         "_json",
         "_form",
         "_receive",
+        "_background",
     )
 
     def __init__(
@@ -80,6 +82,7 @@ class Request:
         self._body = body
         self._receive = receive
         self._headers: Headers | None = None
+        self._background: BackgroundTasks | None = None
         # NOTE: the other lazily built views (_query, _cookies, _client, _context, _state, _json, _form) stay
         # unset until first use: setting every slot per request costs more than most handlers ever touch.
 
@@ -205,6 +208,15 @@ class Request:
             return self._context
 
     @property
+    def background(self) -> BackgroundTasks:
+        """Tasks to run after the response has been sent (see ``cello.background``)."""
+        if self._background is None:
+            from ..background import BackgroundTasks
+
+            self._background = BackgroundTasks()
+        return self._background
+
+    @property
     def state(self) -> State:
         try:
             return self._state
@@ -242,18 +254,59 @@ class Request:
             return self._json
 
     def form(self) -> FormData:
+        """The urlencoded or multipart form. A plain call, or ``await request.form()`` — both work.
+
+        On routes declared ``stream=True`` (and routes with file parameters) the body has not been read yet, so
+        there the call must be awaited: the multipart body is parsed as it arrives, files spooled to disk.
+        """
         try:
             return self._form
         except AttributeError:
-            content_type = self.content_type
-            if content_type not in ("application/x-www-form-urlencoded", ""):
-                raise UnsupportedMediaType(f"request.form() reads urlencoded forms, not {content_type}.")
-            try:
-                text = self._body.decode("ascii")
-            except UnicodeDecodeError:
-                raise BadRequest("A urlencoded form must be ASCII on the wire.") from None
-            self._form: FormData = FormData(parse_urlencoded(text))
-            return self._form
+            pass
+        content_type = self.content_type
+        if content_type == "multipart/form-data":
+            from .multipart import parse_multipart
+
+            if self._receive is not None:
+                return self._streamed_form()  # type: ignore[return-value]
+            return self._keep_form(parse_multipart(self._body, self.header("content-type") or "", self._limits()))
+        if content_type not in ("application/x-www-form-urlencoded", ""):
+            raise UnsupportedMediaType(f"request.form() reads urlencoded or multipart forms, not {content_type}.")
+        if self._receive is not None:
+            return self._streamed_urlencoded()  # type: ignore[return-value]
+        return self._keep_form(_urlencoded_form(self._body))
+
+    async def _streamed_form(self) -> FormData:
+        from .multipart import parse_multipart_stream
+
+        form = await parse_multipart_stream(self.stream(), self.header("content-type") or "", self._limits())
+        return self._keep_form(form)
+
+    async def _streamed_urlencoded(self) -> FormData:
+        limits = self._limits()
+        chunks = []
+        size = 0
+        async for chunk in self.stream():
+            size += len(chunk)
+            if size > limits.max_size:
+                from .exceptions import PayloadTooLarge
+
+                raise PayloadTooLarge("The form is too large.")
+            chunks.append(chunk)
+        return self._keep_form(_urlencoded_form(b"".join(chunks)))
+
+    def _keep_form(self, form: FormData) -> FormData:
+        self._form: FormData = form
+        if form.files():
+            # temporary files go when the request is over, after the response has been sent
+            self.background.add_cleanup(form.close)
+        return form
+
+    def _limits(self) -> Any:
+        from .uploads import MultipartLimits
+
+        route_limits = self.route.meta.get("multipart") if self.route is not None else None
+        return route_limits or getattr(self.app.config, "multipart", None) or MultipartLimits()
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives (routes with ``stream=True``), or the already-read body at once."""
@@ -267,6 +320,14 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"
+
+
+def _urlencoded_form(body: bytes) -> FormData:
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest("A urlencoded form must be ASCII on the wire.") from None
+    return FormData(parse_urlencoded(text))
 
 
 def _json_reason(exc: orjson.JSONDecodeError) -> str:

@@ -12,12 +12,15 @@ from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, MutableM
 from datetime import datetime
 from email.utils import format_datetime, formatdate, parsedate_to_datetime
 from http.cookies import SimpleCookie
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import orjson
 
 from .exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from ..background import BackgroundTasks
 
 BYTES, FILE, STREAM = 0, 1, 2
 
@@ -44,6 +47,13 @@ def _json_default(obj: Any) -> Any:
         return msgspec.to_builtins(obj)
     except TypeError:
         raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}") from None
+
+
+def _problem_default(obj: Any) -> Any:
+    try:
+        return _json_default(obj)
+    except TypeError:
+        return repr(obj)
 
 
 def dump_json(content: Any) -> bytes:
@@ -126,11 +136,13 @@ class Response:
         status: int = 200,
         headers: HeadersArg = None,
         media_type: str | None = None,
+        background: BackgroundTasks | None = None,
     ) -> None:
         self.status = status
         self.body = self.render(content)
         self.raw_headers = _header_list(headers)
-        self.background: Any = None
+        # tasks to run after this response has been sent (see cello.background)
+        self.background = background
         media_type = media_type or self.media_type
         if media_type is not None and not self.has_header("content-type"):
             if media_type.startswith("text/") and "charset" not in media_type:
@@ -252,7 +264,8 @@ class ProblemResponse(Response):
     media_type = "application/problem+json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        # validation errors echo client input, which may be of any type: never fail while reporting a failure
+        return orjson.dumps(content, default=_problem_default)
 
     @classmethod
     def from_exception(cls, exc: HTTPException, instance: str | None = None) -> ProblemResponse:

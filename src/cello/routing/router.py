@@ -15,7 +15,7 @@ from .converters import PATH, Converter, get_converter
 from .matcher import Matcher, compile_matcher
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_][A-Za-z0-9_]*))?\}")
+PARAM_PATTERN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_][A-Za-z0-9_]*))?\}")
 
 
 class Route:
@@ -38,6 +38,7 @@ class Route:
         "meta",
         "pipeline",
         "param_names",
+        "signature",
     )
 
     def __init__(
@@ -70,7 +71,9 @@ class Route:
         self.owners: list[Any] = []
         self.meta = dict(meta or {})
         self.pipeline: Callable[[Any], Any] = _uncompiled
-        self.param_names = [m.group(1) for m in _PARAM.finditer(path)]
+        self.param_names = [m.group(1) for m in PARAM_PATTERN.finditer(path)]
+        # the handler's classified signature, set when the app compiles (read by OpenAPI generation)
+        self.signature: Any = None
 
     def with_prefix(self, prefix: str, owner: Any) -> Route:
         route = Route(
@@ -154,7 +157,7 @@ class Router:
         node = self._root
         segments = path.split("/")[1:]
         for position, segment in enumerate(segments):
-            match = _PARAM.fullmatch(segment)
+            match = PARAM_PATTERN.fullmatch(segment)
             if match is None:
                 if "{" in segment or "}" in segment:
                     raise ConfigurationError(f"a path parameter must fill a whole segment: {segment!r} in {path}")

@@ -1,0 +1,162 @@
+"""Codecs: how one Python type is decoded from JSON or form data, validated, encoded, and described.
+
+msgspec handles msgspec Structs, dataclasses, TypedDicts, NamedTuples, enums, builtins and their containers.
+pydantic v2 models (and containers of them) go through a pydantic ``TypeAdapter``; pydantic is imported only
+when such a type appears, so it stays an optional dependency. A codec is built once per type at startup.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import orjson
+
+from .errors import ErrorItem, ValidationFailed, msgspec_errors, pydantic_errors
+
+REF_TEMPLATE = "#/components/schemas/{name}"
+
+
+class Codec(abc.ABC):
+    """Decode/convert/encode/describe one type. Subclasses hold the library-specific parts."""
+
+    def __init__(self, annotation: Any) -> None:
+        self.annotation = annotation
+
+    @abc.abstractmethod
+    def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
+        """Decode and validate JSON bytes; failures raise ValidationFailed located under ``location``."""
+
+    @abc.abstractmethod
+    def convert(self, value: Any, location: Sequence[str | int], *, from_strings: bool = False) -> Any:
+        """Validate an already-decoded value (a dict from a form, strings from a query)."""
+
+    @abc.abstractmethod
+    def encode_json(self, value: Any) -> bytes:
+        """Serialize a value of the type."""
+
+    @abc.abstractmethod
+    def schema(self, components: dict[str, Any]) -> dict[str, Any]:
+        """The JSON schema of the type; named parts are added to ``components`` and referenced."""
+
+
+class MsgspecCodec(Codec):
+    def __init__(self, annotation: Any) -> None:
+        super().__init__(annotation)
+        self._decoder = msgspec.json.Decoder(annotation)
+        self._encoder = msgspec.json.Encoder()
+
+    def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
+        try:
+            return self._decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(msgspec_errors(exc, location, _loads_or_none(data))) from None
+        except msgspec.DecodeError as exc:
+            raise ValidationFailed(
+                [{"loc": list(location), "msg": f"Invalid JSON: {exc}", "type": "json_invalid", "input": None}]
+            ) from None
+
+    def convert(self, value: Any, location: Sequence[str | int], *, from_strings: bool = False) -> Any:
+        try:
+            return msgspec.convert(value, self.annotation, strict=not from_strings)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(msgspec_errors(exc, location, value)) from None
+
+    def encode_json(self, value: Any) -> bytes:
+        return self._encoder.encode(value)
+
+    def schema(self, components: dict[str, Any]) -> dict[str, Any]:
+        (schema,), named = msgspec.json.schema_components([self.annotation], ref_template=REF_TEMPLATE)
+        components.update(named)
+        return schema  # type: ignore[no-any-return]
+
+
+class PydanticCodec(Codec):
+    def __init__(self, annotation: Any) -> None:
+        super().__init__(annotation)
+        from pydantic import TypeAdapter
+
+        self._adapter: Any = TypeAdapter(annotation)
+
+    def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return self._adapter.validate_json(data)
+        except ValidationError as exc:
+            raise ValidationFailed(pydantic_errors(exc, location)) from None
+
+    def convert(self, value: Any, location: Sequence[str | int], *, from_strings: bool = False) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return self._adapter.validate_python(value, strict=False if from_strings else None)
+        except ValidationError as exc:
+            raise ValidationFailed(pydantic_errors(exc, location)) from None
+
+    def encode_json(self, value: Any) -> bytes:
+        return self._adapter.dump_json(value)  # type: ignore[no-any-return]
+
+    def schema(self, components: dict[str, Any]) -> dict[str, Any]:
+        schema: dict[str, Any] = self._adapter.json_schema(
+            ref_template=REF_TEMPLATE.replace("{name}", "{model}"), mode="serialization"
+        )
+        components.update(schema.pop("$defs", {}))
+        return schema
+
+
+_CODECS: dict[Any, Codec] = {}
+
+
+def codec_for(annotation: Any) -> Codec:
+    """The (cached) codec of a type."""
+    try:
+        return _CODECS[annotation]
+    except (KeyError, TypeError):
+        pass
+    codec: Codec = PydanticCodec(annotation) if uses_pydantic(annotation) else MsgspecCodec(annotation)
+    try:
+        _CODECS[annotation] = codec
+    except TypeError:  # an unhashable annotation: build it again next time
+        pass
+    return codec
+
+
+def uses_pydantic(annotation: Any) -> bool:
+    """Whether a pydantic model appears anywhere in the annotation."""
+    if isinstance(annotation, type):
+        return any(getattr(cls, "__module__", "").startswith("pydantic") for cls in annotation.__mro__[1:])
+    return any(uses_pydantic(arg) for arg in typing.get_args(annotation))
+
+
+def is_model(annotation: Any) -> bool:
+    """A structured type read from a request body: Struct, pydantic model, dataclass, TypedDict, NamedTuple."""
+    annotation = strip_annotated(annotation)
+    if not isinstance(annotation, type):
+        return False
+    if issubclass(annotation, msgspec.Struct) or dataclasses.is_dataclass(annotation):
+        return True
+    if typing.is_typeddict(annotation) or (issubclass(annotation, tuple) and hasattr(annotation, "_fields")):
+        return True
+    return uses_pydantic(annotation)
+
+
+def strip_annotated(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _loads_or_none(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def error_item(location: Sequence[str | int], message: str, kind: str, value: Any) -> ErrorItem:
+    return {"loc": list(location), "msg": message, "type": kind, "input": value}
