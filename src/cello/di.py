@@ -83,6 +83,11 @@ def split_slots(
             dependencies.append((slot.name, DependencyPlan(call, marker, route, seen)))
         elif slot.extract is not None:
             extractors.append((slot.name, slot.extract))
+        elif slot.source in ("form", "file"):
+            if seen:  # NOTE: `seen` is non-empty exactly when these are a dependency's slots
+                raise ConfigurationError(
+                    f"{_name(seen[-1])}: form and file parameters belong on the handler, not on a dependency"
+                )
         else:
             specials.append((slot.name, slot.source))
     return extractors, specials, dependencies

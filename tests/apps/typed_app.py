@@ -1,0 +1,167 @@
+"""The typed-handler features on one app, served on every face by the tests: uploads, forms, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import threading
+from typing import Annotated
+
+import msgspec
+
+from cello import (
+    App,
+    BackgroundTasks,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    MultipartLimits,
+    Request,
+    UploadFile,
+)
+
+app = App()
+log: list[str] = []
+done = threading.Event()
+OPEN_FILES: list[UploadFile] = []
+
+
+@app.get("/__ready")
+def ready() -> str:
+    return "ok"
+
+
+class Profile(msgspec.Struct):
+    name: str
+    age: int
+    tags: list[str] = []
+
+
+@app.post("/upload")
+async def upload(file: UploadFile, note: str = Form("none")):
+    data = await file.read()
+    OPEN_FILES.append(file)
+    return {
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size": file.size,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "note": note,
+        "in_memory": file.in_memory,
+    }
+
+
+@app.post("/uploads")
+async def uploads(files: Annotated[list[UploadFile], File()], title: Annotated[str, Form()]):
+    return {"title": title, "names": [f.filename for f in files], "sizes": [f.size for f in files]}
+
+
+@app.post("/upload-bytes")
+def upload_bytes(blob: bytes = File()):
+    return {"size": len(blob)}
+
+
+@app.post("/upload-limited", multipart=MultipartLimits(max_file_size=1000, max_parts=3, max_size=5000))
+async def upload_limited(file: UploadFile):
+    return {"size": file.size}
+
+
+@app.post("/upload-save")
+async def upload_save(file: UploadFile):
+    target = os.path.join(tempfile.gettempdir(), f"cello-save-{os.getpid()}.bin")
+    written = await file.save(target)
+    with open(target, "rb") as handle:
+        same = handle.read() == await _reread(file)
+    os.unlink(target)
+    return {"written": written, "same": same}
+
+
+async def _reread(file: UploadFile) -> bytes:
+    await file.seek(0)
+    return b"".join([chunk async for chunk in file.stream(1000)])
+
+
+@app.post("/form-model")
+def form_model(profile: Annotated[Profile, Form()]):
+    return {"name": profile.name, "age": profile.age, "tags": profile.tags}
+
+
+@app.post("/form-fields")
+def form_fields(name: str = Form(), age: int = Form(), tags: list[str] = Form([])):  # noqa: B008
+    return {"name": name, "age": age, "tags": tags}
+
+
+@app.post("/raw-form")
+async def raw_form(request: Request):
+    form = await request.form()
+    return {
+        "fields": {k: v for k, v in form.multi_items() if isinstance(v, str)},
+        "files": [(k, v.filename, v.size) for k, v in form.multi_items() if not isinstance(v, str)],
+    }
+
+
+@app.post("/raw-form-sync")
+def raw_form_sync(request: Request):
+    form = request.form()
+    return {"count": len(form.multi_items())}
+
+
+@app.get("/open-files")
+def open_files():
+    return {"closed": [f.file.closed for f in OPEN_FILES]}
+
+
+# -- background tasks ---------------------------------------------------------------------------------------
+
+
+def record(message: str) -> None:
+    log.append(message)
+
+
+async def record_later(message: str) -> None:
+    await asyncio.sleep(0.05)
+    log.append(message)
+
+
+def explode() -> None:
+    raise RuntimeError("background failure")
+
+
+@app.post("/tasks")
+def tasks(background: BackgroundTasks, message: str = "x"):
+    background.add_task(record, f"sync {message}")
+    background.add_task(record_later, f"async {message}")
+    background.add_task(explode)
+    background.add_task(record, f"after failure {message}")
+    log.append(f"handler {message}")
+    return {"scheduled": len(background)}
+
+
+def audit(request: Request) -> None:
+    request.background.add_task(record, f"audit {request.path}")
+
+
+@app.post(
+    "/tasks-from-dependency",
+)
+async def tasks_from_dependency(_: None = Depends(audit)):
+    return {"ok": True}
+
+
+@app.post("/tasks-then-fail")
+def tasks_then_fail(background: BackgroundTasks):
+    background.add_task(record, "must not run")
+    raise HTTPException(400, "refused")
+
+
+@app.get("/log")
+def read_log():
+    return {"log": log}
+
+
+@app.delete("/log")
+def clear_log():
+    log.clear()

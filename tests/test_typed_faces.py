@@ -1,0 +1,146 @@
+"""Uploads, forms and background tasks through every engine face."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from conftest import _client_for
+
+
+@pytest.fixture
+def client(face, servers):
+    yield from _client_for(face, "typed_app:app", servers)
+
+
+def test_upload_small_file(client):
+    payload = bytes(range(256)) * 10
+    response = client.post("/upload", files={"file": ("data.bin", payload, "application/x-thing")},
+                           data={"note": "hi"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "filename": "data.bin", "content_type": "application/x-thing", "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(), "note": "hi", "in_memory": True,
+    }  # fmt: skip
+
+
+def test_large_upload_spools_to_disk_and_arrives_byte_exact(client):
+    payload = bytes(range(256)) * (9 * 1024)  # 2.25 MiB: past the 1 MiB spool threshold
+    response = client.post("/upload", files={"file": ("big.bin", payload)})
+    data = response.json()
+    assert data["size"] == len(payload)
+    assert data["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert data["in_memory"] is False
+
+
+def test_uploaded_files_are_closed_after_the_request(client):
+    client.post("/upload", files={"file": ("a.txt", b"abc")})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        closed = client.get("/open-files").json()["closed"]
+        if closed and all(closed):
+            break
+        time.sleep(0.05)
+    assert closed and all(closed)
+
+
+def test_several_files_and_fields(client):
+    files = [("files", ("a.txt", b"aaa")), ("files", ("b.txt", b"bb"))]
+    response = client.post("/uploads", files=files, data={"title": "two"})
+    assert response.json() == {"title": "two", "names": ["a.txt", "b.txt"], "sizes": [3, 2]}
+
+
+def test_file_as_bytes(client):
+    assert client.post("/upload-bytes", files={"blob": ("x", b"12345")}).json() == {"size": 5}
+
+
+def test_missing_file_is_422(client):
+    response = client.post("/upload", data={"note": "no file"}, files={"other": ("x", b"1")})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["file", "file"]
+
+
+def test_upload_limits(client):
+    assert client.post("/upload-limited", files={"file": ("x", b"1" * 1000)}).json() == {"size": 1000}
+    too_big = client.post("/upload-limited", files={"file": ("x", b"1" * 1001)})
+    assert too_big.status_code == 413
+    assert too_big.headers["content-type"] == "application/problem+json"
+    parts = [("file", ("x", b"1"))] + [(f"f{i}", (None, "v")) for i in range(4)]
+    assert client.post("/upload-limited", files=parts).status_code == 413
+    huge = client.post("/upload-limited", files={"file": ("x", b"1" * 900)}, data={"pad": "p" * 6000})
+    assert huge.status_code == 413
+
+
+def test_save_and_stream(client):
+    payload = b"0123456789" * 500
+    assert client.post("/upload-save", files={"file": ("s.bin", payload)}).json() == {"written": 5000, "same": True}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nvalue\r\n',  # no closing boundary
+        b"garbage without any boundary",
+        b"--b\r\nContent-Type: text/plain\r\n\r\nno disposition\r\n--b--\r\n",
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\xff\xfe\r\n--b--\r\n',  # not UTF-8
+    ],
+)
+def test_malformed_multipart_is_400(client, body):
+    response = client.post("/raw-form", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/log").status_code == 200
+
+
+def test_multipart_without_boundary_is_400(client):
+    response = client.post("/upload", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert response.status_code == 400
+
+
+def test_raw_form_mixed(client):
+    response = client.post("/raw-form", data={"a": "1", "b": "é"}, files={"f": ("f.txt", b"xyz")})
+    assert response.json() == {"fields": {"a": "1", "b": "é"}, "files": [["f", "f.txt", 3]]}
+    assert client.post("/raw-form", data={"a": "1"}).json() == {"fields": {"a": "1"}, "files": []}
+
+
+def test_sync_form_call_on_multipart(client):
+    assert client.post("/raw-form-sync", data={"a": "1"}, files={"f": ("f", b"1")}).json() == {"count": 2}
+
+
+def test_form_model_and_fields(client):
+    multipart = client.post("/form-model", data={"name": "ada", "age": "36"}, files={"x": ("x", b"")})
+    assert multipart.json() == {"name": "ada", "age": 36, "tags": []}
+    urlencoded = client.post("/form-fields", data={"name": "bob", "age": "7", "tags": ["a", "b"]})
+    assert urlencoded.json() == {"name": "bob", "age": 7, "tags": ["a", "b"]}
+    bad = client.post("/form-fields", data={"name": "bob", "age": "old"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["loc"] == ["form", "age"]
+
+
+def wait_for_log(client, predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = client.get("/log").json()["log"]
+        if predicate(log):
+            return log
+        time.sleep(0.05)
+    return client.get("/log").json()["log"]
+
+
+def test_background_tasks_run_after_response_in_order(client):
+    client.delete("/log")
+    response = client.post("/tasks?message=m")
+    assert response.json() == {"scheduled": 4}
+    log = wait_for_log(client, lambda entries: "after failure m" in entries)
+    # the handler ran first, then every task in order; a failing task does not stop the next one
+    assert log == ["handler m", "sync m", "async m", "after failure m"]
+
+
+def test_background_from_dependency_and_dropped_on_error(client):
+    client.delete("/log")
+    assert client.post("/tasks-then-fail").status_code == 400
+    client.post("/tasks-from-dependency")
+    log = wait_for_log(client, lambda entries: "audit /tasks-from-dependency" in entries)
+    assert log == ["audit /tasks-from-dependency"]
