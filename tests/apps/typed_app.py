@@ -90,7 +90,7 @@ def form_model(profile: Annotated[Profile, Form()]):
 
 
 @app.post("/form-fields")
-def form_fields(name: str = Form(), age: int = Form(), tags: list[str] = Form([])):  # noqa: B008
+def form_fields(name: str = Form(), age: int = Form(), tags: list[str] = Form([])):
     return {"name": name, "age": age, "tags": tags}
 
 
