@@ -118,3 +118,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if uses_servers:
             item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture
+def typed_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for tests/apps/typed_app.py (uploads, forms, background tasks) on each face."""
+    yield from _client_for(face, "typed_app:app", servers)

@@ -7,12 +7,10 @@ import time
 
 import pytest
 
-from conftest import _client_for
-
 
 @pytest.fixture
-def client(face, servers):
-    yield from _client_for(face, "typed_app:app", servers)
+def client(typed_client):
+    return typed_client
 
 
 def test_upload_small_file(client):

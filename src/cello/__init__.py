@@ -29,6 +29,7 @@ from .http.response import (
     StreamingResponse,
 )
 from .http.uploads import MultipartLimits, UploadFile
+from .openapi.config import OpenAPIConfig
 from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .routing import Blueprint, register_converter
 
@@ -58,6 +59,7 @@ __all__ = [
     "MethodNotAllowed",
     "MultipartLimits",
     "NotFound",
+    "OpenAPIConfig",
     "Path",
     "PayloadTooLarge",
     "PlainTextResponse",

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 from .di import Dependencies, Resolver
 from .dispatch import Dispatcher
+from .dto.errors import ValidationErrorFormat
 from .http.exceptions import ConfigurationError
 from .http.uploads import MultipartLimits
+from .openapi.config import OpenAPIConfig
 from .routing.blueprint import Registrar
 from .routing.router import Route, Router
 
@@ -42,6 +44,8 @@ class AppConfig:
     multipart: MultipartLimits = field(default_factory=MultipartLimits)
     background_limit: int = 100
     shutdown_timeout: float = 30.0
+    validation_errors: ValidationErrorFormat = field(default_factory=ValidationErrorFormat)
+    openapi: OpenAPIConfig | None = field(default_factory=OpenAPIConfig)
 
 
 def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
@@ -70,6 +74,8 @@ class App(Registrar):
     ``multipart``: default ``MultipartLimits`` for form uploads (per route: ``multipart=``).
     ``background_limit``: background-task batches running at once per worker; more wait their turn.
     ``shutdown_timeout``: seconds shutdown waits for running background tasks before cancelling them.
+    ``validation_errors``: the shape of 422 answers (``ValidationErrorFormat``).
+    ``openapi``: an ``OpenAPIConfig`` for /openapi.json, /docs and /redoc; ``False`` turns them off.
     """
 
     def __init__(
@@ -87,6 +93,8 @@ class App(Registrar):
         multipart: MultipartLimits | None = None,
         background_limit: int = 100,
         shutdown_timeout: float = 30.0,
+        validation_errors: ValidationErrorFormat | None = None,
+        openapi: OpenAPIConfig | bool | None = True,
     ) -> None:
         super().__init__()
         if max_body_size < 0 or threadpool_size < 1:
@@ -103,6 +111,8 @@ class App(Registrar):
             multipart=multipart or MultipartLimits(),
             background_limit=background_limit,
             shutdown_timeout=shutdown_timeout,
+            validation_errors=validation_errors or ValidationErrorFormat(),
+            openapi=OpenAPIConfig() if openapi is True else (openapi or None),
         )
         # dependency -> replacement, consulted on every resolution (tests swap real services for fakes here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -160,6 +170,19 @@ class App(Registrar):
             self._asgi_mounts.append((prefix, app))
             for route in asgi_mount_routes(prefix, app):
                 super().add_route(route)
+
+    def collect_routes(self) -> list[Route]:
+        """Every route, blueprints flattened, plus the OpenAPI document and documentation pages."""
+        from .openapi.ui import openapi_routes
+
+        return [*super().collect_routes(), *openapi_routes(self)]
+
+    def openapi(self) -> dict[str, Any]:
+        """The app's OpenAPI 3.1 document (as served at ``/openapi.json``)."""
+        from .openapi.schema import build_openapi
+
+        self.dispatcher  # noqa: B018 - the document describes compiled routes
+        return build_openapi(self)
 
     @property
     def router(self) -> Router:

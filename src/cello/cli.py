@@ -1,4 +1,4 @@
-"""The ``cello`` command: ``cello run module:app``, ``cello routes module:app``."""
+"""The ``cello`` command: ``cello run module:app``, ``cello routes module:app``, ``cello openapi module:app``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    import orjson
+
+    document = load_app(args.target).openapi()
+    options = orjson.OPT_INDENT_2 if args.indent else 0
+    sys.stdout.write(orjson.dumps(document, option=options | orjson.OPT_APPEND_NEWLINE).decode())
+    return 0
+
+
 def _routes(args: argparse.Namespace) -> int:
     app = load_app(args.target)
     rows = [("METHODS", "PATH", "NAME", "HANDLER")]
@@ -92,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     routes = commands.add_parser("routes", help="print the routing table of an app")
     routes.add_argument("target")
     routes.set_defaults(func=_routes)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document of an app as JSON")
+    openapi.add_argument("target")
+    openapi.add_argument("--indent", action="store_true", help="pretty-print")
+    openapi.set_defaults(func=_openapi)
 
     args = parser.parse_args(argv)
     try:

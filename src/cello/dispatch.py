@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from .background import BackgroundRunner
 from .handlers import Endpoint, ThreadPool, compile_handler
-from .http.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, PayloadTooLarge
+from .http.exceptions import (
+    BadRequest,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestValidationError,
+)
 from .http.request import EMPTY_PARAMS, Request
 from .http.response import ProblemResponse, RedirectResponse, Response, to_response
 from .routing.router import MethodMap, Route, Router
@@ -89,6 +96,10 @@ class Dispatcher:
             except Exception as handler_exc:  # a broken handler must not take the worker down
                 logger.exception("exception handler %r failed", handler, exc_info=handler_exc)
                 return self._internal_error(request, handler_exc)
+        if isinstance(exc, RequestValidationError):
+            fmt = self.app.config.validation_errors
+            body = fmt.body(exc.errors, request.path)
+            return ProblemResponse(body, fmt.status, exc.headers, media_type=fmt.media_type)
         if isinstance(exc, HTTPException):
             return ProblemResponse.from_exception(exc, request.path)
         return self._internal_error(request, exc)

@@ -106,6 +106,11 @@ class PydanticCodec(Codec):
             ref_template=REF_TEMPLATE.replace("{name}", "{model}"), mode="serialization"
         )
         components.update(schema.pop("$defs", {}))
+        if isinstance(self.annotation, type) and "properties" in schema:
+            # a model at the top: a named component, as msgspec gives it, so both kinds read the same
+            name = self.annotation.__name__
+            components[name] = schema
+            return {"$ref": REF_TEMPLATE.format(name=name)}
         return schema
 
 

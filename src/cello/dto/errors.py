@@ -8,7 +8,7 @@ inside it (field names and list indexes). msgspec reports a JSON path in its mes
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 ErrorItem = dict[str, Any]
@@ -64,3 +64,66 @@ def _lookup(document: Any, path: Sequence[str | int]) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return value
+
+
+ERROR_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+        "msg": {"type": "string"},
+        "type": {"type": "string"},
+        "input": {},
+    },
+    "required": ["loc", "msg", "type"],
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem details object.",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "required": ["type", "title", "status"],
+}
+
+
+class ValidationErrorFormat:
+    """How a 422 looks: status, media type, body, and the JSON schema the OpenAPI document gives for it.
+
+    The default is problem+json with an ``errors`` list. ``render(errors, instance) -> body`` replaces the body
+    (anything JSON-serializable); give ``schema`` with it so the document describes what clients get.
+    """
+
+    def __init__(
+        self,
+        status: int = 422,
+        media_type: str = "application/problem+json",
+        render: Callable[[list[ErrorItem], str], Any] | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        if render is not None and schema is None:
+            raise ValueError("a custom validation error body needs its schema, for the OpenAPI document")
+        self.status = status
+        self.media_type = media_type
+        self.render = render
+        self.schema = schema if schema is not None else {
+            **PROBLEM_SCHEMA,
+            "properties": {**PROBLEM_SCHEMA["properties"], "errors": {"type": "array", "items": ERROR_ITEM_SCHEMA}},
+            "required": [*PROBLEM_SCHEMA["required"], "errors"],
+        }  # fmt: skip
+
+    def body(self, errors: list[ErrorItem], instance: str) -> Any:
+        if self.render is not None:
+            return self.render(errors, instance)
+        return {
+            "type": "about:blank",
+            "title": "Unprocessable Content" if self.status == 422 else "Invalid Request",
+            "status": self.status,
+            "detail": "The request is not valid.",
+            "instance": instance,
+            "errors": errors,
+        }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..dto import ValidationFailed, codec_for, is_model, strip_annotated
 from ..http.exceptions import RequestValidationError
 from ..http.request import Request
-from ..http.response import JSON_TYPE, Response
+from ..http.response import JSON_TYPE, Response, to_response
 from ..params import UNSET
 from .plan import Signature, read_signature
 
@@ -65,7 +65,7 @@ def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) ->
     route.signature = signature
     use_pool = threadpool_default if route.threadpool is None else route.threadpool
     extractors, specials, dependencies = split_slots(signature.slots, route)
-    encode = result_encoder(signature.return_annotation)
+    encode = result_encoder(signature.return_annotation, route.meta.get("status_code"))
     forms = [slot for slot in signature.slots if slot.source in ("form", "file")]
 
     direct = _direct_call(signature)
@@ -195,28 +195,43 @@ def _run(call: Callable[[Request], Any], is_async: bool, use_pool: bool, pool: T
     return run_inline
 
 
-def result_encoder(annotation: Any) -> Callable[[Any], Any] | None:
-    """For a return annotation naming a DTO (or a list of them): serialize results through its codec.
+def result_encoder(annotation: Any, status_code: int | None = None) -> Callable[[Any], Any] | None:
+    """How results become responses when the route says more than "convert by type".
 
-    A result of another shape (a dict for a Struct, say) is first converted into the annotated type, which both
-    validates it and drops undeclared fields. Responses and None pass through untouched.
+    A return annotation naming a DTO (or a list of them) serializes results through its codec; a result of
+    another shape (a dict for a Struct, say) is first converted into the annotated type, which both validates it
+    and drops undeclared fields. ``status_code`` (a route option) is the status of results that are not
+    responses already. Responses pass through untouched.
     """
-    if annotation is UNSET:
-        return None
     plain = strip_annotated(annotation)
     origin = typing.get_origin(plain)
-    if not (is_model(plain) or (origin in (list, tuple, set) and any(is_model(a) for a in typing.get_args(plain)))):
-        return None
+    typed = annotation is not UNSET and (
+        is_model(plain) or (origin in (list, tuple, set) and any(is_model(a) for a in typing.get_args(plain)))
+    )
+    if not typed:
+        if status_code is None:
+            return None
+
+        def with_status(result: Any) -> Any:
+            if isinstance(result, (Response, tuple)):
+                return result
+            response = to_response(result)
+            response.status = status_code
+            return response
+
+        return with_status
     codec = codec_for(annotation)
     model = plain if isinstance(plain, type) else None
     headers = [("content-type", JSON_TYPE)]
+
+    status = status_code or 200
 
     def encode(result: Any) -> Any:
         if result is None or isinstance(result, Response):
             return result
         if model is None or not isinstance(result, model):
             result = codec.convert(result, ("response",))
-        response = Response(None)
+        response = Response(None, status)
         response.body = codec.encode_json(result)
         response.raw_headers = list(headers)
         return response
