@@ -583,7 +583,7 @@ def bench_target(target: Target, venv: Path, scenarios: list[str], args) -> list
     rows = []
     port = free_port()
     log_path = LOG_DIR / f"server-{target.name}.log"
-    source = source_revision() if target.venv == "cello" else None
+    source = (CELLO_SOURCE or source_revision()) if target.venv == "cello" else None
     log(f"{target.name}: starting on port {port} ({target.server})")
     proc = start_server(target, venv, port, log_path)
     try:
@@ -651,6 +651,46 @@ def machine_info(venvs: dict) -> dict:
     }
 
 
+# What the cello venv runs: set by install_cello_source(). None = the live working tree (editable install).
+CELLO_SOURCE: str | None = None
+
+
+def install_cello_source(working_tree: bool) -> str | None:
+    """Point the cello venv at what this run measures; returns an error message or None.
+
+    By default a snapshot of the committed HEAD (``git archive``) is installed, not editable: others may be
+    editing or committing in src/ while a run of 20 minutes goes on, and every round must measure the same code.
+    ``--working-tree`` installs the working tree editable instead, uncommitted edits included.
+    """
+    global CELLO_SOURCE
+    vpy = str(VENVS_DIR / "cello" / "bin" / "python")
+    pip = [vpy, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "--force-reinstall"]
+    install_log = LOG_DIR / "install-cello-source.log"
+    if working_tree:
+        steps, label = [[*pip, "-e", str(REPO_ROOT)]], None
+    else:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+        if head.returncode != 0:
+            return f"not a git checkout, cannot snapshot HEAD (use --working-tree): {head.stderr.strip()}"
+        sha = head.stdout.strip()
+        snapshot = VENVS_DIR / "cello-snapshot"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        snapshot.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=REPO_ROOT, capture_output=True)
+        untar = subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive.stdout, capture_output=True)
+        if archive.returncode != 0 or untar.returncode != 0:
+            return f"git archive of {sha[:7]} failed: {(archive.stderr or untar.stderr).decode().strip()}"
+        steps, label = [[*pip, str(snapshot)]], f"{sha[:7]} (snapshot of HEAD)"
+    with open(install_log, "w") as out:
+        for step in steps:
+            out.write(f"$ {' '.join(step)}\n")
+            out.flush()
+            if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode != 0:
+                return f"installing cello failed, see {install_log.relative_to(BENCH_DIR)}:\n{tail(install_log, 6)}"
+    CELLO_SOURCE = label
+    return None
+
+
 def source_revision() -> str:
     """The commit of this repository's src/ (what the editable cello install runs), plus a digest of local edits.
 
@@ -708,8 +748,7 @@ def render_markdown(report: dict) -> str:
         out += ["", f"**Warning: `src/` changed during this run; cello was measured at {', '.join(measured)}. "
                 "Its rounds mix versions: rerun for a clean comparison.**"]  # fmt: skip
     elif measured or report.get("cello_source"):
-        out += ["", f"`cello` is this repository's `src/` at commit {(measured or [report['cello_source']])[0]} "
-                "(editable install)."]  # fmt: skip
+        out += ["", f"`cello` is this repository at {(measured or [report['cello_source']])[0]}."]
 
     rows = report["results"]
     raw = {r["scenario"]: r["rps"] for r in rows if r["target"] == "granian-raw" and r.get("status") == "ok"}
@@ -859,6 +898,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 s measured, 1 s warm-up, short micro")
     ap.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
     ap.add_argument("--reinstall", action="store_true", help="rebuild the selected venvs from scratch")
+    ap.add_argument(
+        "--working-tree",
+        action="store_true",
+        help="measure this checkout's src/ as it is (editable, uncommitted edits included) instead of a snapshot of HEAD",
+    )
     args = ap.parse_args()
     if args.quick:
         args.duration, args.warmup, args.rounds = 2.0, 1.0, 1
@@ -886,6 +930,14 @@ def main() -> int:
             venvs[vname] = {"ok": False, "error": f"{type(err).__name__}: {err}", "packages": {}}
         if not venvs[vname]["ok"]:
             log(f"venv {vname}: {first_line(venvs[vname]['error'])}")
+
+    if venvs.get("cello", {}).get("ok"):
+        error = install_cello_source(args.working_tree)
+        if error:
+            venvs["cello"].update(ok=False, error=error)
+            log(f"venv cello: {error}")
+        else:
+            log(f"cello under test: {CELLO_SOURCE or source_revision() + ' (working tree)'}")
 
     # The local package may be mid-rewrite: say so plainly instead of as a crash.
     if venvs.get("cello", {}).get("ok"):
@@ -945,7 +997,7 @@ def main() -> int:
                      "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "scenarios": scenarios},
         "targets": [{"name": t.name, "venv": t.venv, "server": t.server} for t in targets],
         "venvs": venvs,
-        "cello_source": source_revision(),
+        "cello_source": CELLO_SOURCE or source_revision(),
         "results": rows,
         "ratios": compute_ratios(rows),
         "micro": micro,
