@@ -387,7 +387,11 @@ def _with_constraints(slot: Slot) -> Any:
     marker = slot.marker
     annotation = slot.annotation
     if isinstance(marker, Param) and marker.constraints:
-        return typing.Annotated[annotation, msgspec.Meta(**typing.cast(Any, marker.constraints))]
+        meta = msgspec.Meta(**typing.cast(Any, marker.constraints))
+        inner = _optional_inner(annotation)
+        if inner is not annotation:  # constraints bind to the value, not to its absence: (T, Meta) | None
+            return typing.Optional[typing.Annotated[inner, meta]]  # noqa: UP007 - built at run time
+        return typing.Annotated[annotation, meta]
     return annotation
 
 

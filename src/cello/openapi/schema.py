@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..dto import codec_for, is_model, strip_annotated
 from ..dto.errors import PROBLEM_SCHEMA
-from ..handlers.plan import Signature, Slot, _optional_inner, read_signature
+from ..handlers.plan import Signature, Slot, _optional_inner, _with_constraints, read_signature
 from ..params import UNSET, Body, Depends, Param
 
 if TYPE_CHECKING:
@@ -156,20 +156,11 @@ def _schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def _constrained(slot: Slot) -> Any:
-    marker = slot.marker
-    if isinstance(marker, Param) and marker.constraints:
-        import msgspec
-
-        return typing.Annotated[slot.annotation, msgspec.Meta(**typing.cast(Any, marker.constraints))]
-    return slot.annotation
-
-
 def _parameter(slot: Slot, components: dict[str, Any]) -> dict[str, Any] | None:
     marker = slot.marker
     if isinstance(marker, Param) and not marker.include_in_schema:
         return None
-    schema = _schema_of(_constrained(slot), components)
+    schema = _schema_of(_with_constraints(slot), components)
     if slot.source == "path" and not schema:
         schema = {"type": "string"}
     parameter: dict[str, Any] = {
@@ -198,13 +189,13 @@ def _request_body(slots: list[Slot], components: dict[str, Any]) -> dict[str, An
     if bodies:
         embedded = [slot for slot in bodies if isinstance(slot.marker, Body) and slot.marker.embed]
         if embedded or len(bodies) > 1:
-            properties = {slot.key: _schema_of(_constrained(slot), components) for slot in bodies}
+            properties = {slot.key: _schema_of(_with_constraints(slot), components) for slot in bodies}
             required = [slot.key for slot in bodies if slot.required]
             schema: dict[str, Any] = {"type": "object", "properties": properties}
             if required:
                 schema["required"] = required
         else:
-            schema = _schema_of(_constrained(bodies[0]), components)
+            schema = _schema_of(_with_constraints(bodies[0]), components)
         media = bodies[0].marker.media_type if isinstance(bodies[0].marker, Body) else "application/json"
         return {"required": any(slot.required for slot in bodies), "content": {media: {"schema": schema}}}
     if forms:
