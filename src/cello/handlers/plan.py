@@ -390,7 +390,7 @@ def _with_constraints(slot: Slot) -> Any:
         meta = msgspec.Meta(**typing.cast(Any, marker.constraints))
         inner = _optional_inner(annotation)
         if inner is not annotation:  # constraints bind to the value, not to its absence: (T, Meta) | None
-            return typing.Optional[typing.Annotated[inner, meta]]  # noqa: UP007 - built at run time
+            return typing.Optional[typing.Annotated[inner, meta]]  # noqa: UP045 - built at run time
         return typing.Annotated[annotation, meta]
     return annotation
 
