@@ -32,6 +32,7 @@ from .http.uploads import MultipartLimits, UploadFile
 from .openapi.config import OpenAPIConfig
 from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
 from .routing import Blueprint, register_converter
+from .templating import TemplateResponse, Templates
 
 __all__ = [
     "URL",
@@ -71,6 +72,8 @@ __all__ = [
     "RequestValidationError",
     "Response",
     "StreamingResponse",
+    "TemplateResponse",
+    "Templates",
     "Unauthorized",
     "UnsupportedMediaType",
     "UploadFile",

@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import ipaddress
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,10 +19,12 @@ from .di import Dependencies, Resolver
 from .dispatch import Dispatcher
 from .dto.errors import ValidationErrorFormat
 from .http.exceptions import ConfigurationError
+from .http.response import HTMLResponse
 from .http.uploads import MultipartLimits
 from .openapi.config import OpenAPIConfig
 from .routing.blueprint import Registrar
 from .routing.router import Route, Router
+from .templating import Templates
 
 F = TypeVar("F", bound=Callable[..., Any])
 Lifespan = Callable[["App"], Any]
@@ -76,6 +79,7 @@ class App(Registrar):
     ``shutdown_timeout``: seconds shutdown waits for running background tasks before cancelling them.
     ``validation_errors``: the shape of 422 answers (``ValidationErrorFormat``).
     ``openapi``: an ``OpenAPIConfig`` for /openapi.json, /docs and /redoc; ``False`` turns them off.
+    ``templates``: a Jinja2 template directory (or a ``Templates``) for ``TemplateResponse`` and ``render``.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class App(Registrar):
         shutdown_timeout: float = 30.0,
         validation_errors: ValidationErrorFormat | None = None,
         openapi: OpenAPIConfig | bool | None = True,
+        templates: str | os.PathLike[str] | Templates | None = None,
     ) -> None:
         super().__init__()
         if max_body_size < 0 or threadpool_size < 1:
@@ -117,6 +122,9 @@ class App(Registrar):
         # dependency -> replacement, consulted on every resolution (tests swap real services for fakes here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.dependencies = Dependencies(self)
+        self._templates: Templates | None = None
+        if templates is not None:
+            self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.state: dict[str, Any] = {}
         self.exception_handlers: dict[type[BaseException] | int, Callable[..., Any]] = {}
         self.startup_hooks: list[Callable[..., Any]] = list(on_startup)
@@ -256,6 +264,21 @@ class App(Registrar):
                 await stack.aclose()
             if self._dispatcher is not None:
                 self._dispatcher.shutdown()
+
+    @property
+    def templates(self) -> Templates:
+        if self._templates is None:
+            raise ConfigurationError("no templates configured: App(templates='templates') or app.templates = ...")
+        return self._templates
+
+    @templates.setter
+    def templates(self, templates: Templates) -> None:
+        templates.bind(self)
+        self._templates = templates
+
+    async def render(self, name: str, status: int = 200, headers: Any = None, **context: Any) -> HTMLResponse:
+        """Render a template asynchronously into an HTML response: ``return await app.render("a.html", x=1)``."""
+        return HTMLResponse(await self.templates.render_async(name, context), status, headers)
 
     def dependency_scope(self, request: Any = None) -> contextlib.AbstractAsyncContextManager[Resolver]:
         """Resolve dependencies outside a route: ``async with app.dependency_scope() as deps:

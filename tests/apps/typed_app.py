@@ -165,3 +165,30 @@ def read_log():
 @app.delete("/log")
 def clear_log():
     log.clear()
+
+
+# -- templates and static files -----------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from cello import TemplateResponse, Templates  # noqa: E402
+
+SITE = Path(__file__).resolve().parent / "site"
+app.templates = Templates(SITE / "templates")
+app.static("/static", SITE / "public")
+POST = {"id": 3, "title": "<script>alert(1)</script>", "author": '"quoted"', "body": "<b>bold</b> & more"}
+
+
+@app.get("/posts/{post_id:int}")
+def show_post(request: Request, post_id: int):
+    return TemplateResponse(request, "post.html", {"post": {**POST, "id": post_id}})
+
+
+@app.get("/posts-async/{post_id:int}")
+async def show_post_async(post_id: int):
+    return await app.render("post.html", post={**POST, "id": post_id}, request=None)
+
+
+@app.get("/note")
+def note(request: Request):
+    return app.templates.response("note.txt", {"text": "<not escaped>"}, request=request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -87,6 +88,27 @@ class Registrar:
 
     def options(self, path: str, **options: Any) -> Callable[[F], F]:
         return self.route(path, ["OPTIONS"], **options)
+
+    def static(
+        self,
+        prefix: str,
+        directory: str | os.PathLike[str],
+        *,
+        name: str = "static",
+        index: str | None = "index.html",
+        follow_symlinks: bool = True,
+    ) -> None:
+        """Serve the files below ``directory`` at ``prefix`` (see ``cello.staticfiles``).
+
+        ``url_for(name, path="css/site.css")`` builds their URLs; ``index`` is served for a directory.
+        """
+        from ..staticfiles import static_handler
+
+        handler = static_handler(directory, index=index, follow_symlinks=follow_symlinks)
+        self.add_route(
+            Route(join_path(prefix, "/{path:path}"), ["GET"], handler, name=name, threadpool=False,
+                  meta={"include_in_schema": False, "static": os.fspath(directory)})
+        )  # fmt: skip
 
     # -- hooks and middleware ---------------------------------------------------------------------------
 
