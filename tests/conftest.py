@@ -7,7 +7,6 @@ the default face), uvicorn and hypercorn (ASGI). Servers start on first use and 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,40 +18,12 @@ from cello.testing import LiveServer, TestClient
 
 TESTS_DIR = Path(__file__).resolve().parent
 APPS_DIR = TESTS_DIR / "apps"
-REQUIRE_SERVICES = os.environ.get("CELLO_REQUIRE_SERVICES") == "1"
 
 # test apps are imported by name, in this process and in server subprocesses alike
 sys.path.insert(0, str(APPS_DIR))
 APPS_ENV = {"PYTHONPATH": os.pathsep.join([str(APPS_DIR), os.environ.get("PYTHONPATH", "")])}
 
 FACES = ["inprocess", "granian", "uvicorn", "hypercorn"]
-
-
-def service_available(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip (or, with CELLO_REQUIRE_SERVICES=1, fail) when an outside service is not reachable."""
-    if service_available(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " and CELLO_REQUIRE_SERVICES=1")
-    pytest.skip(message)
-
-
-def require_program(name: str, path: str | None) -> str:
-    if path:
-        return path
-    message = f"the program {name!r} is not installed"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " and CELLO_REQUIRE_SERVICES=1")
-    pytest.skip(message)
 
 
 class Servers:

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _helpers import require_program
 from cello.testing import LiveServer, free_port
-from conftest import require_program
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

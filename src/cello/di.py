@@ -34,13 +34,14 @@ if TYPE_CHECKING:
     from .routing.router import Route
 
 PLAIN, ASYNC, GENERATOR, ASYNC_GENERATOR = range(4)
+_MISS: Any = object()
 
 
 class DependencyPlan:
     """One dependency compiled for one route: how to call it and how to obtain its arguments."""
 
     __slots__ = ("call", "kind", "use_cache", "scope", "route", "extractors", "subdependencies", "specials",
-                 "signature")  # fmt: skip
+                 "signature", "simple")  # fmt: skip
 
     def __init__(self, call: Callable[..., Any], marker: Depends, route: Route | None, seen: tuple[Any, ...] = ()):
         if call in seen:
@@ -53,6 +54,12 @@ class DependencyPlan:
         self.signature: Signature = read_signature(call, route, kind="dependency")
         self.kind = _kind(call)
         self.extractors, self.specials, self.subdependencies = split_slots(self.signature.slots, route, (*seen, call))
+        # no arguments, no teardown, per request: called inline by ResolutionScope.arguments (the common case)
+        self.simple = (
+            self.kind in (PLAIN, ASYNC)
+            and self.scope == "request"
+            and not (self.extractors or self.specials or self.subdependencies)
+        )
         if self.scope == "app":
             request_bound = [s.name for s in self.signature.slots if s.source != "depends"]
             request_bound += [n for n, sub in self.subdependencies if sub.scope != "app"]
@@ -156,7 +163,17 @@ class ResolutionScope:
                     errors = [*errors, *exc.errors] if errors else exc.errors
             for name, source in specials:
                 kwargs[name] = special_value(request, source)
+        overrides = self.app.dependency_overrides
         for name, plan in dependencies:
+            if plan.simple and not overrides:
+                call = plan.call
+                value = self.cache.get(call, _MISS) if plan.use_cache else _MISS
+                if value is _MISS:
+                    value = call() if plan.kind == PLAIN else await call()
+                    if plan.use_cache:
+                        self.cache[call] = value
+                kwargs[name] = value
+                continue
             try:
                 kwargs[name] = await self.resolve(plan)
             except ValidationFailed as exc:

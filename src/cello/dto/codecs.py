@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -31,6 +31,10 @@ class Codec(abc.ABC):
     def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
         """Decode and validate JSON bytes; failures raise ValidationFailed located under ``location``."""
 
+    def raw_decoder(self) -> Callable[[bytes], Any] | None:
+        """The library's decode function itself, for the hot path (it raises the library's own errors)."""
+        return None
+
     @abc.abstractmethod
     def convert(self, value: Any, location: Sequence[str | int], *, from_strings: bool = False) -> Any:
         """Validate an already-decoded value (a dict from a form, strings from a query)."""
@@ -49,6 +53,9 @@ class MsgspecCodec(Codec):
         super().__init__(annotation)
         self._decoder = msgspec.json.Decoder(annotation)
         self._encoder = msgspec.json.Encoder()
+
+    def raw_decoder(self) -> Callable[[bytes], Any] | None:
+        return self._decoder.decode  # type: ignore[no-any-return]
 
     def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
         try:

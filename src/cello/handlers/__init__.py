@@ -58,7 +58,7 @@ class ThreadPool:
 
 
 def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) -> Endpoint:
-    from ..di import split_slots
+    from ..di import PLAIN, split_slots
 
     handler = route.handler
     signature = read_signature(handler, route)
@@ -78,8 +78,19 @@ def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) ->
 
         form_reader = make_form_reader(forms, route)
 
+    # Dependencies without arguments or teardown (the common case) are called inline, without a resolution scope;
+    # anything else (nested or generator dependencies, forms, overrides set by a test) takes the general path.
+    inline_dependencies = [(name, plan.call, plan.kind == PLAIN) for name, plan in dependencies]
+    calls = [plan.call for _, plan in dependencies]
+    # (one dependency named twice needs the per-request cache of the general path)
+    general = (
+        form_reader is not None or not all(plan.simple for _, plan in dependencies) or len(set(calls)) < len(calls)
+    )
+    is_async = signature.is_async
+    run_in_pool = pool.run
+
     async def endpoint(request: Request) -> Any:
-        if dependencies or form_reader is not None:
+        if general or (inline_dependencies and request.app.dependency_overrides):
             return await _resolved_call(request, form_reader)
         kwargs: dict[str, Any] = {}
         errors: list[Any] | None = None
@@ -92,7 +103,15 @@ def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) ->
             raise RequestValidationError(errors)
         for name, source in specials:
             kwargs[name] = request if source == "request" else request.background
-        return await invoke(kwargs)
+        for name, call, plain in inline_dependencies:
+            kwargs[name] = call() if plain else await call()
+        if is_async:
+            result = await handler(**kwargs)
+        elif use_pool:
+            result = await run_in_pool(functools.partial(handler, **kwargs))
+        else:
+            result = handler(**kwargs)
+        return result if encode is None else encode(result)
 
     async def _resolved_call(request: Request, read_form: Any) -> Any:
         from ..di import ResolutionScope
@@ -113,29 +132,22 @@ def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) ->
                 raise RequestValidationError(errors) from None
             result = await invoke(kwargs)
         except BaseException as exc:
-            await scope.close(exc)
+            if scope.stack is not None:
+                await scope.close(exc)
             raise
-        await scope.close()
+        if scope.stack is not None:  # only generator dependencies leave teardown behind
+            await scope.close()
         return result
 
-    if signature.is_async:
-
-        async def invoke(kwargs: dict[str, Any]) -> Any:
+    async def invoke(kwargs: dict[str, Any]) -> Any:
+        # NOTE: the same three lines close `endpoint`, inlined there to save a coroutine on the common path
+        if is_async:
             result = await handler(**kwargs)
-            return encode(result) if encode is not None else result
-
-    elif use_pool:
-        run_in_pool = pool.run
-
-        async def invoke(kwargs: dict[str, Any]) -> Any:
+        elif use_pool:
             result = await run_in_pool(functools.partial(handler, **kwargs))
-            return encode(result) if encode is not None else result
-
-    else:
-
-        async def invoke(kwargs: dict[str, Any]) -> Any:
+        else:
             result = handler(**kwargs)
-            return encode(result) if encode is not None else result
+        return result if encode is None else encode(result)
 
     return endpoint
 

@@ -298,7 +298,7 @@ def _scalar_extractor(slot: Slot, owner: Any) -> Extractor:
     if source == "query":
 
         def query_value(request: Request) -> Any:
-            value = request.query.get(key)
+            value = request.query._first.get(key)
             if value is None:
                 if required:
                     raise ValidationFailed([_missing(location)])
@@ -367,13 +367,19 @@ def _body_extractor(slot: Slot) -> Extractor:
 
         return embedded
     decode = codec.decode_json
+    fast_decode = codec.raw_decoder()  # the library's own decode, no wrapper: errors re-decode below
 
     def body_value(request: Request) -> Any:
-        data = request.body
+        data = request._body
         if not data:
             if required:
                 raise ValidationFailed([_missing(("body",))])
             return default
+        if fast_decode is not None:
+            try:
+                return fast_decode(data)
+            except Exception:  # noqa: S110 - invalid input: decode again the slow way, which explains it
+                pass
         return decode(data)
 
     return body_value
