@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from cello.testing import TestClient
@@ -14,6 +15,7 @@ def load(name: str):
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # msgspec and typing resolve string annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
@@ -34,3 +36,38 @@ def test_hello_example():
         response = client.get("/api/v1/status")
         assert response.json()["ok"] is True
         assert response.headers["server-timing"].startswith("app;dur=")
+
+
+def test_api_example():
+    module = load("api")
+    with TestClient(module.app) as client:
+        created = client.post("/books", json={"title": "Dune", "author": "Frank Herbert", "year": 1965},
+                              headers={"x-reader": "ada"})  # fmt: skip
+        assert created.status_code == 201
+        book = created.json()
+        assert client.get(f"/books/{book['id']}").json()["title"] == "Dune"
+        assert client.get("/books?limit=1").json()[0]["id"] == book["id"]
+        cover = client.post(f"/books/{book['id']}/cover", files={"cover": ("c.png", b"png-bytes")})
+        assert len(cover.json()["cover_sha256"]) == 64
+        assert client.post("/books", json={"title": "", "author": "x", "year": 1}).status_code == 422
+        assert client.get("/books/999").status_code == 404
+        import time
+
+        deadline = time.monotonic() + 5
+        while "ada added Dune" not in client.get("/events").json() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "ada added Dune" in client.get("/events").json()
+
+
+def test_site_example():
+    module = load("site")
+    with TestClient(module.app) as client:
+        assert "No notes yet." in client.get("/").text
+        added = client.post("/notes", data={"text": "<b>hello</b>"}, follow_redirects=False)
+        assert added.status_code == 303
+        page = client.get("/").text
+        assert "&lt;b&gt;hello&lt;/b&gt;" in page and "<b>hello</b>" not in page
+        assert client.get("/notes/0").status_code == 200
+        assert client.get("/notes/5").status_code == 404
+        assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
+        assert client.post("/notes", data={"text": ""}).status_code == 422
