@@ -27,14 +27,14 @@ def api_server():
         yield server
 
 
-def test_schemathesis_finds_no_failures(api_server):
+def test_schemathesis_finds_no_failures(api_server, tmp_path):
     schemathesis = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     if not Path(schemathesis).exists():
         pytest.skip("schemathesis is not installed (it comes with the dev extra)")
     result = subprocess.run(
         [schemathesis, "run", f"{api_server.url}/openapi.json", "--checks", "all", "--max-examples", "25",
          "--seed", "20261125", "--request-timeout", "10"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "No issues found" in result.stdout
