@@ -142,3 +142,27 @@ def test_background_from_dependency_and_dropped_on_error(client):
     client.post("/tasks-from-dependency")
     log = wait_for_log(client, lambda entries: "audit /tasks-from-dependency" in entries)
     assert log == ["audit /tasks-from-dependency"]
+
+
+def test_typed_parameters_and_dependencies(client):
+    client.get("/resources")
+    response = client.post("/shops/3/items?dry_run=yes", json={"name": "pen", "age": 1}, headers={"x-user": "ada"})
+    assert response.json() == {"shop_id": 3, "item": "pen", "dry_run": True, "conn": "conn", "user": "ada"}
+    events = client.get("/resources").json()["events"]
+    assert events[-2:] == ["open", "close"]  # teardown ran before this next request was answered
+
+
+def test_validation_errors_on_every_face(client):
+    response = client.post("/shops/x/items?dry_run=perhaps", json={"name": 5})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    locs = sorted(tuple(e["loc"]) for e in response.json()["errors"])
+    assert locs == [("body", "name"), ("path", "shop_id"), ("query", "dry_run")]
+
+
+def test_pydantic_body_and_typed_result(client):
+    created = client.post("/orders", json={"sku": "A1", "quantity": 2})
+    assert (created.status_code, created.json()) == (201, {"sku": "A1", "quantity": 2})
+    refused = client.post("/orders", json={"sku": "A1", "quantity": 0})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["body", "quantity"]

@@ -17,6 +17,7 @@ from cello import (
     Depends,
     File,
     Form,
+    Header,
     HTTPException,
     MultipartLimits,
     Request,
@@ -192,3 +193,49 @@ async def show_post_async(post_id: int):
 @app.get("/note")
 def note(request: Request):
     return app.templates.response("note.txt", {"text": "<not escaped>"}, request=request)
+
+
+# -- typed parameters and dependencies ----------------------------------------------------------------------
+
+import pydantic  # noqa: E402
+
+
+class Order(pydantic.BaseModel):
+    sku: str
+    quantity: int = pydantic.Field(gt=0)
+
+
+resources: list[str] = []
+
+
+async def connection():
+    resources.append("open")
+    try:
+        yield "conn"
+    finally:
+        resources.append("close")
+
+
+def current_user(x_user: Annotated[str, Header()] = "anonymous"):
+    return x_user
+
+
+@app.post("/shops/{shop_id}/items")
+async def add_item(
+    shop_id: int,
+    item: Profile,
+    dry_run: bool = False,
+    conn: str = Depends(connection),
+    user: str = Depends(current_user),
+):
+    return {"shop_id": shop_id, "item": item.name, "dry_run": dry_run, "conn": conn, "user": user}
+
+
+@app.post("/orders", status_code=201)
+def create_order(order: Order, user: str = Depends(current_user)) -> Order:
+    return order
+
+
+@app.get("/resources")
+def read_resources():
+    return {"events": resources}
