@@ -11,7 +11,7 @@ import inspect
 import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -342,13 +342,3 @@ def _fill(path: str, key: str, value: str) -> str:
     import re
 
     return re.sub(r"\{" + re.escape(key) + r"(?::[A-Za-z_]\w*)?\}", value.replace("\\", r"\\"), path)
-
-
-@contextlib.asynccontextmanager
-async def running(app: App) -> AsyncIterator[App]:
-    """Start and stop an app around a block (used by the test client and by embedders)."""
-    await app.startup()
-    try:
-        yield app
-    finally:
-        await app.shutdown()

@@ -116,10 +116,6 @@ class BackgroundRunner:
                 except Exception:
                     logger.exception("background task %s failed (request %s)", _name(func), request_id)
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for running tasks, then cancel what is left."""
         if not self._running:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .errors import ErrorItem, ValidationFailed, msgspec_errors, pydantic_errors
+from .errors import ValidationFailed, msgspec_errors, pydantic_errors
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
@@ -182,7 +182,3 @@ def _loads_or_none(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-
-
-def error_item(location: Sequence[str | int], message: str, kind: str, value: Any) -> ErrorItem:
-    return {"loc": list(location), "msg": message, "type": kind, "input": value}

@@ -16,9 +16,6 @@ inspects anything per request.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import decimal
-import enum
 import functools
 import inspect
 import types
@@ -38,8 +35,6 @@ if TYPE_CHECKING:
     from ..routing.router import Route
 
 Extractor = Callable[[Request], Any]
-
-_SCALARS = (str, int, float, bool, uuid.UUID, datetime.datetime, datetime.date, datetime.time, decimal.Decimal)
 
 
 @dataclasses.dataclass
@@ -67,9 +62,6 @@ class Signature:
     slots: list[Slot]
     is_async: bool
     return_annotation: Any = UNSET
-
-    def by_source(self, *sources: str) -> list[Slot]:
-        return [slot for slot in self.slots if slot.source in sources]
 
 
 def read_signature(call: Callable[..., Any], route: Route | None, *, kind: str = "handler") -> Signature:
@@ -475,9 +467,3 @@ def _identity(value: str) -> str:
 
 def _invalid(location: tuple[str | int, ...], message: str, kind: str, value: Any) -> dict[str, Any]:
     return {"loc": list(location), "msg": message, "type": kind, "input": value}
-
-
-def is_simple_type(annotation: Any) -> bool:
-    """A scalar a query, header or path value can hold (for OpenAPI and for error messages)."""
-    inner = strip_annotated(_optional_inner(annotation))
-    return inner in _SCALARS or (isinstance(inner, type) and issubclass(inner, enum.Enum)) or inner is Any

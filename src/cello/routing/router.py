@@ -113,10 +113,6 @@ class MethodMap(dict[str, Route]):
     def __missing__(self, method: str) -> Route:
         return self.not_allowed
 
-    @property
-    def allowed(self) -> list[str]:
-        return sorted(self)
-
 
 class _Node:
     __slots__ = ("children", "params", "catchall", "methods")
@@ -206,14 +202,6 @@ class Router:
         if methods is not None:
             return methods, {}
         return self.match_dynamic(path)
-
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, Any]] | None:
-        """The route answering ``method path`` (a 405 route for a known path) with its params."""
-        found = self.lookup(path)
-        if found is None:
-            return None
-        methods, params = found
-        return methods[method], params
 
     def method_maps(self) -> Iterator[MethodMap]:
         yield from self.static.values()
