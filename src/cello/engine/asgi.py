@@ -182,20 +182,7 @@ async def _stream_until_disconnect(send: Send, receive: Receive, iterator: Any, 
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks = []
-    seen = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        if chunk:
-            seen += len(chunk)
-            if seen > limit:
-                raise BodyTooLarge()
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return b"".join([chunk async for chunk in _streamer(receive, limit)()])
 
 
 def _streamer(receive: Receive, limit: int) -> Callable[[], AsyncIterator[bytes]]:

@@ -152,14 +152,7 @@ def _streamer(proto: Any, limit: int) -> Callable[[], AsyncIterator[bytes]]:
 
 
 async def _read_limited(proto: Any, limit: int) -> bytes:
-    chunks = []
-    seen = 0
-    async for chunk in proto:
-        seen += len(chunk)
-        if seen > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join([chunk async for chunk in _streamer(proto, limit)()])
 
 
 def _last_resort(proto: Any, request: RSGIRequest, exc: Exception) -> None:
