@@ -7,16 +7,13 @@ engine adapters in ``cello.engine`` hold the request-time code.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import ipaddress
 import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .di import Dependencies, Resolver
-from .dispatch import Dispatcher
 from .dto.errors import ValidationErrorFormat
 from .http.exceptions import ConfigurationError
 from .http.response import HTMLResponse
@@ -25,6 +22,10 @@ from .openapi.config import OpenAPIConfig
 from .routing.blueprint import Registrar
 from .routing.router import Route, Router
 from .templating import Templates
+
+if TYPE_CHECKING:
+    from .di import Dependencies, Resolver
+    from .dispatch import Dispatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 Lifespan = Callable[["App"], Any]
@@ -121,7 +122,7 @@ class App(Registrar):
         )
         # dependency -> replacement, consulted on every resolution (tests swap real services for fakes here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
-        self.dependencies = Dependencies(self)
+        self._dependencies: Dependencies | None = None
         self._templates: Templates | None = None
         if templates is not None:
             self.templates = templates if isinstance(templates, Templates) else Templates(templates)
@@ -200,8 +201,21 @@ class App(Registrar):
     @property
     def dispatcher(self) -> Dispatcher:
         if self._dispatcher is None:
+            # NOTE: imported here, like the DI machinery below, so `import cello` stays light (asyncio, inspect,
+            # msgspec load when an app compiles its routes, not when a module defines them)
+            from .dispatch import Dispatcher
+
             self._dispatcher = Dispatcher(self)
         return self._dispatcher
+
+    @property
+    def dependencies(self) -> Dependencies:
+        """The app's dependency state: app-scoped values and override plans (see ``cello.di``)."""
+        if self._dependencies is None:
+            from .di import Dependencies
+
+            self._dependencies = Dependencies(self)
+        return self._dependencies
 
     def url_path_for(self, name: str, **params: Any) -> str:
         """The path of the route called ``name`` with ``params`` filled in."""
@@ -256,7 +270,8 @@ class App(Registrar):
                     logger.exception("shutdown hook %r failed", hook)
         finally:
             try:
-                await self.dependencies.close()
+                if self._dependencies is not None:
+                    await self._dependencies.close()
             except Exception:
                 logger.exception("tearing down app-scoped dependencies failed")
             if self._lifespan_stack is not None:
@@ -324,6 +339,8 @@ class App(Registrar):
 
 
 async def _call(hook: Callable[..., Any], app: App) -> None:
+    import inspect
+
     wants_app = _accepts_argument(hook)
     result = hook(app) if wants_app else hook()
     if inspect.isawaitable(result):
@@ -331,6 +348,8 @@ async def _call(hook: Callable[..., Any], app: App) -> None:
 
 
 def _accepts_argument(func: Callable[..., Any]) -> bool:
+    import inspect
+
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):

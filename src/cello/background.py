@@ -10,16 +10,13 @@ shutdown the runner waits for the running batches up to a deadline before cancel
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .handlers.plan import is_async_callable
-
 if TYPE_CHECKING:
+    import asyncio
+
     from .handlers import ThreadPool
     from .http.request import Request
 
@@ -76,6 +73,8 @@ class BackgroundRunner:
         cleanups = [cleanup for batch in batches if batch is not None for cleanup in batch.cleanups]
         if not (tasks or cleanups):
             return
+        import asyncio
+
         runner = asyncio.get_running_loop().create_task(self._run(tasks, cleanups, _request_id(request)))
         self._running.add(runner)
         runner.add_done_callback(self._running.discard)
@@ -99,6 +98,12 @@ class BackgroundRunner:
     async def _run_tasks(
         self, batch: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]], request_id: str | None
     ) -> None:
+        import asyncio
+        import functools
+        import inspect
+
+        from .handlers.plan import is_async_callable
+
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limit)
         async with self._semaphore:
@@ -120,6 +125,8 @@ class BackgroundRunner:
         """Wait up to ``timeout`` seconds for running tasks, then cancel what is left."""
         if not self._running:
             return
+        import asyncio
+
         pending = set(self._running)
         _, still = await asyncio.wait(pending, timeout=timeout)
         for task in still:

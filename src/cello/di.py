@@ -23,7 +23,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from .dto import ValidationFailed
+from .dto.errors import ValidationFailed
 from .handlers.plan import Signature, Slot, read_signature
 from .http.exceptions import ConfigurationError
 from .params import Depends

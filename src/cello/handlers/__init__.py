@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ..dto import ValidationFailed, codec_for, is_model, strip_annotated
+from ..dto.codecs import codec_for, is_model, strip_annotated
+from ..dto.errors import ValidationFailed
 from ..http.exceptions import RequestValidationError
 from ..http.request import Request
 from ..http.response import JSON_TYPE, Response, to_response

@@ -11,7 +11,8 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..dto import ValidationFailed, codec_for, is_model, strip_annotated
+from ..dto.codecs import codec_for, is_model, strip_annotated
+from ..dto.errors import ValidationFailed
 from ..http.request import Request
 from ..http.uploads import MultipartLimits, UploadFile
 from .plan import Slot, _missing, _optional_inner, _with_constraints, string_converter

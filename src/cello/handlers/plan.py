@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..dto import ValidationFailed, codec_for, is_model, strip_annotated
+from ..dto.codecs import codec_for, is_model, strip_annotated
+from ..dto.errors import ValidationFailed
 from ..http.exceptions import ConfigurationError
 from ..http.request import Request
 from ..params import UNSET, Body, Depends, File, Header, Param, Path, Query

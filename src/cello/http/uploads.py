@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +48,8 @@ class UploadFile:
         self.content_type = content_type
         self.headers = headers or Headers()
         self.size = 0
+        import tempfile  # here, not at module level: `import cello` should not pay for it
+
         self.file: Any = tempfile.SpooledTemporaryFile(max_size=spool_size)  # noqa: SIM115 - closed by close()
 
     @property
@@ -79,6 +78,8 @@ class UploadFile:
     async def save(self, path: str | os.PathLike[str]) -> int:
         """Copy the whole file to ``path``; returns the bytes written."""
 
+        import shutil
+
         def copy() -> int:
             self.file.seek(0)
             with open(path, "wb") as target:
@@ -97,6 +98,8 @@ class UploadFile:
     async def _io(self, func: Any, *args: Any) -> Any:
         if self.in_memory:
             return func(*args)
+        import asyncio
+
         return await asyncio.to_thread(func, *args)
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
-"""OpenAPI 3.1: the document built from the routes, and the Swagger UI / ReDoc pages that show it."""
+"""OpenAPI 3.1: ``config`` (what the app says about its document), ``schema`` (the document built from the
+routes) and ``ui`` (Swagger UI / ReDoc). Only the config is imported here; the rest loads when an app compiles."""
 
 from .config import OpenAPIConfig
-from .schema import build_openapi
 
-__all__ = ["OpenAPIConfig", "build_openapi"]
+__all__ = ["OpenAPIConfig"]

@@ -13,7 +13,7 @@ import re
 import typing
 from typing import TYPE_CHECKING, Any
 
-from ..dto import codec_for, is_model, strip_annotated
+from ..dto.codecs import codec_for, is_model, strip_annotated
 from ..dto.errors import PROBLEM_SCHEMA
 from ..handlers.plan import Signature, Slot, _optional_inner, _with_constraints, read_signature
 from ..params import UNSET, Body, Depends, Param
