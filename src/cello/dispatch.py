@@ -68,16 +68,16 @@ class Dispatcher:
             # NOTE: engines decode percent-escapes that are not UTF-8 into U+FFFD; refusing is safer than handing a
             # handler a lossy parameter. Static paths never contain it, so only this branch pays for the check.
             return self.bad_path, EMPTY_PARAMS
-        found = self._match_dynamic(path)
+        found = self._match_dynamic(path, method)
         if found is not None:
-            return found[0][method], found[1]
+            return found
         return self._unmatched(path), EMPTY_PARAMS
 
     def _unmatched(self, path: str) -> Route:
         # NOTE: never redirect "//host/" to "//host": a Location starting with // leaves the site
         if self.redirect_slashes and path != "/" and not path.startswith("//"):
             alternative = path[:-1] if path.endswith("/") else path + "/"
-            if self.router.lookup(alternative) is not None:
+            if alternative in self.static or self._match_dynamic(alternative, "GET") is not None:
                 return self.redirect
         return self.not_found
 

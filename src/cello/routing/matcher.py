@@ -2,9 +2,9 @@
 
 Walking the tree node by node costs a call, a loop and a converter call per segment (~1.5 µs for a five-segment
 path here). The generated function does the same depth-first search as ``search`` below — literal segments
-first, then parameters (typed before plain), then a catch-all, backtracking on a dead end — but as straight-line
-``if`` statements with the node's literals and the common converters inlined, which roughly halves the cost.
-Trees too deep to compile fall back to ``search``.
+first, then parameters (typed before plain), then a catch-all, backtracking on a dead end — as straight-line
+``if`` statements in a single function: literals are compared inline (bisected when a node has many), the common
+converters are inlined, and nothing is called per segment. Trees too deep to compile fall back to ``search``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from .converters import Converter, _to_int, _to_str
 if TYPE_CHECKING:
     from .router import MethodMap, _Node
 
-Match = tuple["MethodMap", dict[str, Any]]
-Matcher = Callable[[str], "Match | None"]
+Match = tuple[Any, dict[str, Any]]
+# (path, method) -> (methods[method], params) | None: the route itself (a 405 route for a known path)
+Matcher = Callable[[str, str], "Match | None"]
 
 _MISS: Any = object()
-# a node with more literal children than this dispatches through a dict of per-child functions
+# a node with more literal children than this finds the right one by bisection (string comparisons) instead of
+# testing them one by one
 _INLINE_LITERALS = 4
-# Python allows 100 indentation levels; each tree level takes up to three
-_MAX_DEPTH = 24
+# Python allows 100 indentation levels; a tree needing more falls back to the walking matcher
+_MAX_INDENT = 90
+_MAX_DEPTH = 32
 
 
 def search(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> MethodMap | None:
@@ -57,28 +60,26 @@ def search(node: _Node, segments: list[str], index: int, params: dict[str, Any])
 
 
 def compile_matcher(root: _Node) -> Matcher:
-    """A function ``path -> (methods, params) | None`` equivalent to ``search`` from the root."""
+    """A function ``(path, method) -> (route, params) | None`` equivalent to ``search`` from the root."""
     if _depth(root) > _MAX_DEPTH:
         return _searching_matcher(root)
     generator = _Generator()
-    body = ["def match(path):", "    segs = path.split('/')", "    n = len(segs)"]
+    body = ["def match(path, method):", "    segs = path.split('/')", "    n = len(segs)"]
     generator.emit(root, 1, [], body, 1)
     body.append("    return None")
-    generator.blocks.append(body)
-    source = "\n".join("\n".join(block) for block in generator.blocks)
+    if generator.max_indent > _MAX_INDENT:
+        return _searching_matcher(root)
     namespace = generator.namespace
-    exec(compile(source, "<cello router>", "exec"), namespace)  # noqa: S102 - source built from route templates
-    for table_name, children in generator.tables.items():
-        namespace[table_name] = {literal: namespace[function] for literal, function in children.items()}
+    exec(compile("\n".join(body), "<cello router>", "exec"), namespace)  # noqa: S102 - built from route templates
     matcher: Matcher = namespace["match"]
     return matcher
 
 
 def _searching_matcher(root: _Node) -> Matcher:
-    def match(path: str) -> Match | None:
+    def match(path: str, method: str) -> Match | None:
         params: dict[str, Any] = {}
         methods = search(root, path.split("/")[1:], 0, params)
-        return None if methods is None else (methods, params)
+        return None if methods is None else (methods[method], params)
 
     return match
 
@@ -104,8 +105,7 @@ def _safe(convert: Converter) -> Callable[[str], Any]:
 class _Generator:
     def __init__(self) -> None:
         self.namespace: dict[str, Any] = {"_MISS": _MISS}
-        self.blocks: list[list[str]] = []
-        self.tables: dict[str, dict[str, str]] = {}
+        self.max_indent = 0
         self._count = 0
 
     def constant(self, value: Any, prefix: str) -> str:
@@ -116,17 +116,19 @@ class _Generator:
 
     def emit(self, node: _Node, depth: int, bound: list[tuple[str, str]], out: list[str], indent: int) -> None:
         """Code that returns a match for ``node`` at segment ``depth`` (or falls through), params in ``bound``."""
+        self.max_indent = max(self.max_indent, indent + 1)
         pad = "    " * indent
         start = len(out)
         if node.methods is not None:
             out.append(f"{pad}if n == {depth}:")
-            out.append(f"{pad}    return {self.constant(node.methods, 'm')}, {_params(bound)}")
+            out.append(f"{pad}    return {self.constant(node.methods, 'm')}[method], {_params(bound)}")
         if node.children or node.params or node.catchall is not None:
             out.append(f"{pad}if n > {depth}:")
             inner = pad + "    "
             segment = f"s{depth}"
             out.append(f"{inner}{segment} = segs[{depth}]")
-            self._literals(node, depth, bound, out, indent + 1)
+            if node.children:
+                self._literals(sorted(node.children), node, depth, bound, out, indent + 1)
             if node.params:
                 out.append(f"{inner}if {segment}:")
                 for position, (name, convert, _typed, child) in enumerate(node.params):
@@ -134,34 +136,26 @@ class _Generator:
             if node.catchall is not None:
                 name, methods = node.catchall
                 rest = f"'/'.join(segs[{depth}:])"
-                out.append(f"{inner}return {self.constant(methods, 'm')}, {_params([*bound, (name, rest)])}")
+                out.append(f"{inner}return {self.constant(methods, 'm')}[method], {_params([*bound, (name, rest)])}")
         if len(out) == start:
             out.append(f"{pad}pass")
 
-    def _literals(self, node: _Node, depth: int, bound: list[tuple[str, str]], out: list[str], indent: int) -> None:
+    def _literals(
+        self, literals: list[str], node: _Node, depth: int, bound: list[tuple[str, str]], out: list[str], indent: int
+    ) -> None:
+        """Equality tests for a few literals; for more, a binary search on the sorted ones, then equality."""
         pad = "    " * indent
         segment = f"s{depth}"
-        if len(node.children) <= _INLINE_LITERALS:
-            for literal, child in node.children.items():
+        if len(literals) <= _INLINE_LITERALS:
+            for literal in literals:
                 out.append(f"{pad}if {segment} == {literal!r}:")
-                self.emit(child, depth + 1, bound, out, indent + 1)
+                self.emit(node.children[literal], depth + 1, bound, out, indent + 1)
             return
-        arguments = ", ".join(["segs", "n", *(variable for _, variable in bound)])
-        functions: dict[str, str] = {}
-        for literal, child in node.children.items():
-            function = self.constant(None, "f")
-            block = [f"def {function}({arguments}):"]
-            self.emit(child, depth + 1, bound, block, 1)
-            block.append("    return None")
-            self.blocks.append(block)
-            functions[literal] = function
-        table = self.constant(None, "t")
-        self.tables[table] = functions
-        out.append(f"{pad}f = {table}.get({segment})")
-        out.append(f"{pad}if f is not None:")
-        out.append(f"{pad}    r = f({arguments})")
-        out.append(f"{pad}    if r is not None:")
-        out.append(f"{pad}        return r")
+        middle = len(literals) // 2
+        out.append(f"{pad}if {segment} < {literals[middle]!r}:")
+        self._literals(literals[:middle], node, depth, bound, out, indent + 1)
+        out.append(f"{pad}else:")
+        self._literals(literals[middle:], node, depth, bound, out, indent + 1)
 
     def _parameter(
         self,

@@ -191,17 +191,10 @@ class Router:
 
     @property
     def match_dynamic(self) -> Matcher:
-        """``path -> (methods, params) | None`` over the dynamic routes, compiled on first use."""
+        """``(path, method) -> (route, params) | None`` over the dynamic routes, compiled on first use."""
         if self._matcher is None:
             self._matcher = compile_matcher(self._root)
         return self._matcher
-
-    def lookup(self, path: str) -> tuple[MethodMap, dict[str, Any]] | None:
-        """The method map and path params for ``path``, or None when no route has that path."""
-        methods = self.static.get(path)
-        if methods is not None:
-            return methods, {}
-        return self.match_dynamic(path)
 
     def method_maps(self) -> Iterator[MethodMap]:
         yield from self.static.values()
