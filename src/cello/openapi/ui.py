@@ -58,7 +58,8 @@ def openapi_routes(app: App) -> list[Route]:
         return routes
     assets = _asset_directories()
     if assets is None:
-        logger.warning("Swagger UI and ReDoc need the openapi extra: pip install 'cello[openapi]'")
+        # info, not a warning: the pages are on by default, and an app that never wanted them should stay quiet
+        logger.info("Swagger UI and ReDoc need the openapi extra: pip install 'cello[openapi]'")
         return routes
     title = html.escape(config.title)
     spec_url = html.escape(config.openapi_url)
