@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from cello import App, BackgroundTasks, Response
+from cello import App, BackgroundTasks, Depends, Response
 from cello.testing import TestClient
 
 
@@ -109,3 +109,25 @@ def test_tasks_attached_to_a_response():
     with TestClient(app) as client:
         client.get("/")
     assert done == [1]
+
+
+def test_task_dependencies_are_resolved_in_their_own_scope():
+    events: list[str] = []
+    app = App()
+
+    async def mailer():
+        events.append("mailer open")
+        yield "smtp"
+        events.append("mailer closed")
+
+    async def send(address: str, transport=Depends(mailer)):
+        events.append(f"sent to {address} via {transport}")
+
+    @app.post("/")
+    def handler(background: BackgroundTasks):
+        background.add_task(send, "ada@example.com")
+        events.append("handler")
+
+    with TestClient(app) as client:
+        client.post("/")
+    assert events == ["handler", "mailer open", "sent to ada@example.com via smtp", "mailer closed"]

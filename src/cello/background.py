@@ -3,9 +3,11 @@
 ``BackgroundTasks`` is injected into handlers (and dependencies) by annotation, and reachable anywhere during a
 request as ``request.background``; a response may also carry one (``Response(..., background=tasks)``). After the
 engine has handed the response over, the app's ``BackgroundRunner`` runs the tasks in order as one asyncio task:
-async functions on the loop, sync ones in the thread pool. At most ``limit`` such batches run at once (the rest
-wait their turn), a failing task is logged with the request's id and does not stop the ones after it, and at
-shutdown the runner waits for the running batches up to a deadline before cancelling them.
+async functions on the loop, sync ones in the thread pool. A task function whose parameters default to
+``Depends(...)`` gets them resolved in a dependency scope of its own (the request's is closed by then). At most
+``limit`` such batches run at once (the rest wait their turn), a failing task is logged with the request's id and
+does not stop the ones after it, and at shutdown the runner waits for the running batches up to a deadline
+before cancelling them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
+    from .app import App
     from .handlers import ThreadPool
     from .http.request import Request
 
@@ -61,9 +64,11 @@ class BackgroundTasks:
 class BackgroundRunner:
     """Runs an app's background tasks with bounded concurrency and drains them at shutdown."""
 
-    def __init__(self, pool: ThreadPool, limit: int = 100) -> None:
+    def __init__(self, pool: ThreadPool, limit: int = 100, app: App | None = None) -> None:
         self.pool = pool
         self.limit = limit
+        self.app = app
+        self._wanted: dict[Any, list[tuple[str, Any]]] = {}
         self._semaphore: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[None]] = set()
 
@@ -109,7 +114,10 @@ class BackgroundRunner:
         async with self._semaphore:
             for func, args, kwargs in batch:
                 try:
-                    if is_async_callable(func):
+                    wanted = self._dependencies_of(func)
+                    if wanted:
+                        await self._run_with_dependencies(func, args, kwargs, wanted)
+                    elif is_async_callable(func):
                         await func(*args, **kwargs)
                     else:
                         result = await self.pool.run(functools.partial(func, *args, **kwargs))
@@ -120,6 +128,43 @@ class BackgroundRunner:
                     raise
                 except Exception:
                     logger.exception("background task %s failed (request %s)", _name(func), request_id)
+
+    def _dependencies_of(self, func: Callable[..., Any]) -> list[tuple[str, Any]]:
+        """The ``Depends(...)`` defaults of a task function's parameters (read once per function)."""
+        try:
+            return self._wanted[func]
+        except (KeyError, TypeError):
+            pass
+        import inspect
+
+        from .params import Depends
+
+        try:
+            parameters = inspect.signature(func).parameters.values()
+        except (TypeError, ValueError):
+            parameters = []  # type: ignore[assignment]
+        wanted = [(p.name, p.default) for p in parameters if isinstance(p.default, Depends)]
+        try:
+            self._wanted[func] = wanted
+        except TypeError:
+            pass
+        return wanted
+
+    async def _run_with_dependencies(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wanted: list[tuple[str, Any]]
+    ) -> None:
+        """Resolve the task's dependencies in a scope of its own, torn down when the task is over."""
+        from .handlers.plan import is_async_callable
+
+        assert self.app is not None
+        async with self.app.dependency_scope() as deps:
+            resolved = {name: await deps.resolve(marker) for name, marker in wanted if name not in kwargs}
+            if is_async_callable(func):
+                await func(*args, **kwargs, **resolved)
+            else:
+                import functools
+
+                await self.pool.run(functools.partial(func, *args, **kwargs, **resolved))
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for running tasks, then cancel what is left."""

@@ -39,7 +39,7 @@ class Dispatcher:
     def __init__(self, app: App) -> None:
         self.app = app
         self.pool = ThreadPool(app.config.threadpool_size)
-        self.background = BackgroundRunner(self.pool, app.config.background_limit)
+        self.background = BackgroundRunner(self.pool, app.config.background_limit, app)
         self.router = Router()
         for route in app.collect_routes():
             self.router.add(route)
