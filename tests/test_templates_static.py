@@ -99,3 +99,23 @@ def test_raw_dot_segments_over_a_socket(servers, face_name):
         status = data.split(b" ", 2)[1]
         assert status in (b"400", b"404"), (raw, data[:200])
         assert data.split(b"\r\n\r\n", 1)[-1].startswith(b'{"type"')  # a problem document, not the file
+
+
+def test_static_on_a_blueprint_and_url_for(tmp_path):
+    from cello import App, Blueprint, Templates
+    from cello.testing import TestClient
+
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "app.js").write_text("console.log(1)")
+    (tmp_path / "page.html").write_text("{{ url_for('assets', path='app.js') }}")
+    app = App(templates=Templates(tmp_path))
+    bp = Blueprint("/admin")
+    bp.static("/assets", tmp_path / "assets", name="assets", index=None)
+    app.register_blueprint(bp)
+    app.get("/page")(lambda request: app.templates.response("page.html", request=request))
+    with TestClient(app) as client:
+        assert client.get("/page").text == "/admin/assets/app.js"
+        response = client.get("/admin/assets/app.js")
+        assert response.text == "console.log(1)"
+        assert response.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+        assert client.get("/admin/assets/").status_code == 404  # index=None
