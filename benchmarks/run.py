@@ -47,6 +47,7 @@ START_TIMEOUT = 60.0  # seconds for a server to answer its first request
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
 ECHO_BODY = (WRK_DIR / "echo_body.json").read_bytes()
+TYPED_BODY = (WRK_DIR / "typed_body.json").read_bytes()
 
 # --------------------------------------------------------------------------
 # Venvs: what each one installs. Nothing is pinned: the point is to compare
@@ -92,20 +93,31 @@ class Scenario:
     expect: object = None  # expected JSON body; None = body not checked
     lua: str | None = None  # wrk script in benchmarks/wrk/
     baseline: str | None = None  # scenario of the peers to compare with
+    body: bytes | None = None  # request body (the same file its wrk script sends)
 
 
 HELLO = {"message": "Hello, World!"}
 SCENARIOS: dict[str, Scenario] = {
     "hello": Scenario("/", expect=HELLO),
     "param": Scenario("/users/42", expect={"id": "42"}),
-    "post-echo": Scenario("/echo", method="POST", expect=json.loads(ECHO_BODY), lua="echo.lua"),
+    "post-echo": Scenario("/echo", method="POST", expect=json.loads(ECHO_BODY), lua="echo.lua", body=ECHO_BODY),
     "404": Scenario("/does-not-exist", status=404),
     # Cello only. Peers have no such variants, so ratios use their async hello.
     "hello-sync-inline": Scenario("/sync-inline", expect=HELLO, baseline="hello"),
     "hello-sync-pooled": Scenario("/sync-pooled", expect=HELLO, baseline="hello"),
+    # Typed route: int path parameter, int query parameter, a validated JSON body and one dependency, all
+    # declared in the handler's signature. Cello, FastAPI and Litestar only (the frameworks with that style).
+    "typed": Scenario(
+        "/items/42?limit=5",
+        method="POST",
+        expect={**json.loads(TYPED_BODY), "item_id": 42, "limit": 5, "currency": "EUR"},
+        lua="typed.lua",
+        body=TYPED_BODY,
+    ),
 }
 COMMON = ["hello", "param", "post-echo", "404"]
 CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled"]
+TYPED = ["typed"]
 
 # --------------------------------------------------------------------------
 # Targets: one served configuration each. The cello venv is served twice.
@@ -143,17 +155,18 @@ TARGETS = [
     Target("granian-raw", "granian-raw", "granian (RSGI)",
            lambda v, p: granian(v, "rsgi", "granian_raw_app:app", p), COMMON, main_package="granian"),
     Target("cello", "cello", "granian CLI (RSGI)",
-           lambda v, p: granian(v, "rsgi", "cello_app:app", p), COMMON + CELLO_ONLY, main_package="cello"),
+           lambda v, p: granian(v, "rsgi", "cello_app:app", p), COMMON + CELLO_ONLY + TYPED, main_package="cello"),
     Target("cello-run", "cello", "app.run()",
-           lambda v, p: python(v, str(APPS_DIR / "cello_run.py")), COMMON + CELLO_ONLY, main_package="cello"),
+           lambda v, p: python(v, str(APPS_DIR / "cello_run.py")), COMMON + CELLO_ONLY + TYPED,
+           main_package="cello"),
     Target("blacksheep", "blacksheep", "granian (ASGI)",
            lambda v, p: granian(v, "asgi", "blacksheep_app:app", p), COMMON, main_package="blacksheep"),
     Target("fastapi", "fastapi", "uvicorn (uvloop, httptools)",
            lambda v, p: [str(v / "bin" / "uvicorn"), "fastapi_app:app", "--host", HOST, "--port", str(p),
                          "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-                         "--no-access-log", "--log-level", "warning"], COMMON, main_package="fastapi"),
+                         "--no-access-log", "--log-level", "warning"], COMMON + TYPED, main_package="fastapi"),
     Target("litestar", "litestar", "granian (ASGI)",
-           lambda v, p: granian(v, "asgi", "litestar_app:app", p), COMMON, main_package="litestar"),
+           lambda v, p: granian(v, "asgi", "litestar_app:app", p), COMMON + TYPED, main_package="litestar"),
     Target("robyn", "robyn", "Robyn server (1 process, 1 worker)",
            lambda v, p: python(v, str(APPS_DIR / "robyn_app.py"), "--processes", "1", "--workers", "1",
                                "--log-level", "WARN", "--disable-openapi"), COMMON, main_package="robyn"),
@@ -386,9 +399,7 @@ def check_response(name: str, port: int) -> str | None:
     sc = SCENARIOS[name]
     try:
         # Twice on one connection: the second answer proves the connection survives, as wrk needs.
-        status, ctype, body, keep_alive = http_request(
-            sc.method, sc.path, port, ECHO_BODY if sc.method == "POST" else None, repeat=2
-        )
+        status, ctype, body, keep_alive = http_request(sc.method, sc.path, port, sc.body, repeat=2)
     except (OSError, http.client.HTTPException) as err:
         return f"request failed: {err}"
     if not keep_alive:
@@ -725,6 +736,29 @@ def compute_ratios(rows: list[dict]) -> dict:
     return ratios
 
 
+# The typed-route goals: the typed route keeps most of the untyped echo route's speed, and beats FastAPI's equivalent.
+TYPED_VS_ECHO_GOAL = 0.80
+TYPED_VS_FASTAPI_GOAL = 4.0
+
+
+def typed_ratios(rows: list[dict]) -> dict:
+    """typed[cello_target] = req/s on `typed`, and its ratios to the same target's `post-echo` (the untyped echo
+    route) and to FastAPI's and Litestar's `typed`; a ratio whose figures are missing is None."""
+    rps = {(r["target"], r["scenario"]): r["rps"] for r in rows if r.get("status") == "ok"}
+    typed: dict = {}
+    for ct in CELLO_TARGETS:
+        mine = rps.get((ct, "typed"))
+        if not mine:
+            continue
+        bases = {
+            "post-echo": rps.get((ct, "post-echo")),
+            "fastapi": rps.get(("fastapi", "typed")),
+            "litestar": rps.get(("litestar", "typed")),
+        }
+        typed[ct] = {"rps": mine, **{k: round(mine / v, 3) if v else None for k, v in bases.items()}}
+    return typed
+
+
 def render_markdown(report: dict) -> str:
     m, s = report["machine"], report["settings"]
     out = [f"# Cello HTTP benchmarks — {report['timestamp']}", ""]
@@ -789,6 +823,21 @@ def render_markdown(report: dict) -> str:
             out.append(f"| {scen}{mark} | " + " | ".join(cells) + " |")
         out += ["", "¹ compared with each peer's async `hello`.", ""]
 
+    typed = report.get("typed") or {}
+    if typed:
+        sc = SCENARIOS["typed"]
+        out += [f"## Typed route — `{sc.method} {sc.path}`", "",
+                "Path `int` + query `int` + validated JSON body + one dependency, declared in the handler's signature "
+                "(msgspec `Struct` in Cello and Litestar, pydantic model in FastAPI). Cello's typed req/s divided by: "
+                "its own untyped `post-echo` route (a larger body, parsed and returned as is), and the same typed "
+                f"route in FastAPI and Litestar. Goals: >= {TYPED_VS_ECHO_GOAL:.2f}x post-echo, "
+                f">= {TYPED_VS_FASTAPI_GOAL:.0f}x FastAPI.", "",
+                "| Cello target | Req/s | ÷ own post-echo | ÷ fastapi typed | ÷ litestar typed |", "|---|--:|--:|--:|--:|"]  # fmt: skip
+        for ct, t in typed.items():
+            cells = [f"{t[k]:.2f}" if t.get(k) else "-" for k in ("post-echo", "fastapi", "litestar")]
+            out.append(f"| {ct} | {t['rps']:,.0f} | " + " | ".join(cells) + " |")
+        out.append("")
+
     micro = report.get("micro")
     if micro:
         out += ["## Micro-benchmarks (cello venv)", ""]
@@ -838,6 +887,14 @@ def target_checks(report: dict) -> list[tuple[str, str, str, bool]]:
             if mine and raw:
                 checks.append((f"{scen}, cello via {via}", f">= {goal:.2f}x granian-raw", f"{mine / raw:.2f}x",
                                mine / raw >= goal))  # fmt: skip
+    for target, t in typed_ratios(report["results"]).items():
+        via = "granian CLI" if target == "cello" else "app.run()"
+        if t.get("post-echo"):
+            checks.append((f"typed route, cello via {via}", f">= {TYPED_VS_ECHO_GOAL:.2f}x its untyped post-echo",
+                           f"{t['post-echo']:.2f}x", t["post-echo"] >= TYPED_VS_ECHO_GOAL))  # fmt: skip
+        if t.get("fastapi"):
+            checks.append((f"typed route, cello via {via}", f">= {TYPED_VS_FASTAPI_GOAL:.0f}x fastapi typed",
+                           f"{t['fastapi']:.2f}x", t["fastapi"] >= TYPED_VS_FASTAPI_GOAL))  # fmt: skip
     run, cli = rps.get(("cello-run", "hello")), rps.get(("cello", "hello"))
     if run and cli:
         # "As fast as": within 5%, the run-to-run spread of this machine.
@@ -1000,6 +1057,7 @@ def main() -> int:
         "cello_source": CELLO_SOURCE or source_revision(),
         "results": rows,
         "ratios": compute_ratios(rows),
+        "typed": typed_ratios(rows),
         "micro": micro,
     }  # fmt: skip
     RESULTS_DIR.mkdir(exist_ok=True)

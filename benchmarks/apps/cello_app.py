@@ -4,7 +4,9 @@ Served by the granian CLI (``granian --interface rsgi cello_app:app``) and by
 the framework's own ``app.run()`` (see cello_run.py).
 """
 
-from cello import App
+import msgspec
+
+from cello import App, Depends
 
 app = App()
 
@@ -34,3 +36,27 @@ def sync_inline(request):
 @app.get("/sync-pooled")
 def sync_pooled(request):
     return {"message": "Hello, World!"}
+
+
+# Typed route: path int + query + msgspec body + one dependency, each resolved
+# from the signature (the same route is in fastapi_app.py and litestar_app.py).
+class Item(msgspec.Struct):
+    name: str
+    price: float
+    tags: list[str] = []
+
+
+async def get_settings() -> dict:
+    return {"currency": "EUR"}
+
+
+@app.post("/items/{item_id:int}")
+async def typed(item_id: int, item: Item, limit: int = 10, settings: dict = Depends(get_settings)):
+    return {
+        "item_id": item_id,
+        "name": item.name,
+        "price": item.price,
+        "tags": item.tags,
+        "limit": limit,
+        "currency": settings["currency"],
+    }
