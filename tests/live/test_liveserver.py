@@ -71,6 +71,11 @@ def test_stop_leaves_no_worker_and_runs_shutdown_hooks(live, tmp_path):
     server = live("lifecycle_app:app", workers=2, ready_path="/__ready", env={"CELLO_MARKS_DIR": str(tmp_path)}).start()
     pids = server.processes()
     assert len(pids) == 3
+    # one answering worker makes the server ready; wait until the other has started too (a worker stopped while
+    # it is still loading exits at once, without startup having run, so without a shutdown to run either)
+    deadline = time.monotonic() + 10
+    while len(list(tmp_path.glob("startup-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     output = server.stop()
     assert server.returncode == 0, output
     assert server.processes() == []
