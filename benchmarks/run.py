@@ -114,9 +114,19 @@ SCENARIOS: dict[str, Scenario] = {
         lua="typed.lua",
         body=TYPED_BODY,
     ),
+    # Cello only: the typed route's request and answer, read by hand from the request (no signature typing), to
+    # show what the typing itself costs on the same request.
+    "untyped": Scenario(
+        "/raw-items/42?limit=5",
+        method="POST",
+        expect={**json.loads(TYPED_BODY), "item_id": 42, "limit": 5, "currency": "EUR"},
+        lua="untyped.lua",
+        body=TYPED_BODY,
+        baseline="typed",
+    ),
 }
 COMMON = ["hello", "param", "post-echo", "404"]
-CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled"]
+CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled", "untyped"]
 TYPED = ["typed"]
 
 # --------------------------------------------------------------------------
@@ -752,6 +762,7 @@ def typed_ratios(rows: list[dict]) -> dict:
             continue
         bases = {
             "post-echo": rps.get((ct, "post-echo")),
+            "untyped": rps.get((ct, "untyped")),
             "fastapi": rps.get(("fastapi", "typed")),
             "litestar": rps.get(("litestar", "typed")),
         }
@@ -829,12 +840,14 @@ def render_markdown(report: dict) -> str:
         out += [f"## Typed route — `{sc.method} {sc.path}`", "",
                 "Path `int` + query `int` + validated JSON body + one dependency, declared in the handler's signature "
                 "(msgspec `Struct` in Cello and Litestar, pydantic model in FastAPI). Cello's typed req/s divided by: "
-                "its own untyped `post-echo` route (a larger body, parsed and returned as is), and the same typed "
+                "its own untyped `post-echo` route (a larger body, parsed and returned as is), its `untyped` route (the "
+                "same request and answer, read by hand: what the typing itself costs), and the same typed "
                 f"route in FastAPI and Litestar. Goals: >= {TYPED_VS_ECHO_GOAL:.2f}x post-echo, "
                 f">= {TYPED_VS_FASTAPI_GOAL:.0f}x FastAPI.", "",
-                "| Cello target | Req/s | ÷ own post-echo | ÷ fastapi typed | ÷ litestar typed |", "|---|--:|--:|--:|--:|"]  # fmt: skip
+                "| Cello target | Req/s | ÷ own post-echo | ÷ own untyped | ÷ fastapi typed | ÷ litestar typed |",
+                "|---|--:|--:|--:|--:|--:|"]  # fmt: skip
         for ct, t in typed.items():
-            cells = [f"{t[k]:.2f}" if t.get(k) else "-" for k in ("post-echo", "fastapi", "litestar")]
+            cells = [f"{t[k]:.2f}" if t.get(k) else "-" for k in ("post-echo", "untyped", "fastapi", "litestar")]
             out.append(f"| {ct} | {t['rps']:,.0f} | " + " | ".join(cells) + " |")
         out.append("")
 

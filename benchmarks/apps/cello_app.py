@@ -60,3 +60,17 @@ async def typed(item_id: int, item: Item, limit: int = 10, settings: dict = Depe
         "limit": limit,
         "currency": settings["currency"],
     }
+
+
+# The same request read by hand: what the typed route costs over plain request access.
+@app.post("/raw-items/{item_id:int}")
+async def untyped(request):
+    item = request.json()
+    return {
+        "item_id": request.params["item_id"],
+        "name": item["name"],
+        "price": item["price"],
+        "tags": item["tags"],
+        "limit": int(request.query.get("limit", "10")),
+        "currency": (await get_settings())["currency"],
+    }
