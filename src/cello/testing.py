@@ -95,9 +95,13 @@ class _BridgeTransport(httpx.BaseTransport):
             await self._app.startup()
             request.stream = httpx.ByteStream(request.read())
             response = await self._inner.handle_async_request(request)
-            body = await response.aread()
+            # the raw bytes: decoding (gzip, br) is the receiving client's job, as over a socket
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
             return httpx.Response(
-                response.status_code, headers=response.headers, content=body, extensions=response.extensions
+                response.status_code,
+                headers=response.headers,
+                stream=httpx.ByteStream(body),
+                extensions=response.extensions,
             )
 
         return self._portal.run(call())  # type: ignore[no-any-return]
