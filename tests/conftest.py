@@ -95,3 +95,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def typed_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
     """A client for tests/apps/typed_app.py (uploads, forms, background tasks) on each face."""
     yield from _client_for(face, "typed_app:app", servers)
+
+
+@pytest.fixture
+def mw_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for tests/apps/middleware_app.py on each face."""
+    yield from _client_for(face, "middleware_app:app", servers)

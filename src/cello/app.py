@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .dto.errors import ValidationErrorFormat
 from .http.exceptions import ConfigurationError
-from .http.response import HTMLResponse
+from .http.response import HTMLResponse, Response
 from .http.uploads import MultipartLimits
 from .openapi.config import OpenAPIConfig
 from .routing.blueprint import Registrar
@@ -124,6 +124,8 @@ class App(Registrar):
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._dependencies: Dependencies | None = None
         self._templates: Templates | None = None
+        self._response_cache: Any = None
+        self._health: Any = None
         if templates is not None:
             self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.state: dict[str, Any] = {}
@@ -294,6 +296,100 @@ class App(Registrar):
     async def render(self, name: str, status: int = 200, headers: Any = None, **context: Any) -> HTMLResponse:
         """Render a template asynchronously into an HTML response: ``return await app.render("a.html", x=1)``."""
         return HTMLResponse(await self.templates.render_async(name, context), status, headers)
+
+    # -- middleware shortcuts -----------------------------------------------------------------------------
+    # NOTE: the seed's documentation teaches these names; each builds a middleware from cello.middleware (imported
+    # only when called, so apps that use none pay nothing) and installs it, returning it for later reference.
+
+    def enable_cors(self, config: Any = None, **options: Any) -> Any:
+        from .middleware.cors import CORS
+
+        return self.use(CORS(config, **options))
+
+    def enable_compression(self, **options: Any) -> Any:
+        from .middleware.compression import Compression
+
+        return self.use(Compression(**options))
+
+    def enable_logging(self, **options: Any) -> Any:
+        from .middleware.access_log import AccessLog
+
+        return self.use(AccessLog(**options))
+
+    def enable_request_id(self, **options: Any) -> Any:
+        from .middleware.request_id import RequestId
+
+        return self.use(RequestId(**options))
+
+    def enable_body_limit(self, max_bytes: int) -> None:
+        """Refuse bodies over ``max_bytes`` with 413, before reading them (the engine-level limit)."""
+        if max_bytes < 0:
+            raise ConfigurationError("max_bytes must be >= 0")
+        self.config.max_body_size = max_bytes
+
+    def enable_timeout(self, seconds: float) -> Any:
+        from .middleware.limits import Timeout
+
+        return self.use(Timeout(seconds))
+
+    def enable_rate_limit(self, config: Any = None, **options: Any) -> Any:
+        from .middleware.ratelimit import RateLimit
+
+        return self.use(RateLimit(config, **options))
+
+    def enable_caching(self, store: Any = None, **options: Any) -> Any:
+        """Cache the app's cacheable GET answers (``ttl``, ``vary``, ``cache_authenticated``, ``max_body``)."""
+        from .middleware.cache import Cache, ResponseCache
+
+        self._response_cache = ResponseCache(store, **options)
+        return self.use(Cache(cache=self._response_cache))
+
+    def enable_circuit_breaker(self, **options: Any) -> Any:
+        from .middleware.circuit import CircuitBreaker
+
+        return self.use(CircuitBreaker(**options))
+
+    def enable_prometheus(self, path: str = "/metrics", **options: Any) -> Any:
+        """Export request metrics (and the rate limiters' and breakers') at ``path``."""
+        from .middleware.metrics import Prometheus
+
+        exporter = Prometheus(path, **options)
+
+        async def metrics() -> Response:
+            return Response(exporter.export(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+        self.add_route(Route(path, ["GET"], metrics, name="metrics", meta={"include_in_schema": False}))
+        self.shutdown_hooks.append(exporter.worker_stopped)
+        return self.use(exporter)
+
+    def enable_health_checks(self, **options: Any) -> Any:
+        """``/health/live`` and ``/health/ready``; add checks with ``@app.health_check(name)``."""
+        from .middleware.health import HealthChecks
+
+        self._health = HealthChecks(**options)
+        for route in self._health.routes():
+            self.add_route(route)
+        return self._health
+
+    def health_check(self, name: str, timeout: float | None = None) -> Callable[[F], F]:
+        """Register a readiness check: ``@app.health_check("database")`` over a sync or async function."""
+
+        def decorator(check: F) -> F:
+            if self._health is None:
+                self.enable_health_checks()
+            self._health.add(name, check, timeout)
+            return check
+
+        return decorator
+
+    @property
+    def cache(self) -> Any:
+        """The app's response cache (``ResponseCache``): invalidate with ``await app.cache.invalidate(path)``."""
+        if self._response_cache is None:
+            from .middleware.cache import ResponseCache
+
+            self._response_cache = ResponseCache()
+        return self._response_cache
 
     def dependency_scope(self, request: Any = None) -> contextlib.AbstractAsyncContextManager[Resolver]:
         """Resolve dependencies outside a route: ``async with app.dependency_scope() as deps:

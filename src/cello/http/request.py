@@ -212,6 +212,14 @@ class Request:
         return context
 
     @property
+    def id(self) -> str | None:
+        """The request id (``X-Request-ID``) when the request-id middleware is on."""
+        if self._context is None:
+            return None
+        value = self._context.get("request_id")
+        return str(value) if value is not None else None
+
+    @property
     def background(self) -> BackgroundTasks:
         """Tasks to run after the response has been sent (see ``cello.background``)."""
         if self._background is None:

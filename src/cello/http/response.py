@@ -432,3 +432,15 @@ def _from_tuple(result: tuple[Any, ...]) -> Response:
     if len(result) == 3:
         response.raw_headers.extend(_header_list(result[2]))
     return response
+
+
+def add_vary(response: Response, *names: str) -> None:
+    """Add names to the response's Vary header, once each."""
+    existing = [v.strip() for k, value in response.raw_headers if k == "vary" for v in value.split(",")]
+    if "*" in existing:
+        return
+    missing = [n for n in names if n.lower() not in {e.lower() for e in existing}]
+    if not missing:
+        return
+    response.raw_headers[:] = [(k, v) for k, v in response.raw_headers if k != "vary"]
+    response.raw_headers.append(("vary", ", ".join([e for e in existing if e] + missing)))

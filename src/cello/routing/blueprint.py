@@ -48,6 +48,8 @@ class Registrar:
         methods = list(methods)
 
         def decorator(handler: F) -> F:
+            # decorators such as @cache(...) attach middleware to the function itself; they run inside the route's
+            attached = getattr(handler, "__cello_middleware__", ())
             self.add_route(
                 Route(
                     path,
@@ -57,7 +59,7 @@ class Registrar:
                     threadpool=threadpool,
                     stream=stream,
                     body_limit=body_limit,
-                    middleware=list(middleware),
+                    middleware=[*middleware, *attached],
                     meta=meta,
                 )
             )

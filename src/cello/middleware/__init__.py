@@ -1,0 +1,50 @@
+"""The middleware suite. One contract for all of it: ``async (request, call_next) -> Response``.
+
+A middleware is any callable of that shape — usually an object configured once (``CORS(...)``), whose
+``__call__`` receives the request and the rest of the chain. Attach it to the app (``app.use(mw)``), a blueprint
+(``bp.use(mw)``) or a route (``@app.get(path, middleware=[mw])``); ``app.enable_*()`` are shortcuts that build
+one with keyword options and install it on the app. Each route's chain is compiled once at startup: app
+middleware outermost (in the order added), then blueprint middleware, then the route's; a route without any pays
+nothing. Inside the chain exceptions have already become responses, so middleware sees 404s, 405s, 422s and 500s
+like any other answer, and preflight ``OPTIONS`` for paths without an OPTIONS route.
+"""
+
+from .access_log import AccessLog
+from .cache import Cache, ResponseCache, cache
+from .circuit import CircuitBreaker, CircuitOpenError
+from .compression import Compression
+from .cors import CORS, CORSConfig
+from .health import HealthChecks
+from .limits import BodyLimit, Timeout
+from .ratelimit import AdaptiveRateLimitConfig, RateLimit, RateLimitConfig
+from .request_id import RequestId, RequestIdLogFilter
+
+__all__ = [
+    "CORS",
+    "AccessLog",
+    "AdaptiveRateLimitConfig",
+    "BodyLimit",
+    "CORSConfig",
+    "Cache",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Compression",
+    "HealthChecks",
+    "Prometheus",
+    "RateLimit",
+    "RateLimitConfig",
+    "RequestId",
+    "RequestIdLogFilter",
+    "ResponseCache",
+    "Timeout",
+    "cache",
+]
+
+
+def __getattr__(name: str) -> object:
+    # prometheus-client is an extra: import the exporter only when asked for
+    if name == "Prometheus":
+        from .metrics import Prometheus
+
+        return Prometheus
+    raise AttributeError(f"module 'cello.middleware' has no attribute {name!r}")

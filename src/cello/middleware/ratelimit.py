@@ -1,0 +1,222 @@
+"""Rate limiting: sliding window, token bucket, and adaptive limits that tighten as the machine gets busy.
+
+``app.enable_rate_limit(RateLimitConfig(requests=100, window=60))`` or ``app.use(RateLimit(...))``; per route,
+``@app.get(path, middleware=[RateLimit(requests=5, window=1, name="login")])``. Clients are told where they stand
+with the IETF ``RateLimit-Limit`` / ``RateLimit-Remaining`` / ``RateLimit-Reset`` / ``RateLimit-Policy`` headers;
+a refused request gets 429 problem+json with ``Retry-After``.
+
+Keys: ``"ip"`` (the client address: the socket peer, or X-Forwarded-For only from configured trusted proxies),
+``"user"`` (an authenticated user from ``request.context``, else the address), ``"api_key"`` (a header), or any
+function of the request. State lives in a store: the memory store (per worker) by default, a ``RedisStore`` to
+share one budget between workers and machines. When the store is unreachable the limiter fails open (lets the
+request through, logging it) unless ``fail_open=False``, in which case it answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..http.exceptions import ConfigurationError, HTTPException
+from ..http.response import ProblemResponse, Response
+from ..stores.base import Store, StoreUnavailable, WindowResult
+from ..stores.memory import MemoryStore
+from . import _metrics
+from ._types import CallNext
+
+logger = logging.getLogger("cello.ratelimit")
+
+KeyFunction = Callable[[Any], "str | None"]
+
+
+@dataclass
+class RateLimitConfig:
+    """``requests`` per ``window`` seconds, per key.
+
+    ``algorithm``: ``"sliding_window"`` (smooth; no burst at window edges) or ``"token_bucket"`` (allows bursts up
+    to ``burst``, refilled at requests/window per second). ``key``: ``"ip"``, ``"user"``, ``"api_key"`` or a
+    function. ``api_key_header``: where ``"api_key"`` looks. ``store``: where counts live (default: memory).
+    ``fail_open``: let requests through when the store is down (default) or answer 503.
+    ``exempt_paths``: never limited (health checks, metrics). ``name``: the budget's name in the store; limiters
+    with the same name and key share a budget. ``per_route``: a separate budget per route template.
+    """
+
+    requests: int = 100
+    window: float = 60.0
+    algorithm: Literal["sliding_window", "token_bucket"] = "sliding_window"
+    burst: int | None = None
+    key: Literal["ip", "user", "api_key"] | KeyFunction = "ip"
+    api_key_header: str = "x-api-key"
+    store: Store | None = None
+    fail_open: bool = True
+    headers: bool = True
+    exempt_paths: tuple[str, ...] = ()
+    name: str | None = None
+    per_route: bool = False
+
+
+@dataclass
+class AdaptiveRateLimitConfig(RateLimitConfig):
+    """A limit that falls from ``base_requests`` toward ``min_requests`` as CPU or memory use passes its threshold.
+
+    Usage is sampled with psutil at most every ``sample_interval`` seconds (never blocking a request). Past a
+    threshold the limit drops in proportion to how far usage has gone toward 100%: at full CPU or memory it is
+    ``min_requests``.
+    """
+
+    base_requests: int = 1000
+    cpu_threshold: float = 0.8
+    memory_threshold: float = 0.9
+    min_requests: int = 100
+    sample_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.requests = self.base_requests
+
+
+class LoadSampler:
+    """CPU and memory use as fractions, refreshed at most every ``interval`` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        try:
+            import psutil
+        except ImportError:
+            raise ConfigurationError("adaptive rate limiting needs psutil: pip install 'cello[adaptive]'") from None
+        self._psutil = psutil
+        self.interval = interval
+        self._at = -math.inf
+        self.cpu = 0.0
+        self.memory = 0.0
+        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+
+    def sample(self) -> tuple[float, float]:
+        now = time.monotonic()
+        if now - self._at >= self.interval:
+            self._at = now
+            self.cpu = self._psutil.cpu_percent(interval=None) / 100
+            self.memory = self._psutil.virtual_memory().percent / 100
+        return self.cpu, self.memory
+
+
+class RateLimit:
+    """The rate-limit middleware. ``RateLimit(config)`` or ``RateLimit(requests=..., window=..., ...)``."""
+
+    def __init__(self, config: RateLimitConfig | None = None, **options: Any) -> None:
+        config = config or RateLimitConfig(**options)
+        if config.requests < 1 or config.window <= 0:
+            raise ConfigurationError("a rate limit needs requests >= 1 and window > 0")
+        if config.algorithm not in ("sliding_window", "token_bucket"):
+            raise ConfigurationError(f"unknown rate-limit algorithm {config.algorithm!r}")
+        self.config = config
+        self.store = config.store or MemoryStore()
+        self._memory = self.store if isinstance(self.store, MemoryStore) else None
+        self.name = config.name or f"{config.algorithm}:{config.requests}/{config.window:g}"
+        self.key_of = _key_function(config)
+        self.exempt = frozenset(config.exempt_paths)
+        self.sampler: LoadSampler | None = None
+        if isinstance(config, AdaptiveRateLimitConfig):
+            if not 0 < config.min_requests <= config.base_requests:
+                raise ConfigurationError("adaptive limits need 0 < min_requests <= base_requests")
+            self.sampler = LoadSampler(config.sample_interval)
+
+    def current_limit(self) -> int:
+        """The limit in force now (the adaptive one moves with load)."""
+        config = self.config
+        if self.sampler is None or not isinstance(config, AdaptiveRateLimitConfig):
+            return config.requests
+        cpu, memory = self.sampler.sample()
+        pressure = max(_excess(cpu, config.cpu_threshold), _excess(memory, config.memory_threshold))
+        span = config.base_requests - config.min_requests
+        return max(config.min_requests, round(config.base_requests - span * pressure))
+
+    async def hit(self, key: str) -> WindowResult:
+        config = self.config
+        limit = self.current_limit()
+        memory = self._memory
+        if config.algorithm == "sliding_window":
+            if memory is not None:
+                return memory.sliding_window_now(key, limit, config.window)
+            return await self.store.sliding_window(key, limit, config.window)
+        capacity = config.burst or limit
+        rate = limit / config.window
+        if memory is not None:
+            return memory.token_bucket_now(key, capacity, rate)
+        return await self.store.token_bucket(key, capacity, rate)
+
+    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+        if request.path in self.exempt:
+            return await call_next(request)
+        client = self.key_of(request)
+        if client is None:
+            return await call_next(request)
+        key = f"rl:{self.name}:"
+        if self.config.per_route and request.route is not None:
+            key += request.route.path + ":"
+        try:
+            result = await self.hit(key + client)
+        except StoreUnavailable as exc:
+            if self.config.fail_open:
+                logger.warning("rate-limit store unavailable, letting %s %s through: %s", request.method,
+                               request.path, exc)  # fmt: skip
+                return await call_next(request)
+            error = HTTPException(503, "The rate limiter cannot reach its store.", headers={"retry-after": "1"})
+            return ProblemResponse.from_exception(error, request.path)
+        if not result.allowed:
+            _metrics.rate_limited(self.name)
+            retry = str(max(1, math.ceil(result.retry_after)))
+            error = HTTPException(429, "Too many requests; slow down.", headers={"retry-after": retry})
+            response: Response = ProblemResponse.from_exception(error, request.path)
+        else:
+            response = await call_next(request)
+        if self.config.headers:
+            headers = response.raw_headers
+            headers.append(("ratelimit-limit", str(result.limit)))
+            headers.append(("ratelimit-remaining", str(result.remaining)))
+            headers.append(("ratelimit-reset", str(max(0, math.ceil(result.reset_after)))))
+            headers.append(("ratelimit-policy", f"{result.limit};w={self.config.window:g}"))
+        return response
+
+
+def _excess(usage: float, threshold: float) -> float:
+    if usage <= threshold or threshold >= 1:
+        return 0.0
+    return min(1.0, (usage - threshold) / (1 - threshold))
+
+
+def _key_function(config: RateLimitConfig) -> KeyFunction:
+    key = config.key
+    if callable(key):
+        return key
+    if key == "ip":
+        return _client_address
+    if key == "user":
+        return _user_or_address
+    if key == "api_key":
+        header = config.api_key_header.lower()
+
+        def api_key(request: Any) -> str | None:
+            value = request.header(header)
+            return "key:" + value if value else _client_address(request)
+
+        return api_key
+    raise ConfigurationError(f"unknown rate-limit key {key!r}: use 'ip', 'user', 'api_key' or a function")
+
+
+def _client_address(request: Any) -> str | None:
+    client = request.client
+    return "ip:" + client.host if client is not None else None
+
+
+def _user_or_address(request: Any) -> str | None:
+    context = request.context
+    user = context.get("user")
+    if user is None:
+        claims = context.get("jwt_claims")
+        user = claims.get("sub") if isinstance(claims, dict) else None
+    if user is not None:
+        return "user:" + str(getattr(user, "id", user))
+    return _client_address(request)

@@ -1,0 +1,49 @@
+"""Request ids: every request gets one, visible to handlers, responses and every log line of the request.
+
+``X-Request-ID`` is taken from the request when it is a sane token (so a proxy's id carries through), generated
+otherwise, put in ``request.context["request_id"]`` (and ``request.id``), echoed in the response header, and
+held in a context variable that ``RequestIdLogFilter`` adds to log records as ``record.request_id``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+from typing import Any
+
+from ..http.response import Response
+from ._types import CallNext
+
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cello_request_id", default=None)
+
+_SANE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}\Z")
+
+
+class RequestId:
+    """``app.enable_request_id()`` / ``app.use(RequestId(header="x-request-id", trust_incoming=True))``."""
+
+    def __init__(self, header: str = "x-request-id", trust_incoming: bool = True) -> None:
+        self.header = header.lower()
+        self.trust_incoming = trust_incoming
+
+    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+        incoming = request.header(self.header) if self.trust_incoming else None
+        request_id = incoming if incoming is not None and _SANE.match(incoming) else uuid.uuid4().hex
+        request.context["request_id"] = request_id
+        token = current_request_id.set(request_id)
+        try:
+            response: Response = await call_next(request)
+        finally:
+            current_request_id.reset(token)
+        response.raw_headers.append((self.header, request_id))
+        return response
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds ``request_id`` (or "-") to every record: ``logging.Formatter("%(request_id)s %(message)s")``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id.get() or "-"
+        return True
