@@ -224,3 +224,106 @@ def test_a_route_without_middleware_is_its_bare_handler():
     dispatcher = app.dispatcher
     assert dispatcher.resolve("GET", "/plain")[0].pipeline is plain  # no wrapper at all
     assert dispatcher.resolve("GET", "/other")[0].pipeline is not plain
+
+
+@pytest.mark.parametrize(
+    ("config", "requests", "expected"),
+    [
+        ({"key": "api_key"}, [{"x-api-key": "a"}, {"x-api-key": "a"}, {"x-api-key": "b"}], [200, 429, 200]),
+        ({"key": "user"}, [{"x-user": "ann"}, {"x-user": "ann"}, {"x-user": "bob"}], [200, 429, 200]),
+        ({"key": lambda request: request.headers.get("x-tenant")}, [{"x-tenant": "t1"}, {"x-tenant": "t1"}, {}],
+         [200, 429, 200]),  # no tenant: not limited
+    ],
+)  # fmt: skip
+def test_rate_limit_keys(config, requests, expected):
+    app = App()
+
+    @app.use  # authentication runs before the limiter, as the documented order says
+    async def authenticate(request, call_next):
+        user = request.headers.get("x-user")
+        if user:
+            request.context["user"] = user
+        return await call_next(request)
+
+    app.use(RateLimit(requests=1, window=60, **config))
+    app.get("/")(lambda: "ok")
+    with TestClient(app) as client:
+        assert [client.get("/", headers=h).status_code for h in requests] == expected
+
+
+def test_rate_limit_behind_trusted_proxy_uses_forwarded_client():
+    app = App(trusted_proxies=["127.0.0.1"])
+    app.use(RateLimit(requests=1, window=60))
+    app.get("/")(lambda: "ok")
+    with TestClient(app) as client:
+        assert client.get("/", headers={"x-forwarded-for": "1.1.1.1"}).status_code == 200
+        assert client.get("/", headers={"x-forwarded-for": "2.2.2.2"}).status_code == 200
+        assert client.get("/", headers={"x-forwarded-for": "1.1.1.1"}).status_code == 429
+    untrusted = App()
+    untrusted.use(RateLimit(requests=1, window=60))
+    untrusted.get("/")(lambda: "ok")
+    with TestClient(untrusted) as client:
+        client.get("/", headers={"x-forwarded-for": "1.1.1.1"})
+        # a client cannot buy a fresh budget by forging the header
+        assert client.get("/", headers={"x-forwarded-for": "9.9.9.9"}).status_code == 429
+
+
+def test_zstd_when_available():
+    pytest.importorskip("zstandard")
+    app = App()
+    app.enable_compression(minimum_size=10)
+    app.get("/")(lambda: "z" * 1000)
+    with TestClient(app) as client:
+        response = client.get("/", headers={"accept-encoding": "zstd"})
+    assert response.headers["content-encoding"] == "zstd"
+    assert int(response.headers["content-length"]) < 100
+
+
+@pytest.mark.services
+async def test_cache_shared_through_redis():
+    import uuid
+
+    from _helpers import require_service
+    from cello.stores import RedisStore
+    from cello.testing import AsyncTestClient
+
+    require_service("Redis", "127.0.0.1", 6379)
+    store = RedisStore(prefix=f"cello-test-{uuid.uuid4().hex}:")
+    counter = {"n": 0}
+    apps = []
+    for _ in range(2):  # two apps, as two workers would be, one cache
+        app = App()
+        app.enable_caching(store=store, ttl=30)
+
+        @app.get("/value")
+        def value():
+            counter["n"] += 1
+            return {"n": counter["n"]}
+
+        apps.append(app)
+    async with AsyncTestClient(apps[0]) as first, AsyncTestClient(apps[1]) as second:
+        assert (await first.get("/value")).json() == {"n": 1}
+        hit = await second.get("/value")
+        assert hit.json() == {"n": 1}
+        assert hit.headers["x-cache"] == "hit"
+        await apps[1].cache.invalidate("/value")
+        assert (await first.get("/value")).json() == {"n": 2}
+    await store.close()
+
+
+def test_breaker_state_in_metrics():
+    pytest.importorskip("prometheus_client")
+    app = App()
+    app.enable_prometheus()
+    breaker = CircuitBreaker(name="metrics-visible", failure_threshold=1)
+
+    @app.get("/fail", middleware=[breaker])
+    def fail():
+        raise RuntimeError("down")
+
+    with TestClient(app) as client:
+        client.get("/fail")
+        client.get("/fail")  # refused: open
+        text = client.get("/metrics").text
+    assert 'cello_circuit_breaker_state{breaker="metrics-visible"} 2.0' in text
+    assert 'cello_circuit_breaker_rejected_calls_total{breaker="metrics-visible"} 1.0' in text

@@ -9,7 +9,8 @@ request headers.
 
 Every cached response gets an ``ETag``; a request whose ``If-None-Match`` matches gets 304. Responses carry
 ``Cache-Control: max-age=<ttl>`` unless they set their own, and ``X-Cache: hit`` or ``miss``.
-Invalidation: ``await app.cache.invalidate("/books/3")`` and ``await app.cache.invalidate_tag("books")``.
+Invalidation: ``await app.cache.invalidate("/books/3")`` (every variant of that path) and
+``await app.cache.invalidate_tag("books")``.
 The memory store is the default; a ``RedisStore`` shares the cache between workers and machines. A store that is
 down is bypassed (logged), never an error.
 """
@@ -61,24 +62,22 @@ class ResponseCache:
         digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
         return self.prefix + digest
 
-    async def invalidate(self, path: str, query: str = "", **headers: str) -> None:
-        """Forget the cached GET and HEAD answers for ``path`` (and query, and vary header values)."""
-        values = {name.replace("_", "-"): value for name, value in headers.items()}
-        keys = [self.key(method, path, query, values) for method in ("GET", "HEAD")]
-        try:
-            await self.store.delete(*keys)
-        except StoreUnavailable as exc:
-            logger.warning("cache store unavailable; could not invalidate %s: %s", path, exc)
+    async def invalidate(self, path: str) -> int:
+        """Forget every cached answer for ``path``: all methods, queries and header variants."""
+        return await self._forget(self.prefix + "path:" + path)
 
     async def invalidate_tag(self, tag: str) -> int:
         """Forget every answer cached under ``tag``; returns how many were removed."""
+        return await self._forget(self.prefix + "tag:" + tag)
+
+    async def _forget(self, group: str) -> int:
         try:
-            keys = await self.store.tagged(self.prefix + tag)
+            keys = await self.store.tagged(group)
             removed = await self.store.delete(*keys) if keys else 0
-            await self.store.delete(self.prefix + "tag:" + tag)
+            await self.store.delete("tag:" + group)
             return removed
         except StoreUnavailable as exc:
-            logger.warning("cache store unavailable; could not invalidate tag %r: %s", tag, exc)
+            logger.warning("cache store unavailable; could not invalidate %s: %s", group, exc)
             return 0
 
 
@@ -123,8 +122,10 @@ class Cache:
             record = orjson.dumps([response.status, headers_out, response.body.decode("latin-1"), time.time()])
             try:
                 await cache.store.set(key, record, ttl=ttl)
+                # every entry is found again by its path, and by each of the route's tags
+                await cache.store.tag(cache.prefix + "path:" + request.path, key, ttl=ttl)
                 for tag in self.tags:
-                    await cache.store.tag(cache.prefix + tag, key, ttl=ttl)
+                    await cache.store.tag(cache.prefix + "tag:" + tag, key, ttl=ttl)
             except StoreUnavailable as exc:
                 logger.warning("cache store unavailable; %s not cached: %s", request.path, exc)
             if _matches(request.header("if-none-match"), dict(headers_out).get("etag", etag)):
