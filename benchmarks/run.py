@@ -94,6 +94,7 @@ class Scenario:
     lua: str | None = None  # wrk script in benchmarks/wrk/
     baseline: str | None = None  # scenario of the peers to compare with
     body: bytes | None = None  # request body (the same file its wrk script sends)
+    headers: dict | None = None  # request headers (the same its wrk script sends)
 
 
 HELLO = {"message": "Hello, World!"}
@@ -114,6 +115,11 @@ SCENARIOS: dict[str, Scenario] = {
         lua="typed.lua",
         body=TYPED_BODY,
     ),
+    # Cello only: hello behind a realistic middleware stack (CORS for the request's Origin, request id, a memory
+    # rate limit that never refuses, access log off), compared with its own plain hello.
+    "stack": Scenario(
+        "/stack", expect=HELLO, lua="stack.lua", baseline="hello", headers={"origin": "https://app.example"}
+    ),
     # Cello only: the typed route's request and answer, read by hand from the request (no signature typing), to
     # show what the typing itself costs on the same request.
     "untyped": Scenario(
@@ -126,7 +132,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 COMMON = ["hello", "param", "post-echo", "404"]
-CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled", "untyped"]
+CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled", "untyped", "stack"]
 TYPED = ["typed"]
 
 # --------------------------------------------------------------------------
@@ -370,7 +376,8 @@ def stop_server(proc: subprocess.Popen, port: int) -> None:
         raise RuntimeError(f"server on port {port} (pgid {pgid}) would not stop")
 
 
-def http_request(method: str, path: str, port: int, body: bytes | None = None, timeout: float = 5.0, repeat: int = 1):
+def http_request(method: str, path: str, port: int, body: bytes | None = None, timeout: float = 5.0, repeat: int = 1,
+                 extra_headers: dict | None = None):  # fmt: skip
     """``repeat`` requests on one HTTP/1.1 connection; returns the last (status, content-type, body, keep-alive).
 
     http.client, not urllib: urllib follows redirects (a server answering 3xx would pass the check, while wrk
@@ -378,6 +385,7 @@ def http_request(method: str, path: str, port: int, body: bytes | None = None, t
     would make wrk reconnect for every request).
     """
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    headers.update(extra_headers or {})
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         for _ in range(repeat):
@@ -409,7 +417,8 @@ def check_response(name: str, port: int) -> str | None:
     sc = SCENARIOS[name]
     try:
         # Twice on one connection: the second answer proves the connection survives, as wrk needs.
-        status, ctype, body, keep_alive = http_request(sc.method, sc.path, port, sc.body, repeat=2)
+        status, ctype, body, keep_alive = http_request(sc.method, sc.path, port, sc.body, repeat=2,
+                                                       extra_headers=sc.headers)  # fmt: skip
     except (OSError, http.client.HTTPException) as err:
         return f"request failed: {err}"
     if not keep_alive:
@@ -749,6 +758,8 @@ def compute_ratios(rows: list[dict]) -> dict:
 # The typed-route goals: the typed route keeps most of the untyped echo route's speed, and beats FastAPI's equivalent.
 TYPED_VS_ECHO_GOAL = 0.80
 TYPED_VS_FASTAPI_GOAL = 4.0
+# The middleware goal: a realistic stack keeps most of a plain hello's speed.
+STACK_GOAL = 0.70
 
 
 def typed_ratios(rows: list[dict]) -> dict:
@@ -871,6 +882,14 @@ def render_markdown(report: dict) -> str:
                        f"{rt['static_ns']:.0f} ns/op, dynamic `{rt['dynamic_path']}` {rt['dynamic_ns']:.0f} ns/op "
                        f"(best of many short timeit repeats in each of {rt.get('processes', 1)} fresh interpreters; a bare Python call "
                        f"costs {rt.get('call_overhead_ns', 0):.0f} ns of that)")  # fmt: skip
+        mw = micro.get("middleware") or {}
+        if mw.get("error"):
+            out.append(f"- middleware: failed: {first_line(mw['error'])}")
+        elif mw:
+            out += ["", f"Middleware: Python-side µs each adds to a hello request (in-process, the engine's own work "
+                    f"excluded; the bare request costs {mw['none_us']:.2f} µs):", "",
+                    "| Middleware | µs added |", "|---|--:|"]  # fmt: skip
+            out += [f"| {name} | {added:.2f} |" for name, added in mw["added_us"].items()]
         out.append("")
 
     checks = target_checks(report)
@@ -908,6 +927,12 @@ def target_checks(report: dict) -> list[tuple[str, str, str, bool]]:
         if t.get("fastapi"):
             checks.append((f"typed route, cello via {via}", f">= {TYPED_VS_FASTAPI_GOAL:.0f}x fastapi typed",
                            f"{t['fastapi']:.2f}x", t["fastapi"] >= TYPED_VS_FASTAPI_GOAL))  # fmt: skip
+    for target in CELLO_TARGETS:
+        stack, hello = rps.get((target, "stack")), rps.get((target, "hello"))
+        if stack and hello:
+            via = "granian CLI" if target == "cello" else "app.run()"
+            checks.append((f"middleware stack, cello via {via}", f">= {STACK_GOAL:.2f}x its plain hello",
+                           f"{stack / hello:.2f}x", stack / hello >= STACK_GOAL))  # fmt: skip
     run, cli = rps.get(("cello-run", "hello")), rps.get(("cello", "hello"))
     if run and cli:
         # "As fast as": within 5%, the run-to-run spread of this machine.

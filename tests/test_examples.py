@@ -71,3 +71,22 @@ def test_site_example():
         assert client.get("/notes/5").status_code == 404
         assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
         assert client.post("/notes", data={"text": ""}).status_code == 422
+
+
+def test_middleware_example():
+    module = load("middleware")
+    with TestClient(module.app) as client:
+        first = client.get("/quotes/1")
+        assert first.headers["x-cache"] == "miss"
+        assert len(first.headers["x-request-id"]) == 32
+        assert "ratelimit-remaining" in first.headers
+        assert client.get("/quotes/1").headers["x-cache"] == "hit"
+        assert client.get("/quotes", headers={"accept-encoding": "gzip"}).headers["content-encoding"] == "gzip"
+        preflight = client.options("/quotes", headers={"origin": "https://app.example",
+                                                        "access-control-request-method": "GET"})  # fmt: skip
+        assert preflight.status_code == 204
+        assert client.post("/quotes/1?text=New").json() == {"id": 1, "text": "New"}
+        assert client.get("/quotes/1").json()["text"] == "New"  # the tag invalidation dropped the old answer
+        assert "cello_requests_total" in client.get("/metrics").text
+        assert client.get("/health/ready").json()["status"] == "pass"
+        assert client.get("/quotes/9").status_code == 404

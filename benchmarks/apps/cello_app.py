@@ -74,3 +74,23 @@ async def untyped(request):
         "limit": int(request.query.get("limit", "10")),
         "currency": (await get_settings())["currency"],
     }
+
+
+# Hello behind a realistic middleware stack (the issue's "CORS + security headers where available + request id
+# + memory rate limit + access log off"); the stack is on a blueprint so the other scenarios stay bare.
+from cello import Blueprint  # noqa: E402
+from cello.middleware import CORS, AccessLog, RateLimit, RequestId  # noqa: E402
+
+stack = Blueprint("/stack")
+stack.use(CORS(allow_origins=["https://app.example"]))
+stack.use(RequestId())
+stack.use(RateLimit(requests=10**9, window=60))  # never refuses: the cost of counting is what is measured
+stack.use(AccessLog())  # logger cello.access stays at WARNING: off
+
+
+@stack.get("/")
+async def stack_hello(request):
+    return {"message": "Hello, World!"}
+
+
+app.register_blueprint(stack)

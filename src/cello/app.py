@@ -342,7 +342,7 @@ class App(Registrar):
         from .middleware.cache import Cache, ResponseCache
 
         self._response_cache = ResponseCache(store, **options)
-        return self.use(Cache(cache=self._response_cache))
+        return self.use(Cache(cache=self._response_cache, defer_to_routes=True))
 
     def enable_circuit_breaker(self, **options: Any) -> Any:
         from .middleware.circuit import CircuitBreaker

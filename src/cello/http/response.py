@@ -436,7 +436,11 @@ def _from_tuple(result: tuple[Any, ...]) -> Response:
 
 def add_vary(response: Response, *names: str) -> None:
     """Add names to the response's Vary header, once each."""
-    existing = [v.strip() for k, value in response.raw_headers if k == "vary" for v in value.split(",")]
+    headers = response.raw_headers
+    if not any(k == "vary" for k, _ in headers):  # the common case: no Vary yet
+        headers.append(("vary", ", ".join(names)))
+        return
+    existing = [v.strip() for k, value in headers if k == "vary" for v in value.split(",")]
     if "*" in existing:
         return
     missing = [n for n in names if n.lower() not in {e.lower() for e in existing}]

@@ -84,10 +84,18 @@ class ResponseCache:
 class Cache:
     """The caching middleware; ``ttl``/``tags`` override the app cache's defaults for the routes it wraps."""
 
-    def __init__(self, ttl: float | None = None, tags: Iterable[str] = (), cache: ResponseCache | None = None) -> None:
+    def __init__(
+        self,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        cache: ResponseCache | None = None,
+        defer_to_routes: bool = False,
+    ) -> None:
         self.ttl = ttl
         self.tags = tuple(tags)
         self._cache = cache
+        # the app-wide instance steps aside for routes that carry their own @cache (their ttl and tags win)
+        self.defer_to_routes = defer_to_routes
 
     def _cache_of(self, request: Any) -> ResponseCache:
         if self._cache is not None:
@@ -97,6 +105,9 @@ class Cache:
 
     async def __call__(self, request: Any, call_next: CallNext) -> Response:
         if request.method not in ("GET", "HEAD"):
+            return await call_next(request)
+        route = request.route
+        if self.defer_to_routes and route is not None and any(type(m) is Cache for m in route.middleware):
             return await call_next(request)
         cache = self._cache_of(request)
         if not cache.cache_authenticated and (request.header("authorization") or request.header("cookie")):

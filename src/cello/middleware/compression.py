@@ -97,10 +97,22 @@ class Compression:
         self.brotli_quality = brotli_quality
         self.zstd_level = zstd_level
         self._codecs = available
+        self._chosen: dict[str, str | None] = {}
 
     def choose(self, accept_encoding: str | None) -> str | None:
         if not accept_encoding:
             return None
+        # clients send a handful of distinct Accept-Encoding values: remember the answers
+        try:
+            return self._chosen[accept_encoding]
+        except KeyError:
+            pass
+        chosen = self._negotiate(accept_encoding)
+        if len(self._chosen) < 256:
+            self._chosen[accept_encoding] = chosen
+        return chosen
+
+    def _negotiate(self, accept_encoding: str) -> str | None:
         weights = parse_accept_encoding(accept_encoding)
         star = weights.get("*", 0.0)
         best: str | None = None
@@ -126,12 +138,12 @@ class Compression:
         if kind not in (BYTES, STREAM) or response.status in (204, 206, 304) or not self._compressible(response):
             return response
         add_vary(response, "Accept-Encoding")
+        if kind == BYTES and len(response.body) < self.minimum_size:
+            return response
         encoding = self.choose(request.header("accept-encoding"))
         if encoding is None:
             return response
         if kind == BYTES:
-            if len(response.body) < self.minimum_size:
-                return response
             response.body = self._compress_all(encoding, response.body)
         else:
             pool = request.app.dispatcher.pool

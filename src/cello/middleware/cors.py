@@ -83,7 +83,8 @@ class CORS:
 
     def _decorate(self, response: Response, origin: str) -> None:
         headers = response.raw_headers
-        headers[:] = [(k, v) for k, v in headers if not k.startswith("access-control-allow-origin")]
+        if any(k == "access-control-allow-origin" for k, _ in headers):  # a handler set one: ours replaces it
+            headers[:] = [(k, v) for k, v in headers if k != "access-control-allow-origin"]
         value = self._allow_origin_value(origin)
         headers.append(("access-control-allow-origin", value))
         if value != "*":

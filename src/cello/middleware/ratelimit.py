@@ -117,6 +117,17 @@ class RateLimit:
         self.name = config.name or f"{config.algorithm}:{config.requests}/{config.window:g}"
         self.key_of = _key_function(config)
         self.exempt = frozenset(config.exempt_paths)
+        self._policy_window = f";w={config.window:g}"
+        # the memory store answers synchronously; with a fixed limit the hit is one plain call
+        self._inline: Callable[[str, int, float], WindowResult] | None = None
+        self._inline_rate = config.window
+        if self._memory is not None and not isinstance(config, AdaptiveRateLimitConfig):
+            if config.algorithm == "sliding_window":
+                self._inline = self._memory.sliding_window_now
+            elif config.burst is None:
+                self._inline = self._memory.token_bucket_now
+                self._inline_rate = config.requests / config.window
+        self._key_prefix = f"rl:{self.name}:"
         self.sampler: LoadSampler | None = None
         if isinstance(config, AdaptiveRateLimitConfig):
             if not 0 < config.min_requests <= config.base_requests:
@@ -153,11 +164,14 @@ class RateLimit:
         client = self.key_of(request)
         if client is None:
             return await call_next(request)
-        key = f"rl:{self.name}:"
+        key = self._key_prefix
         if self.config.per_route and request.route is not None:
             key += request.route.path + ":"
         try:
-            result = await self.hit(key + client)
+            if self._inline is not None:  # the memory store, fixed limit: no await, no coroutine
+                result = self._inline(key + client, self.config.requests, self._inline_rate)
+            else:
+                result = await self.hit(key + client)
         except StoreUnavailable as exc:
             if self.config.fail_open:
                 logger.warning("rate-limit store unavailable, letting %s %s through: %s", request.method,
@@ -173,11 +187,13 @@ class RateLimit:
         else:
             response = await call_next(request)
         if self.config.headers:
-            headers = response.raw_headers
-            headers.append(("ratelimit-limit", str(result.limit)))
-            headers.append(("ratelimit-remaining", str(result.remaining)))
-            headers.append(("ratelimit-reset", str(max(0, math.ceil(result.reset_after)))))
-            headers.append(("ratelimit-policy", f"{result.limit};w={self.config.window:g}"))
+            limit = str(result.limit)
+            response.raw_headers.extend((
+                ("ratelimit-limit", limit),
+                ("ratelimit-remaining", str(result.remaining)),
+                ("ratelimit-reset", str(max(0, math.ceil(result.reset_after)))),
+                ("ratelimit-policy", limit + self._policy_window),
+            ))  # fmt: skip
         return response
 
 

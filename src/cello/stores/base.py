@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..http.exceptions import CelloError
 
@@ -20,9 +20,8 @@ class StoreUnavailable(CelloError):
     """The store's backend (e.g. Redis) did not answer."""
 
 
-@dataclass(frozen=True)
-class WindowResult:
-    """The outcome of one hit on a rate-limit window or bucket."""
+class WindowResult(NamedTuple):
+    """The outcome of one hit on a rate-limit window or bucket (a tuple: built on every limited request)."""
 
     allowed: bool
     limit: int
