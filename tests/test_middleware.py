@@ -130,10 +130,9 @@ def test_blueprint_rate_limit_with_headers(client):
     refused = responses[-1]
     assert refused.headers["content-type"] == "application/problem+json"
     assert int(refused.headers["retry-after"]) >= 1
-    assert refused.headers["ratelimit-limit"] == "3"
-    assert refused.headers["ratelimit-remaining"] == "0"
+    assert refused.headers["ratelimit"].startswith("limit=3, remaining=0, reset=")
     assert refused.headers["ratelimit-policy"] == "3;w=60"
-    assert responses[0].headers["ratelimit-remaining"] in ("2", "1", "0")
+    assert "remaining=" in responses[0].headers["ratelimit"]
 
 
 def test_per_route_token_bucket(client):

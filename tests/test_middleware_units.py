@@ -107,7 +107,8 @@ def test_seed_adaptive_snippet_runs():
     with TestClient(app) as client:
         response = client.get("/")
     assert response.status_code == 200
-    assert 100 <= int(response.headers["ratelimit-limit"]) <= 1000
+    limit = int(response.headers["ratelimit"].split(",")[0].removeprefix("limit="))
+    assert 100 <= limit <= 1000
 
 
 def test_health_checks():
@@ -327,3 +328,15 @@ def test_breaker_state_in_metrics():
         text = client.get("/metrics").text
     assert 'cello_circuit_breaker_state{breaker="metrics-visible"} 2.0' in text
     assert 'cello_circuit_breaker_rejected_calls_total{breaker="metrics-visible"} 1.0' in text
+
+
+def test_separate_rate_limit_headers():
+    app = App()
+    app.use(RateLimit(requests=2, window=10, headers="separate"))
+    app.get("/")(lambda: "ok")
+    with TestClient(app) as client:
+        response = client.get("/")
+    assert response.headers["ratelimit-limit"] == "2"
+    assert response.headers["ratelimit-remaining"] == "1"
+    assert response.headers["ratelimit-policy"] == "2;w=10"
+    assert "ratelimit" not in response.headers

@@ -2,7 +2,7 @@
 
 ``app.enable_rate_limit(RateLimitConfig(requests=100, window=60))`` or ``app.use(RateLimit(...))``; per route,
 ``@app.get(path, middleware=[RateLimit(requests=5, window=1, name="login")])``. Clients are told where they stand
-with the IETF ``RateLimit-Limit`` / ``RateLimit-Remaining`` / ``RateLimit-Reset`` / ``RateLimit-Policy`` headers;
+with the IETF draft's ``RateLimit`` (``limit=100, remaining=42, reset=30``) and ``RateLimit-Policy`` headers;
 a refused request gets 429 problem+json with ``Retry-After``.
 
 Keys: ``"ip"`` (the client address: the socket peer, or X-Forwarded-For only from configured trusted proxies),
@@ -41,6 +41,8 @@ class RateLimitConfig:
     to ``burst``, refilled at requests/window per second). ``key``: ``"ip"``, ``"user"``, ``"api_key"`` or a
     function. ``api_key_header``: where ``"api_key"`` looks. ``store``: where counts live (default: memory).
     ``fail_open``: let requests through when the store is down (default) or answer 503.
+    ``headers``: ``"combined"`` (the IETF draft's ``RateLimit: limit=.., remaining=.., reset=..`` and
+    ``RateLimit-Policy``), ``"separate"`` (``RateLimit-Limit``, ``-Remaining``, ``-Reset``, ``-Policy``) or False.
     ``exempt_paths``: never limited (health checks, metrics). ``name``: the budget's name in the store; limiters
     with the same name and key share a budget. ``per_route``: a separate budget per route template.
     """
@@ -53,7 +55,7 @@ class RateLimitConfig:
     api_key_header: str = "x-api-key"
     store: Store | None = None
     fail_open: bool = True
-    headers: bool = True
+    headers: bool | Literal["combined", "separate"] = "combined"
     exempt_paths: tuple[str, ...] = ()
     name: str | None = None
     per_route: bool = False
@@ -186,14 +188,23 @@ class RateLimit:
             response: Response = ProblemResponse.from_exception(error, request.path)
         else:
             response = await call_next(request)
-        if self.config.headers:
+        headers = self.config.headers
+        if headers:
             limit = str(result.limit)
-            response.raw_headers.extend((
-                ("ratelimit-limit", limit),
-                ("ratelimit-remaining", str(result.remaining)),
-                ("ratelimit-reset", str(max(0, math.ceil(result.reset_after)))),
-                ("ratelimit-policy", limit + self._policy_window),
-            ))  # fmt: skip
+            reset = str(max(0, math.ceil(result.reset_after)))
+            if headers == "separate":
+                response.raw_headers.extend((
+                    ("ratelimit-limit", limit),
+                    ("ratelimit-remaining", str(result.remaining)),
+                    ("ratelimit-reset", reset),
+                    ("ratelimit-policy", limit + self._policy_window),
+                ))  # fmt: skip
+            else:
+                # NOTE: the IETF draft's two headers rather than four: every header costs the engine time
+                response.raw_headers.extend((
+                    ("ratelimit", f"limit={limit}, remaining={result.remaining}, reset={reset}"),
+                    ("ratelimit-policy", limit + self._policy_window),
+                ))  # fmt: skip
         return response
 
 
