@@ -409,9 +409,12 @@ def to_response(result: Any) -> Response:
     if isinstance(result, Response):
         return result
     if isinstance(result, (dict, list)):
-        response = Response(None)
+        # NOTE: built without __init__ (which renders, parses headers and a media type): the most common result
+        response = Response.__new__(Response)
+        response.status = 200
         response.body = dump_json(result)
         response.raw_headers = [("content-type", JSON_TYPE)]
+        response.background = None
         return response
     if isinstance(result, str):
         return PlainTextResponse(result)
@@ -437,7 +440,10 @@ def _from_tuple(result: tuple[Any, ...]) -> Response:
 def add_vary(response: Response, *names: str) -> None:
     """Add names to the response's Vary header, once each."""
     headers = response.raw_headers
-    if not any(k == "vary" for k, _ in headers):  # the common case: no Vary yet
+    for key, _ in headers:
+        if key == "vary":
+            break
+    else:  # the common case: no Vary yet
         headers.append(("vary", ", ".join(names)))
         return
     existing = [v.strip() for k, value in headers if k == "vary" for v in value.split(",")]

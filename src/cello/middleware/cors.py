@@ -58,6 +58,14 @@ class CORS:
         self.expose_header = ", ".join(config.expose_headers)
         self.credentials = config.allow_credentials
         self.max_age = str(config.max_age)
+        # "*" cannot carry credentials, and a specific answer varies by origin
+        self._star = self.any_origin and not self.credentials and self.origin_pattern is None
+        tail = []
+        if self.credentials:
+            tail.append(("access-control-allow-credentials", "true"))
+        if self.expose_header:
+            tail.append(("access-control-expose-headers", self.expose_header))
+        self._tail = tuple(tail)
 
     def allows(self, origin: str) -> bool:
         if self.any_origin or origin in self.origins:
@@ -78,21 +86,20 @@ class CORS:
         return response
 
     def _allow_origin_value(self, origin: str) -> str:
-        # "*" cannot carry credentials, and a specific answer varies by origin
-        return "*" if self.any_origin and not self.credentials and self.origin_pattern is None else origin
+        return "*" if self._star else origin
 
     def _decorate(self, response: Response, origin: str) -> None:
         headers = response.raw_headers
-        if any(k == "access-control-allow-origin" for k, _ in headers):  # a handler set one: ours replaces it
-            headers[:] = [(k, v) for k, v in headers if k != "access-control-allow-origin"]
-        value = self._allow_origin_value(origin)
+        for key, _ in headers:
+            if key == "access-control-allow-origin":  # a handler set one: ours replaces it
+                headers[:] = [(k, v) for k, v in headers if k != "access-control-allow-origin"]
+                break
+        value = "*" if self._star else origin
         headers.append(("access-control-allow-origin", value))
+        if self._tail:
+            headers.extend(self._tail)
         if value != "*":
             add_vary(response, "Origin")
-        if self.credentials:
-            headers.append(("access-control-allow-credentials", "true"))
-        if self.expose_header:
-            headers.append(("access-control-expose-headers", self.expose_header))
 
     def _preflight(self, request: Any, origin: str) -> Response:
         method = (request.header("access-control-request-method") or "").upper()

@@ -120,6 +120,11 @@ class RateLimit:
         self.key_of = _key_function(config)
         self.exempt = frozenset(config.exempt_paths)
         self._policy_window = f";w={config.window:g}"
+        # read per request: plain attributes, not the config dataclass
+        self._requests = config.requests
+        self._limit_text = str(config.requests)
+        self._per_route = config.per_route
+        self._headers = config.headers
         # the memory store answers synchronously; with a fixed limit the hit is one plain call
         self._inline: Callable[[str, int, float], WindowResult] | None = None
         self._inline_rate = config.window
@@ -161,17 +166,17 @@ class RateLimit:
         return await self.store.token_bucket(key, capacity, rate)
 
     async def __call__(self, request: Any, call_next: CallNext) -> Response:
-        if request.path in self.exempt:
+        if self.exempt and request.path in self.exempt:
             return await call_next(request)
         client = self.key_of(request)
         if client is None:
             return await call_next(request)
         key = self._key_prefix
-        if self.config.per_route and request.route is not None:
+        if self._per_route and request.route is not None:
             key += request.route.path + ":"
         try:
             if self._inline is not None:  # the memory store, fixed limit: no await, no coroutine
-                result = self._inline(key + client, self.config.requests, self._inline_rate)
+                result = self._inline(key + client, self._requests, self._inline_rate)
             else:
                 result = await self.hit(key + client)
         except StoreUnavailable as exc:
@@ -188,10 +193,11 @@ class RateLimit:
             response: Response = ProblemResponse.from_exception(error, request.path)
         else:
             response = await call_next(request)
-        headers = self.config.headers
+        headers = self._headers
         if headers:
-            limit = str(result.limit)
-            reset = str(max(0, math.ceil(result.reset_after)))
+            limit = self._limit_text if result.limit == self._requests else str(result.limit)
+            reset_after = result.reset_after
+            reset = str(int(reset_after) + (reset_after % 1 > 0))  # ceil, for a non-negative number
             if headers == "separate":
                 response.raw_headers.extend((
                     ("ratelimit-limit", limit),
@@ -199,8 +205,7 @@ class RateLimit:
                     ("ratelimit-reset", reset),
                     ("ratelimit-policy", limit + self._policy_window),
                 ))  # fmt: skip
-            else:
-                # NOTE: the IETF draft's two headers rather than four: every header costs the engine time
+            else:  # the current IETF draft's form
                 response.raw_headers.extend((
                     ("ratelimit", f"limit={limit}, remaining={result.remaining}, reset={reset}"),
                     ("ratelimit-policy", limit + self._policy_window),
@@ -234,7 +239,11 @@ def _key_function(config: RateLimitConfig) -> KeyFunction:
 
 
 def _client_address(request: Any) -> str | None:
-    client = request.client
+    if not request.app.config.trusted_proxies:
+        # the socket peer as the engine reports it, "host:port": the host is all a key needs, no parsing
+        peer = request._peer
+        return "ip:" + peer.rpartition(":")[0] if peer else None
+    client = request.client  # behind a trusted proxy: the forwarded client
     return "ip:" + client.host if client is not None else None
 
 
