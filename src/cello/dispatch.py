@@ -147,8 +147,17 @@ class Dispatcher:
         if not (middleware or before or after):
             return endpoint  # nothing to wrap: the handler itself is the pipeline
         inner = self._with_hooks(endpoint, before, after)
-        for layer in reversed(middleware):
-            inner = _wrap(layer, inner)
+        # consecutive middleware offering enter/leave hooks share one coroutine (see cello.middleware.base)
+        groups: list[list[Any]] = []
+        for layer in middleware:
+            hooked = getattr(layer, "uses_hooks", False)
+            if hooked and groups and getattr(groups[-1][0], "uses_hooks", False):
+                groups[-1].append(layer)
+            else:
+                groups.append([layer])
+        for group in reversed(groups):
+            hooked = getattr(group[0], "uses_hooks", False)
+            inner = _hook_layer(group, inner) if hooked else _wrap(group[0], inner)
         return inner
 
     def _with_hooks(self, endpoint: Endpoint, before: list[Any], after: list[Any]) -> Endpoint:
@@ -160,6 +169,17 @@ class Dispatcher:
         before_calls = [_as_async(h) for h in before]
         after_calls = [_as_async(h) for h in after]
         handle_exception = self.handle_exception
+
+        if not (before_calls or after_calls):
+
+            async def convert(request: Request) -> Response:
+                try:
+                    result = await endpoint(request)
+                    return result if isinstance(result, Response) else to_response(result)
+                except Exception as exc:
+                    return await handle_exception(request, exc)
+
+            return convert
 
         async def run(request: Request) -> Response:
             try:
@@ -238,6 +258,29 @@ def _wrap(middleware: Any, call_next: Endpoint) -> Endpoint:
     # NOTE: a partial, not a closure: calling it returns the middleware's own coroutine, one frame per layer
     # instead of two
     return functools.partial(middleware, call_next=call_next)
+
+
+def _hook_layer(middleware: list[Any], call_next: Endpoint) -> Endpoint:
+    """One coroutine running several enter/leave middleware around ``call_next`` (cello.middleware.base): the
+    same order and semantics as nesting them, without a coroutine per layer."""
+    enters = [m.enter for m in middleware]
+    leaves = [m.leave for m in middleware]
+
+    async def layer(request: Request) -> Response:
+        states = []
+        for enter in enters:
+            state = enter(request)
+            if isinstance(state, Response):  # an answer: the rest of the chain is skipped
+                response = state
+                break
+            states.append(state)
+        else:
+            response = await call_next(request)
+        for index in range(len(states) - 1, -1, -1):  # leave, innermost first, for each middleware entered
+            response = leaves[index](request, response, states[index])
+        return response
+
+    return layer
 
 
 def _as_async(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

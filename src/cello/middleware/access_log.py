@@ -15,12 +15,12 @@ from typing import Any, Literal
 import orjson
 
 from ..http.response import Response
-from ._types import CallNext
+from .base import HookMiddleware
 
 logger = logging.getLogger("cello.access")
 
 
-class AccessLog:
+class AccessLog(HookMiddleware):
     """``app.enable_logging(format="json")`` / ``app.use(AccessLog(...))``."""
 
     def __init__(
@@ -37,20 +37,18 @@ class AccessLog:
         self.level = level
         self.skip_paths = frozenset(skip_paths)
 
-    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+    def enter(self, request: Any) -> Any:
         if not self.logger.isEnabledFor(self.level) or request.path in self.skip_paths:
-            return await call_next(request)
-        started = time.perf_counter()
-        status = 500
-        response: Response | None = None
-        try:
-            response = await call_next(request)
-            status = response.status
-            return response
-        finally:
-            self._log(request, status, response, time.perf_counter() - started)
+            return None
+        return time.perf_counter()
+
+    def leave(self, request: Any, response: Response, state: Any) -> Response:
+        if state is not None:
+            self._log(request, response.status, response, time.perf_counter() - state)
+        return response
 
     def _log(self, request: Any, status: int, response: Response | None, duration: float) -> None:
+        # NOTE: a request cancelled mid-way (a timeout outside this middleware) is not logged here
         client = request.client
         route = request.route
         fields = {

@@ -170,20 +170,32 @@ class CircuitBreaker:
 
     # -- as middleware --------------------------------------------------------------------------------------
 
-    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+    uses_hooks = True  # as middleware: enter/leave (see cello.middleware.base)
+
+    def enter(self, request: Any) -> Any:
         circuit = self._main
         if self.per_route and request.route is not None:
             circuit = self._circuit(f"{self.name}:{request.route.path}")
         if not circuit.allow():
             _metrics.breaker_rejected(circuit.name)
             return ProblemResponse.from_exception(CircuitOpenError(circuit.name, circuit.retry_after()), request.path)
+        return circuit
+
+    def leave(self, request: Any, response: Response, circuit: Any) -> Response:
+        # exceptions have become responses inside the chain: a 5xx is how a failure shows here
+        circuit.record(not self.failure_statuses(response.status))
+        return response
+
+    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+        state = self.enter(request)
+        if isinstance(state, Response):
+            return state
         try:
             response: Response = await call_next(request)
         except self.exceptions:
-            circuit.record(False)
+            state.record(False)
             raise
-        circuit.record(not self.failure_statuses(response.status))
-        return response
+        return self.leave(request, response, state)
 
     # -- around outbound calls ------------------------------------------------------------------------------
 

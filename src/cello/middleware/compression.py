@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..http.response import BYTES, STREAM, Response, add_vary
-from ._types import CallNext
+from .base import HookMiddleware
 
 DEFAULT_TYPES = (
     "text/",
@@ -71,7 +71,7 @@ def parse_accept_encoding(header: str) -> dict[str, float]:
     return weights
 
 
-class Compression:
+class Compression(HookMiddleware):
     """``app.enable_compression(minimum_size=500)`` / ``app.use(Compression(...))``.
 
     ``encodings``: server preference, best first, among ``br``, ``zstd`` and ``gzip``.
@@ -132,8 +132,7 @@ class Compression:
                 content_type = value.lower()
         return content_type.startswith(self.content_types)
 
-    async def __call__(self, request: Any, call_next: CallNext) -> Response:
-        response: Response = await call_next(request)
+    def leave(self, request: Any, response: Response, state: Any) -> Response:
         kind = response.kind
         if kind not in (BYTES, STREAM) or response.status in (204, 206, 304) or not self._compressible(response):
             return response

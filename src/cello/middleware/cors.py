@@ -16,7 +16,7 @@ from typing import Any
 
 from ..http.exceptions import ConfigurationError
 from ..http.response import Response, add_vary
-from ._types import CallNext
+from .base import HookMiddleware
 
 SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language", "content-type"})
 ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -39,7 +39,7 @@ class CORSConfig:
     max_age: int = 600
 
 
-class CORS:
+class CORS(HookMiddleware):
     """The CORS middleware; see ``CORSConfig`` for the options (also accepted as keywords)."""
 
     def __init__(self, config: CORSConfig | None = None, **options: Any) -> None:
@@ -72,13 +72,17 @@ class CORS:
             return True
         return self.origin_pattern is not None and self.origin_pattern.fullmatch(origin) is not None
 
-    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+    def enter(self, request: Any) -> Any:
         origin = request.header("origin")
         if origin is None:
-            return await call_next(request)  # not a cross-origin browser request: nothing to add
+            return None  # not a cross-origin browser request: nothing to add
         if request.method == "OPTIONS" and request.header("access-control-request-method") is not None:
             return self._preflight(request, origin)
-        response: Response = await call_next(request)
+        return origin
+
+    def leave(self, request: Any, response: Response, origin: Any) -> Response:
+        if origin is None:
+            return response
         if self.allows(origin):
             self._decorate(response, origin)
         elif not self.any_origin:

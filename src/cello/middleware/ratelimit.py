@@ -165,6 +165,35 @@ class RateLimit:
             return memory.token_bucket_now(key, capacity, rate)
         return await self.store.token_bucket(key, capacity, rate)
 
+    @property
+    def uses_hooks(self) -> bool:
+        """With the memory store and a fixed limit every step is synchronous: enter/leave serve (see base)."""
+        return self._inline is not None
+
+    def enter(self, request: Any) -> Any:
+        if self.exempt and request.path in self.exempt:
+            return None
+        client = self.key_of(request)
+        if client is None:
+            return None
+        key = self._key_prefix
+        if self._per_route and request.route is not None:
+            key += request.route.path + ":"
+        assert self._inline is not None
+        result = self._inline(key + client, self._requests, self._inline_rate)
+        if not result.allowed:
+            return self._headed(self._refusal(request, result), result)
+        return result
+
+    def leave(self, request: Any, response: Response, result: Any) -> Response:
+        return response if result is None else self._headed(response, result)
+
+    def _refusal(self, request: Any, result: WindowResult) -> Response:
+        _metrics.rate_limited(self.name)
+        retry = str(max(1, math.ceil(result.retry_after)))
+        error = HTTPException(429, "Too many requests; slow down.", headers={"retry-after": retry})
+        return ProblemResponse.from_exception(error, request.path)
+
     async def __call__(self, request: Any, call_next: CallNext) -> Response:
         if self.exempt and request.path in self.exempt:
             return await call_next(request)
@@ -187,12 +216,11 @@ class RateLimit:
             error = HTTPException(503, "The rate limiter cannot reach its store.", headers={"retry-after": "1"})
             return ProblemResponse.from_exception(error, request.path)
         if not result.allowed:
-            _metrics.rate_limited(self.name)
-            retry = str(max(1, math.ceil(result.retry_after)))
-            error = HTTPException(429, "Too many requests; slow down.", headers={"retry-after": retry})
-            response: Response = ProblemResponse.from_exception(error, request.path)
-        else:
-            response = await call_next(request)
+            return self._headed(self._refusal(request, result), result)
+        return self._headed(await call_next(request), result)
+
+    def _headed(self, response: Response, result: WindowResult) -> Response:
+        """Tell the client where it stands."""
         headers = self._headers
         if headers:
             limit = self._limit_text if result.limit == self._requests else str(result.limit)

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from ..http.response import Response
-from ._types import CallNext
+from .base import HookMiddleware
 
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cello_request_id", default=None)
 
@@ -39,22 +39,22 @@ def _next_id() -> str:
     return f"{_prefix[0]}{next(_ids):012x}"
 
 
-class RequestId:
+class RequestId(HookMiddleware):
     """``app.enable_request_id()`` / ``app.use(RequestId(header="x-request-id", trust_incoming=True))``."""
 
     def __init__(self, header: str = "x-request-id", trust_incoming: bool = True) -> None:
         self.header = header.lower()
         self.trust_incoming = trust_incoming
 
-    async def __call__(self, request: Any, call_next: CallNext) -> Response:
+    def enter(self, request: Any) -> Any:
         incoming = request.header(self.header) if self.trust_incoming else None
         request_id = incoming if incoming is not None and _SANE.match(incoming) else _next_id()
         request.context["request_id"] = request_id
-        token = current_request_id.set(request_id)
-        try:
-            response: Response = await call_next(request)
-        finally:
-            current_request_id.reset(token)
+        return request_id, current_request_id.set(request_id)
+
+    def leave(self, request: Any, response: Response, state: Any) -> Response:
+        request_id, token = state
+        current_request_id.reset(token)
         response.raw_headers.append((self.header, request_id))
         return response
 

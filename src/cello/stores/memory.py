@@ -23,6 +23,11 @@ logger = logging.getLogger("cello.stores")
 _clock = time.monotonic
 
 
+def _result(values: tuple[Any, ...]) -> WindowResult:
+    # tuple.__new__ is a C call; WindowResult(...) would run the namedtuple's Python-level __new__
+    return tuple.__new__(WindowResult, values)  # type: ignore[type-var,return-value]
+
+
 class MemoryStore(Store):
     """``MemoryStore(max_keys=100_000)``: what one worker process sees; each worker has its own."""
 
@@ -99,30 +104,33 @@ class MemoryStore(Store):
         return self.sliding_window_now(key, limit, window, cost)
 
     def sliding_window_now(self, key: str, limit: int, window: float, cost: int = 1) -> WindowResult:
-        """The synchronous body of ``sliding_window`` (the rate limiter calls it directly: no await needed)."""
+        """The synchronous body of ``sliding_window`` (the rate limiter calls it directly: no await needed).
+
+        State: a list ``[window_start, hits_now, hits_before]`` updated in place while the window lasts, so the
+        common hit allocates nothing but its result.
+        """
         now = _clock()
-        current_start = now - (now % window)
-        state = self._live(key, now)
-        if state is None or state[0] < current_start - window:
-            previous, current = 0, 0
-        elif state[0] < current_start:  # the stored window is now the previous one
-            previous, current = state[1], 0
-        else:
-            previous, current = state[2], state[1]
-        elapsed = (now - current_start) / window
-        estimate = previous * (1.0 - elapsed) + current
-        reset_after = current_start + window - now
+        start = now - now % window
+        entry = self._values.get(key)
+        state = entry[0] if entry is not None and entry[1] > now else None
+        if state is None or state[0] < start - window:
+            state = [start, 0, 0]
+            self._put(key, state, start + 2 * window)
+        elif state[0] < start:  # the stored window is now the previous one
+            state = [start, 0, state[1]]
+            self._put(key, state, start + 2 * window)
+        previous = state[2]
+        weight = previous * (1.0 - (now - start) / window)
+        estimate = weight + state[1]
+        reset_after = start + window - now
         if estimate + cost > limit:
             # the weighted previous window decays linearly: when will the estimate leave room for this hit?
-            needed = estimate + cost - limit
-            retry = reset_after if previous == 0 else min(reset_after, needed / previous * window)
-            self._put(key, (current_start, current, previous), current_start + 2 * window)
-            remaining = max(0, int(limit - estimate))
-            return WindowResult(False, limit, remaining, reset_after, max(retry, 0.001))
-        current += cost
-        self._put(key, (current_start, current, previous), current_start + 2 * window)
-        remaining = max(0, int(limit - (previous * (1.0 - elapsed) + current)))
-        return WindowResult(True, limit, remaining, reset_after, 0.0)
+            retry = reset_after if previous == 0 else min(reset_after, (estimate + cost - limit) / previous * window)
+            remaining = int(limit - estimate) if estimate < limit else 0
+            return _result((False, limit, remaining, reset_after, retry if retry > 0.001 else 0.001))
+        state[1] += cost
+        remaining = int(limit - estimate - cost)
+        return _result((True, limit, remaining if remaining > 0 else 0, reset_after, 0.0))
 
     async def token_bucket(self, key: str, capacity: int, refill_per_second: float, cost: int = 1) -> WindowResult:
         return self.token_bucket_now(key, capacity, refill_per_second, cost)
