@@ -120,7 +120,7 @@ class App(Registrar):
             validation_errors=validation_errors or ValidationErrorFormat(),
             openapi=OpenAPIConfig() if openapi is True else (openapi or None),
         )
-        # dependency -> replacement, consulted on every resolution (tests swap real services for fakes here)
+        # dependency -> replacement, consulted on every resolution (tests swap real services for stand-ins here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._dependencies: Dependencies | None = None
         self._templates: Templates | None = None

@@ -167,7 +167,7 @@ class LiveServer:
 
     ``target`` is one of: an import string, served in a subprocess by ``cello run`` (``server="granian"`` or
     ``"granian-asgi"``), uvicorn or hypercorn, with ``extra_args`` appended to that command line; a command line
-    (a list) whose ``{host}`` and ``{port}`` placeholders are filled in, e.g. a script calling ``app.run()``; or an
+    (a list) whose ``{host}`` and ``{port}`` fields are filled in, e.g. a script calling ``app.run()``; or an
     App, served by ``app.run(**run_options)`` in a forked process.
 
     Teardown is guaranteed: a server that exits early or never answers makes ``start()`` raise *after* stopping
