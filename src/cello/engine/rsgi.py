@@ -89,11 +89,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
         try:
             result = await route.pipeline(request)
             if result.__class__ is dict:
-                try:
-                    payload = dumps(result)
-                except TypeError:  # types orjson doesn't know natively (Decimal, msgspec Struct, set, ...)
-                    payload = dump_json(result)
-                proto.response_bytes(200, _JSON_HEADERS, payload)
+                proto.response_bytes(200, _JSON_HEADERS, dump_json(result))
                 if request._background is not None:
                     background.schedule(request._background, request=request)
                 return

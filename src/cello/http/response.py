@@ -57,7 +57,12 @@ def _problem_default(obj: Any) -> Any:
 
 
 def dump_json(content: Any) -> bytes:
-    return orjson.dumps(content, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    try:
+        # NOTE: plain orjson first: passing `default` and `option` makes every call markedly slower, and most
+        # documents hold only types orjson knows
+        return orjson.dumps(content)
+    except TypeError:
+        return orjson.dumps(content, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class MutableHeaders(MutableMapping[str, str]):
