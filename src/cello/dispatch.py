@@ -146,6 +146,10 @@ class Dispatcher:
         after = [*(h for o in reversed(owners) for h in o.after_request_hooks), *app.after_request_hooks]
         if not (middleware or before or after):
             return endpoint  # nothing to wrap: the handler itself is the pipeline
+        if middleware and not (before or after) and all(getattr(m, "uses_hooks", False) for m in middleware):
+            # the common stack: only enter/leave middleware, no hooks. One coroutine for all of it, the handler
+            # and the conversion of its result.
+            return _hook_layer(middleware, endpoint, self.handle_exception)
         inner = self._with_hooks(endpoint, before, after)
         # consecutive middleware offering enter/leave hooks share one coroutine (see cello.middleware.base)
         groups: list[list[Any]] = []
@@ -260,9 +264,12 @@ def _wrap(middleware: Any, call_next: Endpoint) -> Endpoint:
     return functools.partial(middleware, call_next=call_next)
 
 
-def _hook_layer(middleware: list[Any], call_next: Endpoint) -> Endpoint:
+def _hook_layer(
+    middleware: list[Any], call_next: Endpoint, handle_exception: Callable[..., Awaitable[Response]] | None = None
+) -> Endpoint:
     """One coroutine running several enter/leave middleware around ``call_next`` (cello.middleware.base): the
-    same order and semantics as nesting them, without a coroutine per layer."""
+    same order and semantics as nesting them, without a coroutine per layer. With ``handle_exception``,
+    ``call_next`` is the bare handler, whose result or exception becomes a response here."""
     enters = [m.enter for m in middleware]
     leaves = [m.leave for m in middleware]
 
@@ -275,7 +282,14 @@ def _hook_layer(middleware: list[Any], call_next: Endpoint) -> Endpoint:
                 break
             states.append(state)
         else:
-            response = await call_next(request)
+            if handle_exception is None:
+                response = await call_next(request)
+            else:
+                try:
+                    result = await call_next(request)
+                    response = result if isinstance(result, Response) else to_response(result)
+                except Exception as exc:
+                    response = await handle_exception(request, exc)
         for index in range(len(states) - 1, -1, -1):  # leave, innermost first, for each middleware entered
             response = leaves[index](request, response, states[index])
         return response
