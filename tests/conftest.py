@@ -101,3 +101,21 @@ def typed_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
 def mw_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
     """A client for tests/apps/middleware_app.py on each face."""
     yield from _client_for(face, "middleware_app:app", servers)
+
+
+@pytest.fixture
+def sec_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for tests/apps/security_app.py (JWT, Basic, API keys, guards) on each face."""
+    yield from _client_for(face, "security_app:app", servers)
+
+
+@pytest.fixture
+def session_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for tests/apps/sessions_app.py (sessions and CSRF) on each face."""
+    yield from _client_for(face, "sessions_app:app", servers)
+
+
+@pytest.fixture
+def headers_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for tests/apps/headers_app.py (security headers) on each face."""
+    yield from _client_for(face, "headers_app:app", servers)

@@ -186,7 +186,10 @@ class App(Registrar):
         """Every route, blueprints flattened, plus the OpenAPI document and documentation pages."""
         from .openapi.ui import openapi_routes
 
-        return [*super().collect_routes(), *openapi_routes(self)]
+        documentation = openapi_routes(self)
+        for route in documentation:
+            route.meta["public"] = True  # readable without credentials, also behind an app-wide authenticator
+        return [*super().collect_routes(), *documentation]
 
     def openapi(self) -> dict[str, Any]:
         """The app's OpenAPI 3.1 document (as served at ``/openapi.json``)."""

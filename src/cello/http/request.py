@@ -23,7 +23,7 @@ from .datastructures import (
     parse_cookie_header,
     parse_urlencoded,
 )
-from .exceptions import BadRequest, UnsupportedMediaType
+from .exceptions import BadRequest, ConfigurationError, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from ..app import App
@@ -218,6 +218,19 @@ class Request:
             return None
         value = self._context.get("request_id")
         return str(value) if value is not None else None
+
+    @property
+    def user(self) -> Any:
+        """Who is calling, as an authentication middleware found it (``cello.security.Principal``), or None."""
+        return self._context.get("user") if self._context is not None else None
+
+    @property
+    def session(self) -> Any:
+        """The caller's session, a dict-like ``cello.security.Session`` (``app.enable_sessions(...)``)."""
+        session = self._context.get("session") if self._context is not None else None
+        if session is None:
+            raise ConfigurationError("sessions are not enabled for this route: app.enable_sessions(...)")
+        return session
 
     @property
     def background(self) -> BackgroundTasks:

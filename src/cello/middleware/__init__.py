@@ -7,6 +7,9 @@ one with keyword options and install it on the app. Each route's chain is compil
 middleware outermost (in the order added), then blueprint middleware, then the route's; a route without any pays
 nothing. Inside the chain exceptions have already become responses, so middleware sees 404s, 405s, 422s and 500s
 like any other answer, and preflight ``OPTIONS`` for paths without an OPTIONS route.
+
+The security middleware (``JwtAuth``, ``BasicAuth``, ``ApiKeyAuth``, guards, sessions, CSRF, security headers)
+lives in ``cello.security`` and is re-exported here, imported on first use.
 """
 
 from .access_log import AccessLog
@@ -41,10 +44,20 @@ __all__ = [
 ]
 
 
+_SECURITY = frozenset({
+    "JwtConfig", "JwtAuth", "BasicAuth", "ApiKeyAuth", "Principal", "UserLoader", "Guard", "Role", "Permission",
+    "Authenticated", "And", "Or", "Not", "SessionConfig", "Sessions", "CSRFConfig", "CSRF", "SecurityHeaders", "CSP",
+})  # fmt: skip
+
+
 def __getattr__(name: str) -> object:
     # prometheus-client is an extra: import the exporter only when asked for
     if name == "Prometheus":
         from .metrics import Prometheus
 
         return Prometheus
+    if name in _SECURITY:  # the security package pulls in PyJWT: only for apps that use it
+        from .. import security
+
+        return getattr(security, name)
     raise AttributeError(f"module 'cello.middleware' has no attribute {name!r}")

@@ -37,6 +37,7 @@ class Registrar:
         stream: bool = False,
         body_limit: int | None = None,
         middleware: Iterable[Middleware] = (),
+        guards: Iterable[Callable[..., Any]] = (),
         **meta: Any,
     ) -> Callable[[F], F]:
         """Register the decorated function for ``methods`` at ``path``.
@@ -44,8 +45,14 @@ class Registrar:
         ``threadpool``: run a sync handler in the worker's thread pool (default) or inline on the event loop
         (``False``, for handlers that never block). ``stream``: don't read the body first; the handler
         iterates ``request.stream()``. ``body_limit``: this route's maximum body size in bytes.
+        ``middleware``: this route's own middleware, inside the app's and blueprints'. ``guards``: access rules
+        (``cello.security.Role("admin")``…), checked after every middleware, so after authentication.
         """
         methods = list(methods)
+        if guards:
+            from ..security.guards import as_guard  # NOTE: imported only by apps that use guards
+
+            guards = [as_guard(guard) for guard in guards]
 
         def decorator(handler: F) -> F:
             # decorators such as @cache(...) attach middleware to the function itself; they run inside the route's
@@ -59,7 +66,7 @@ class Registrar:
                     threadpool=threadpool,
                     stream=stream,
                     body_limit=body_limit,
-                    middleware=[*middleware, *attached],
+                    middleware=[*middleware, *attached, *guards],
                     meta=meta,
                 )
             )
