@@ -41,13 +41,16 @@ def build_openapi(app: App) -> dict[str, Any]:
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA, "ValidationProblem": app.config.validation_errors.schema}
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
+    schemes: dict[str, dict[str, Any]] = dict(config.security_schemes)
     for route in app.router:
         if not _documented(route):
             continue
         path = _PATH_PARAM.sub(r"{\1}", route.path)
         signature = route.signature or read_signature(route.handler, route)
+        chain = [*app.middleware, *(m for o in route.owners for m in o.middleware), *route.middleware]
         for method in route.methods:
             operation = _operation(app, route, method, signature, components)
+            _secure(operation, route, chain, schemes)
             operation["operationId"] = _unique(f"{route.name}_{method.lower()}", operation_ids)
             paths.setdefault(path, {})[method.lower()] = operation
     info: dict[str, Any] = {"title": config.title, "version": config.version}
@@ -61,8 +64,8 @@ def build_openapi(app: App) -> dict[str, Any]:
     if config.tags:
         document["tags"] = config.tags
     document["components"] = {"schemas": dict(sorted(components.items()))}
-    if config.security_schemes:
-        document["components"]["securitySchemes"] = config.security_schemes
+    if schemes:
+        document["components"]["securitySchemes"] = schemes
     if config.security is not None:
         document["security"] = config.security
     document.update(config.extra)
@@ -116,6 +119,43 @@ def _operation(app: App, route: Route, method: str, signature: Signature, compon
     if security is not None:
         operation["security"] = security
     return operation
+
+
+def _secure(operation: dict[str, Any], route: Route, chain: list[Any], schemes: dict[str, dict[str, Any]]) -> None:
+    """Security requirements and 401/403 answers from the route's authenticators and guards.
+
+    Authenticators (``cello.security``) offer ``openapi_scheme()``; every one in the chain must pass, so they form
+    one requirement; an optional one adds the empty alternative. Guards list the answers they can give.
+    """
+    if route.meta.get("public") is True:
+        return
+    required: dict[str, list[str]] = {}
+    optional = False
+    answers: set[int] = set()
+    for layer in chain:
+        answers.update(getattr(layer, "openapi_responses", ()))
+        scheme_of = getattr(layer, "openapi_scheme", None)
+        if scheme_of is None or layer.excluded(route.path):
+            continue
+        scheme = scheme_of()
+        name = layer.scheme_name
+        counter = 2
+        while name in schemes and schemes[name] != scheme:  # two authenticators of one kind, configured apart
+            name = f"{layer.scheme_name}_{counter}"
+            counter += 1
+        schemes[name] = scheme
+        required[name] = []
+        optional = optional or layer.optional
+        answers.add(401)
+    responses = operation["responses"]
+    for status, description in ((401, "Not authenticated"), (403, "Forbidden")):
+        if status in answers and str(status) not in responses:
+            responses[str(status)] = {
+                "description": description,
+                "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+            }
+    if required and "security" not in operation:
+        operation["security"] = [required, {}] if optional else [required]
 
 
 def _all_slots(signature: Signature, route: Route) -> list[Slot]:
