@@ -222,3 +222,21 @@ def test_authenticator_configuration_errors():
         ApiKeyAuth(["short"])
     with pytest.raises(ConfigurationError):
         ApiKeyAuth(["a-long-enough-api-key"], header=None)
+
+
+def test_openapi_declares_schemes_requirements_and_answers():
+    from security_app import app
+
+    document = app.openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["jwt"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert schemes["basic"] == {"type": "http", "scheme": "basic"}
+    assert schemes["api_key"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    me = document["paths"]["/jwt/me"]["get"]
+    assert me["security"] == [{"jwt": []}]
+    assert "401" in me["responses"]
+    guarded = document["paths"]["/g/admin"]["get"]
+    assert guarded["security"] == [{"jwt": []}, {}]  # optional authentication
+    assert {"401", "403"} <= set(guarded["responses"])
+    assert "security" not in document["paths"]["/open"]["get"]
+    assert "security" not in document["paths"]["/g/public"]["get"]
