@@ -90,3 +90,20 @@ def test_middleware_example():
         assert "cello_requests_total" in client.get("/metrics").text
         assert client.get("/health/ready").json()["status"] == "pass"
         assert client.get("/quotes/9").status_code == 404
+
+
+def test_auth_example():
+    module = load("auth")
+    with TestClient(module.app) as client:
+        login = client.post("/token", json={"username": "ada", "password": "correct horse battery staple"})
+        assert login.status_code == 200
+        ada = {"authorization": f"Bearer {login.json()['access_token']}"}
+        assert client.get("/me", headers=ada).json() == {"user": "ada", "roles": ["editor"]}
+        assert client.delete("/posts/2", headers=ada).json() == {"deleted": 2}
+        assert client.get("/admin/stats", headers=ada).status_code == 403
+        assert client.get("/admin/stats").status_code == 401
+        assert client.post("/token", json={"username": "ada", "password": "wrong"}).status_code == 401
+        reader = {"x-api-key": "demo-reader-key-000000000000"}
+        assert client.get("/api/orders", headers=reader).json() == []
+        assert client.post("/api/orders", params={"item": "book"}, headers=reader).status_code == 403
+        assert client.get("/openapi.json").json()["components"]["securitySchemes"]["jwt"]["scheme"] == "bearer"
