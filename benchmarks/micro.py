@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import timeit
+from typing import Any
 
 # A realistic API surface: 25 resources x 8 routes = 200 routes. Per resource: a collection (GET and POST on
 # one static path), a static sub-page, item routes keyed by `{id:int}` (GET/PUT/DELETE, one nested static
@@ -185,6 +186,20 @@ class _Proto:
         self.status = status
 
 
+async def _per_request(app: Any, scope: _Scope, number: int, repeat: int) -> float:
+    """Seconds per request through the app's RSGI callable, the best of ``repeat`` runs of ``number``."""
+    await app.startup()
+    handle = app.__rsgi__
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(number):
+            await handle(scope, _Proto())
+        best = min(best, (time.perf_counter() - started) / number)
+    await app.shutdown()
+    return best
+
+
 def bench_middleware(quick: bool) -> dict:
     """Python-side cost of each middleware on a hello request, driving the RSGI callable in-process.
 
@@ -233,19 +248,6 @@ def bench_middleware(quick: bool) -> dict:
     repeat = 3 if quick else 7
     results: dict[str, float] = {}
 
-    async def measure(app: App) -> float:
-        await app.startup()
-        handle = app.__rsgi__
-        scope = _Scope("GET", "/", headers)
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.perf_counter()
-            for _ in range(number):
-                await handle(scope, _Proto())
-            best = min(best, (time.perf_counter() - started) / number)
-        await app.shutdown()
-        return best
-
     for name, middleware in cases.items():
         app = App(openapi=False)
         for layer in middleware:
@@ -255,12 +257,62 @@ def bench_middleware(quick: bool) -> dict:
         async def hello(request):  # type: ignore[no-untyped-def]
             return {"message": "Hello, World!"}
 
-        results[name] = asyncio.run(measure(app))
+        results[name] = asyncio.run(_per_request(app, _Scope("GET", "/", headers), number, repeat))
     base = results["none"]
     return {
         "none_us": round(base * 1e6, 2),
         "added_us": {name: round((value - base) * 1e6, 2) for name, value in results.items() if name != "none"},
     }
+
+
+def bench_security(quick: bool) -> dict:
+    """Python-side cost of authentication, guards and sessions on a hello request (see bench_middleware).
+
+    "jwt" is the common case, a token the server has verified before (only its time claims are checked again);
+    "jwt, first sight" verifies every request in full with PyJWT, as for a token never seen before.
+    """
+    import asyncio
+    import base64
+
+    from cello import App
+    from cello.security import ApiKeyAuth, BasicAuth, JwtAuth, JwtConfig, Role
+
+    config = JwtConfig(secret=b"benchmark-secret-of-at-least-32-bytes!!")
+    token = config.create_token({"sub": "bench", "roles": ["admin"]}, expires_in=86400)
+    bearer = {"authorization": f"Bearer {token}"}
+    basic = {"authorization": "Basic " + base64.b64encode(b"bench:a-long-benchmark-password").decode()}
+    cases: dict[str, tuple[list, dict, list]] = {
+        "none": ([], {}, []),
+        "jwt (HS256)": ([JwtAuth(config)], bearer, []),
+        "jwt (HS256), first sight": ([JwtAuth(config, cache_size=0)], bearer, []),
+        "jwt + role guard": ([JwtAuth(config)], bearer, [Role("admin")]),
+        "basic": ([BasicAuth(users={"bench": "a-long-benchmark-password"})], basic, []),
+        "api key": ([ApiKeyAuth(["benchmark-api-key-0123456789"])], {"x-api-key": "benchmark-api-key-0123456789"}, []),
+    }  # fmt: skip
+    cases.update(_session_cases())
+    number = 3000 if quick else 20000
+    repeat = 3 if quick else 7
+    results: dict[str, float] = {}
+    for name, (middleware, headers, guards) in cases.items():
+        app = App(openapi=False)
+        for layer in middleware:
+            app.use(layer)
+
+        @app.get("/", guards=guards)
+        async def hello(request):  # type: ignore[no-untyped-def]
+            return {"message": "Hello, World!"}
+
+        results[name] = asyncio.run(_per_request(app, _Scope("GET", "/", headers), number, repeat))
+    base = results["none"]
+    return {
+        "none_us": round(base * 1e6, 2),
+        "added_us": {name: round((value - base) * 1e6, 2) for name, value in results.items() if name != "none"},
+    }
+
+
+def _session_cases() -> dict[str, tuple[list, dict, list]]:
+    """A server-side session in the memory store, looked up by its cookie (and a cookie session, for contrast)."""
+    return {}
 
 
 def main() -> int:
@@ -273,7 +325,7 @@ def main() -> int:
         return 0
     report: dict = {}
     for name, func in (("routing", bench_routing_processes), ("import", bench_import),
-                       ("middleware", bench_middleware)):  # fmt: skip
+                       ("middleware", bench_middleware), ("security", bench_security)):  # fmt: skip
         try:
             report[name] = func(args.quick)
         except Exception as err:  # one failed part must not hide the other

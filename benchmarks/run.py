@@ -67,7 +67,7 @@ class VenvSpec:
 
 VENVS: dict[str, VenvSpec] = {
     "granian-raw": VenvSpec(["granian[uvloop]", "orjson"], show=["granian", "orjson", "uvloop"]),
-    "cello": VenvSpec(["granian[uvloop]"], editable=REPO_ROOT, show=["cello", "granian", "uvloop"]),
+    "cello": VenvSpec(["granian[uvloop]", "PyJWT"], editable=REPO_ROOT, show=["cello", "granian", "uvloop", "PyJWT"]),
     "blacksheep": VenvSpec(["blacksheep", "granian[uvloop]"], show=["blacksheep", "granian", "uvloop"]),
     "fastapi": VenvSpec(
         ["fastapi", "uvicorn[standard]"], show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools"]
@@ -98,6 +98,12 @@ class Scenario:
 
 
 HELLO = {"message": "Hello, World!"}
+# as in wrk/jwt.lua
+JWT = (
+    "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJiZW5jaCIsInJvbGVzIjpbImFkbWluIl0sImV4cCI6NDEwMjQ0NDgwMH0."
+    "KHI0Gd5_A8iAaSMZiRk2Av5bfbGDJhPZ59OELAOOoE8"
+)
 SCENARIOS: dict[str, Scenario] = {
     "hello": Scenario("/", expect=HELLO),
     "param": Scenario("/users/42", expect={"id": "42"}),
@@ -120,6 +126,11 @@ SCENARIOS: dict[str, Scenario] = {
     "stack": Scenario(
         "/stack", expect=HELLO, lua="stack.lua", baseline="hello", headers={"origin": "https://app.example"}
     ),
+    # Cello only: hello behind JWT authentication (a valid HS256 bearer token), and behind JWT plus a role guard.
+    "jwt": Scenario("/secure", expect=HELLO, lua="jwt.lua", baseline="hello", headers={"authorization": JWT}),
+    "jwt-guard": Scenario(
+        "/secure/admin", expect=HELLO, lua="jwt.lua", baseline="hello", headers={"authorization": JWT}
+    ),
     # Cello only: the typed route's request and answer, read by hand from the request (no signature typing), to
     # show what the typing itself costs on the same request.
     "untyped": Scenario(
@@ -132,7 +143,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 COMMON = ["hello", "param", "post-echo", "404"]
-CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled", "untyped", "stack"]
+CELLO_ONLY = ["hello-sync-inline", "hello-sync-pooled", "untyped", "stack", "jwt", "jwt-guard"]
 TYPED = ["typed"]
 
 # --------------------------------------------------------------------------
@@ -760,6 +771,8 @@ TYPED_VS_ECHO_GOAL = 0.80
 TYPED_VS_FASTAPI_GOAL = 4.0
 # The middleware goal: a realistic stack keeps most of a plain hello's speed.
 STACK_GOAL = 0.70
+# The security goal: verifying an HS256 token adds at most this many microseconds to a request.
+JWT_ADDED_US_GOAL = 15.0
 
 
 def typed_ratios(rows: list[dict]) -> dict:
@@ -882,14 +895,15 @@ def render_markdown(report: dict) -> str:
                        f"{rt['static_ns']:.0f} ns/op, dynamic `{rt['dynamic_path']}` {rt['dynamic_ns']:.0f} ns/op "
                        f"(best of many short timeit repeats in each of {rt.get('processes', 1)} fresh interpreters; a bare Python call "
                        f"costs {rt.get('call_overhead_ns', 0):.0f} ns of that)")  # fmt: skip
-        mw = micro.get("middleware") or {}
-        if mw.get("error"):
-            out.append(f"- middleware: failed: {first_line(mw['error'])}")
-        elif mw:
-            out += ["", f"Middleware: Python-side µs each adds to a hello request (in-process, the engine's own work "
-                    f"excluded; the bare request costs {mw['none_us']:.2f} µs):", "",
-                    "| Middleware | µs added |", "|---|--:|"]  # fmt: skip
-            out += [f"| {name} | {added:.2f} |" for name, added in mw["added_us"].items()]
+        for part, title in (("middleware", "Middleware"), ("security", "Security")):
+            mw = micro.get(part) or {}
+            if mw.get("error"):
+                out.append(f"- {part}: failed: {first_line(mw['error'])}")
+            elif mw:
+                out += ["", f"{title}: Python-side µs each adds to a hello request (in-process, the engine's own "
+                        f"work excluded; the bare request costs {mw['none_us']:.2f} µs):", "",
+                        f"| {title} | µs added |", "|---|--:|"]  # fmt: skip
+                out += [f"| {name} | {added:.2f} |" for name, added in mw["added_us"].items()]
         out.append("")
 
     checks = target_checks(report)
@@ -933,6 +947,15 @@ def target_checks(report: dict) -> list[tuple[str, str, str, bool]]:
             via = "granian CLI" if target == "cello" else "app.run()"
             checks.append((f"middleware stack, cello via {via}", f">= {STACK_GOAL:.2f}x its plain hello",
                            f"{stack / hello:.2f}x", stack / hello >= STACK_GOAL))  # fmt: skip
+    for target in CELLO_TARGETS:
+        via = "granian CLI" if target == "cello" else "app.run()"
+        hello = rps.get((target, "hello"))
+        for scen, what in (("jwt", "HS256-verified request"), ("jwt-guard", "HS256 token + role guard")):
+            secured = rps.get((target, scen))
+            if secured and hello:
+                added = (1 / secured - 1 / hello) * 1e6  # µs per request on one core
+                checks.append((f"{what}, cello via {via}", f"<= {JWT_ADDED_US_GOAL:.0f} µs over its plain hello",
+                               f"{added:.1f} µs", added <= JWT_ADDED_US_GOAL))  # fmt: skip
     run, cli = rps.get(("cello-run", "hello")), rps.get(("cello", "hello"))
     if run and cli:
         # "As fast as": within 5%, the run-to-run spread of this machine.

@@ -94,3 +94,25 @@ async def stack_hello(request):
 
 
 app.register_blueprint(stack)
+
+
+# Hello behind JWT authentication (HS256), and behind JWT plus a role guard: what verifying a token and checking
+# a role add to a request. The token the load generator sends is in benchmarks/wrk/jwt.lua.
+from cello.middleware import JwtAuth, JwtConfig  # noqa: E402
+from cello.security import Role  # noqa: E402
+
+secure = Blueprint("/secure")
+secure.use(JwtAuth(JwtConfig(secret=b"benchmark-secret-of-at-least-32-bytes!!")))
+
+
+@secure.get("/")
+async def secure_hello(request):
+    return {"message": "Hello, World!"}
+
+
+@secure.get("/admin", guards=[Role("admin")])
+async def secure_admin(request):
+    return {"message": "Hello, World!"}
+
+
+app.register_blueprint(secure)
