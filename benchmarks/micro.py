@@ -221,6 +221,7 @@ def bench_middleware(quick: bool) -> dict:
         ResponseCache,
         Timeout,
     )
+    from cello.security.headers import SecurityHeaders
 
     logging.getLogger("cello.access").setLevel(logging.WARNING)  # the access log off: what "free" means
     logging.getLogger("cello.access.on").setLevel(logging.INFO)
@@ -238,9 +239,11 @@ def bench_middleware(quick: bool) -> dict:
         "cache (hit)": [Cache(cache=ResponseCache())],
         "circuit breaker (closed)": [CircuitBreaker(name="micro")],
         "timeout": [Timeout(10)],
-        "stack: cors + request id + rate limit + access log off": [
-            CORS(allow_origins=["https://a.example"]), RequestId(), RateLimit(requests=10**9, window=60),
-            AccessLog(),
+        "security headers (defaults)": [SecurityHeaders()],
+        "security headers (per-request csp nonce)": [SecurityHeaders(csp_nonce=True)],
+        "stack: cors + security headers + request id + rate limit + access log off": [
+            CORS(allow_origins=["https://a.example"]), SecurityHeaders(), RequestId(),
+            RateLimit(requests=10**9, window=60), AccessLog(),
         ],
     }  # fmt: skip
     headers = {"origin": "https://a.example", "accept-encoding": "gzip, br"}

@@ -121,8 +121,8 @@ SCENARIOS: dict[str, Scenario] = {
         lua="typed.lua",
         body=TYPED_BODY,
     ),
-    # Cello only: hello behind a realistic middleware stack (CORS for the request's Origin, request id, a memory
-    # rate limit that never refuses, access log off), compared with its own plain hello.
+    # Cello only: hello behind a realistic middleware stack (CORS for the request's Origin, security headers, request
+    # id, a memory rate limit that never refuses, access log off), compared with its own plain hello.
     "stack": Scenario(
         "/stack", expect=HELLO, lua="stack.lua", baseline="hello", headers={"origin": "https://app.example"}
     ),

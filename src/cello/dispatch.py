@@ -146,6 +146,11 @@ class Dispatcher:
         after = [*(h for o in reversed(owners) for h in o.after_request_hooks), *app.after_request_hooks]
         if not (middleware or before or after):
             return endpoint  # nothing to wrap: the handler itself is the pipeline
+        for layer in middleware:
+            # a middleware reading route options works them out now: a mistake fails startup, not a request
+            prepare = getattr(layer, "prepare_route", None)
+            if prepare is not None:
+                prepare(route)
         if middleware and not (before or after) and all(getattr(m, "uses_hooks", False) for m in middleware):
             # the common stack: only enter/leave middleware, no hooks. One coroutine for all of it, the handler
             # and the conversion of its result.

@@ -11,6 +11,9 @@ single coroutine instead of one coroutine per layer — same order, same semanti
 middleware whose ``enter`` ran, innermost first), several microseconds less per request. ``HookMiddleware``
 gives such a class its ``__call__``, so it works anywhere a middleware does. A middleware whose hooks are not
 usable in some configuration (a rate limiter on a network store must await) says so with ``uses_hooks``.
+
+Any middleware may also offer ``prepare_route(route)``: the app calls it for every route whose chain holds the
+middleware while compiling the pipelines, so per-route options are checked (and their work done) at startup.
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
 The UI assets come from the ``openapi-ui-bundles`` package (``pip install 'cello[openapi]'``), so the pages work
 offline and behind firewalls that block CDNs. Without the package, only the JSON document is served and a
 warning at startup says how to get the pages.
+
+The pages carry no inline script, so they work under a Content-Security-Policy that allows scripts from the
+app's own origin only (``cello.security.SecurityHeaders``' default): Swagger UI's start-up code is a small script
+served beside the bundles, which reads the document's URL from the page. Each page route also says, in its
+``security_headers`` option, what it needs added to the app's policy — ReDoc injects ``<style>`` elements at run
+time (some before it could be given a nonce) and runs its search in a ``blob:`` worker, so its page alone allows
+inline styles and such workers.
 """
 
 from __future__ import annotations
@@ -25,6 +32,19 @@ logger = logging.getLogger("cello.openapi")
 
 _SWAGGER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png")
 _REDOC_ASSETS = ("redoc.standalone.js",)
+_SWAGGER_INIT = "swagger-initializer.js"
+
+# what each page needs on top of the app's CSP (merged into it, see cello.security.CSP.merge); with the default
+# policy only ReDoc's entries add anything
+_SWAGGER_CSP = {"script_src": "'self'", "style_src": "'self'", "img_src": "'self' data:", "connect_src": "'self'"}
+_REDOC_CSP = {
+    "script_src": "'self'",
+    "style_src": "'self' 'unsafe-inline'",
+    # the "API docs by Redocly" logo in the side menu comes from Redocly's CDN
+    "img_src": "'self' data: https://cdn.redoc.ly",
+    "connect_src": "'self'",
+    "worker_src": "'self' blob:",
+}
 
 
 def _asset_directories() -> dict[str, Path] | None:
@@ -66,6 +86,10 @@ def openapi_routes(app: App) -> list[Route]:
     base = html.escape(config.assets_url.rstrip("/"))
 
     async def asset(request: Any, name: str) -> Response:
+        if name == _SWAGGER_INIT:
+            response = Response(_SWAGGER_INIT_SCRIPT, media_type="text/javascript")
+            response.headers["cache-control"] = "public, max-age=86400"
+            return response
         path = assets.get(name)
         if path is None:
             raise NotFound()
@@ -80,14 +104,17 @@ def openapi_routes(app: App) -> list[Route]:
         async def swagger_ui(request: Any) -> Response:
             return HTMLResponse(swagger_page)
 
-        routes.append(Route(config.docs_url, ["GET"], swagger_ui, name="swagger_ui", meta=hidden))
+        meta = {**hidden, "security_headers": {"csp_merge": _SWAGGER_CSP}}
+        routes.append(Route(config.docs_url, ["GET"], swagger_ui, name="swagger_ui", meta=meta))
     if config.redoc_url:
         redoc_page = _REDOC_PAGE.format(title=title, spec_url=spec_url, base=base)
 
         async def redoc_ui(request: Any) -> Response:
             return HTMLResponse(redoc_page)
 
-        routes.append(Route(config.redoc_url, ["GET"], redoc_ui, name="redoc", meta=hidden))
+        # NOTE: no nonce here: next to a nonce, browsers ignore 'unsafe-inline', which ReDoc's styles rely on
+        meta = {**hidden, "security_headers": {"csp_nonce": False, "csp_merge": _REDOC_CSP}}
+        routes.append(Route(config.redoc_url, ["GET"], redoc_ui, name="redoc", meta=meta))
     return routes
 
 
@@ -101,21 +128,26 @@ _SWAGGER_PAGE = """<!doctype html>
 <link rel="icon" type="image/png" href="{base}/favicon-32x32.png">
 </head>
 <body>
-<div id="swagger-ui"></div>
+<div id="swagger-ui" data-spec-url="{spec_url}"></div>
 <script src="{base}/swagger-ui-bundle.js"></script>
 <script src="{base}/swagger-ui-standalone-preset.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{
-  url: "{spec_url}",
+<script src="{base}/swagger-initializer.js"></script>
+</body>
+</html>
+"""
+
+# The page's start-up code, served as a file so that the page has no inline script. It reads the document's URL
+# from the page, so it is the same for every app. validatorUrl null: the default badge would send the document's
+# URL to a third-party validator, from a page meant to work offline (and the default CSP would block the image).
+_SWAGGER_INIT_SCRIPT = """window.ui = SwaggerUIBundle({
+  url: document.getElementById("swagger-ui").dataset.specUrl,
   dom_id: "#swagger-ui",
   deepLinking: true,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
   layout: "BaseLayout",
-  persistAuthorization: true
-}});
-</script>
-</body>
-</html>
+  persistAuthorization: true,
+  validatorUrl: null
+});
 """
 
 _REDOC_PAGE = """<!doctype html>

@@ -8,9 +8,12 @@ from .api_key import ApiKeyAuth
 from .base import Authenticator, Principal, UserLoader
 from .basic import BasicAuth
 from .guards import And, Authenticated, FunctionGuard, Guard, Not, Or, Permission, Role, current_user
+from .headers import CSP, HSTS, PermissionsPolicy, SecurityHeaders, SecurityHeadersConfig
 from .jwt import JwtAuth, JwtConfig
 
 __all__ = [
+    "CSP",
+    "HSTS",
     "And",
     "ApiKeyAuth",
     "Authenticated",
@@ -23,8 +26,11 @@ __all__ = [
     "Not",
     "Or",
     "Permission",
+    "PermissionsPolicy",
     "Principal",
     "Role",
+    "SecurityHeaders",
+    "SecurityHeadersConfig",
     "UserLoader",
     "current_user",
 ]
