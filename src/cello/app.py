@@ -385,6 +385,24 @@ class App(Registrar):
 
         return decorator
 
+    def enable_security_headers(self, **options: Any) -> Any:
+        """CSP, HSTS (over TLS), X-Frame-Options, nosniff, Referrer-Policy… (``cello.security.SecurityHeaders``)."""
+        from .security.headers import SecurityHeaders
+
+        return self.use(SecurityHeaders(**options))
+
+    def enable_sessions(self, config: Any = None, **options: Any) -> Any:
+        """``request.session``: signed-cookie sessions, or server-side ones in a store (``SessionConfig``)."""
+        from .security.sessions import Sessions
+
+        return self.use(Sessions(config, **options))
+
+    def enable_csrf(self, config: Any = None, **options: Any) -> Any:
+        """Double-submit CSRF protection for unsafe methods (``cello.security.CSRFConfig``)."""
+        from .security.csrf import CSRF
+
+        return self.use(CSRF(config, **options))
+
     @property
     def cache(self) -> Any:
         """The app's response cache (``ResponseCache``): invalidate with ``await app.cache.invalidate(path)``."""

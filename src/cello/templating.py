@@ -56,6 +56,7 @@ class Templates:
         # one set of globals and filters for both: what is added to .env later shows in async rendering too
         self._async.globals = self._sync.globals
         self._async.filters = self._sync.filters
+        self._sync.globals["csrf_input"] = jinja2.pass_context(_csrf_input)
         self._sync.globals.update(globals or {})
         self._sync.filters.update(filters or {})
         self.app: App | None = None
@@ -79,6 +80,12 @@ class Templates:
         merged = dict(context or {})
         if request is not None:
             merged.setdefault("request", request)
+            # what the security middleware leaves for pages: the CSRF token for forms, the CSP nonce for scripts
+            extras = request._context
+            if extras:
+                for key in ("csrf_token", "csrf_field", "csp_nonce"):
+                    if key in extras:
+                        merged.setdefault(key, extras[key])
         return merged
 
     def render(self, name: str, context: Mapping[str, Any] | None = None, request: Request | None = None) -> str:
@@ -99,6 +106,17 @@ class Templates:
         headers: HeadersArg = None,
     ) -> HTMLResponse:
         return HTMLResponse(self.render(name, context, request), status, headers)
+
+
+def _csrf_input(context: Any) -> Any:
+    """``{{ csrf_input() }}`` in a form: the hidden field carrying the CSRF token (``app.enable_csrf()``)."""
+    from markupsafe import Markup
+
+    token = context.get("csrf_token")
+    field = context.get("csrf_field")
+    if not (token and field):  # no CSRF protection, or a header-only one that reads no form field
+        return Markup("")
+    return Markup('<input type="hidden" name="%s" value="%s">') % (field, token)
 
 
 class TemplateResponse(HTMLResponse):

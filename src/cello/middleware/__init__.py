@@ -46,8 +46,8 @@ __all__ = [
 
 _SECURITY = frozenset({
     "JwtConfig", "JwtAuth", "BasicAuth", "ApiKeyAuth", "Principal", "UserLoader", "Guard", "Role", "Permission",
-    "Authenticated", "And", "Or", "Not", "SessionConfig", "Sessions", "CSRFConfig", "CSRF", "SecurityHeaders",
-    "SecurityHeadersConfig", "CSP", "HSTS", "PermissionsPolicy",
+    "Authenticated", "And", "Or", "Not", "Session", "SessionConfig", "Sessions", "CSRFConfig", "CSRF",
+    "SecurityHeaders", "SecurityHeadersConfig", "CSP", "HSTS", "PermissionsPolicy",
 })  # fmt: skip
 
 

@@ -7,18 +7,22 @@ a route. Authenticators put the caller in ``request.user`` (a ``Principal``); gu
 from .api_key import ApiKeyAuth
 from .base import Authenticator, Principal, UserLoader
 from .basic import BasicAuth
+from .csrf import CSRF, CSRFConfig
 from .guards import And, Authenticated, FunctionGuard, Guard, Not, Or, Permission, Role, current_user
 from .headers import CSP, HSTS, PermissionsPolicy, SecurityHeaders, SecurityHeadersConfig
 from .jwt import JwtAuth, JwtConfig
+from .sessions import Session, SessionConfig, Sessions
 
 __all__ = [
     "CSP",
+    "CSRF",
     "HSTS",
     "And",
     "ApiKeyAuth",
     "Authenticated",
     "Authenticator",
     "BasicAuth",
+    "CSRFConfig",
     "FunctionGuard",
     "Guard",
     "JwtAuth",
@@ -31,6 +35,9 @@ __all__ = [
     "Role",
     "SecurityHeaders",
     "SecurityHeadersConfig",
+    "Session",
+    "SessionConfig",
+    "Sessions",
     "UserLoader",
     "current_user",
 ]

@@ -12,16 +12,58 @@ credentials goes through anonymously (``request.user`` is None) while bad creden
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import inspect
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..http.exceptions import HTTPException
+from ..http.exceptions import ConfigurationError, HTTPException
 from ..http.response import ProblemResponse, Response
 
 logger = logging.getLogger("cello.security")
+
+MIN_SECRET_BYTES = 32
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 6265 token
+
+
+def secret_bytes(secret: str | bytes, what: str) -> bytes:
+    """The secret as bytes, refused (at configuration time) when shorter than 32 bytes."""
+    data = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if len(data) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{what} needs a secret of at least {MIN_SECRET_BYTES} bytes, e.g. secrets.token_urlsafe(32)"
+        )
+    return data
+
+
+def check_cookie_name(name: str) -> None:
+    if not _COOKIE_NAME.fullmatch(name):
+        raise ConfigurationError(f"{name!r} is not a valid cookie name")
+
+
+class Signer:
+    """HMAC-SHA256 signatures (base64url, unpadded) under a key derived from ``secret`` for one ``purpose``.
+
+    NOTE: deriving a key per purpose means one secret shared by sessions and CSRF protection never makes a value
+    signed for one valid for the other. The keyed HMAC is built once; each signature copies it, which is cheaper
+    than keying a new one per request.
+    """
+
+    def __init__(self, secret: bytes, purpose: bytes) -> None:
+        self._mac = hmac.new(hmac.digest(secret, purpose, "sha256"), digestmod=hashlib.sha256)
+
+    def sign(self, data: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(data)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        return hmac.compare_digest(signature, self.sign(data))
 
 
 @dataclass(frozen=True)

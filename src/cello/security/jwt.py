@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..http.exceptions import ConfigurationError
-from .base import Authenticator, Principal, logger, names
+from .base import MIN_SECRET_BYTES, Authenticator, Principal, logger, names
 
 try:
     import jwt as pyjwt
@@ -32,7 +32,6 @@ except ImportError:  # pragma: no cover - the jwt extra is missing
     pyjwt = None  # type: ignore[assignment]
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-MIN_SECRET_BYTES = 32
 _KEY_ALGORITHMS = {"RSA": "RS256", "EllipticCurve": "ES256", "Ed25519": "EdDSA", "Ed448": "EdDSA"}
 
 
