@@ -314,8 +314,46 @@ def bench_security(quick: bool) -> dict:
 
 
 def _session_cases() -> dict[str, tuple[list, dict, list]]:
-    """A server-side session in the memory store, looked up by its cookie (and a cookie session, for contrast)."""
-    return {}
+    """A session looked up by its cookie on every request: server-side in the memory store, and a signed-cookie
+    session for contrast. The cookie comes from a first request that logs in, as a browser's would."""
+    import asyncio
+
+    from cello import App
+    from cello.security import Sessions
+    from cello.stores import MemoryStore
+
+    secret = b"benchmark-secret-of-at-least-32-bytes!!"
+    cases: dict[str, tuple[list, dict, list]] = {}
+    for name, sessions in (
+        ("session lookup (server-side, memory store)", Sessions(secret=secret, store=MemoryStore())),
+        ("session lookup (signed cookie)", Sessions(secret=secret)),
+    ):
+        login = App(openapi=False)
+        login.use(sessions)
+
+        @login.get("/")
+        async def sign_in(request):  # type: ignore[no-untyped-def]
+            request.session["user"] = {"id": "bench", "roles": ["admin"]}
+            return {"ok": True}
+
+        async def first_request(app: App) -> str:
+            await app.startup()
+            proto = _CaptureProto()
+            await app.__rsgi__(_Scope("GET", "/", {}), proto)
+            await app.shutdown()
+            cookie = next(v for k, v in proto.headers if k.lower() == "set-cookie")
+            return cookie.split(";", 1)[0]
+
+        cookie = asyncio.run(first_request(login))
+        cases[name] = ([sessions], {"cookie": cookie}, [])
+    return cases
+
+
+class _CaptureProto(_Proto):
+    __slots__ = ("headers",)
+
+    def response_bytes(self, status, headers, body) -> None:  # type: ignore[no-untyped-def]
+        self.status, self.headers = status, headers
 
 
 def main() -> int:
