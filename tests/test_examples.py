@@ -107,3 +107,31 @@ def test_auth_example():
         assert client.get("/api/orders", headers=reader).json() == []
         assert client.post("/api/orders", params={"item": "book"}, headers=reader).status_code == 403
         assert client.get("/openapi.json").json()["components"]["securitySchemes"]["jwt"]["scheme"] == "bearer"
+
+
+def test_login_example():
+    module = load("login")
+    with TestClient(module.app) as client:
+        page = client.get("/")
+        token = page.cookies["csrftoken"]
+        assert f'name="csrf_token" value="{token}"' in page.text
+        nonce = page.headers["content-security-policy"].split("'nonce-")[1].split("'")[0]
+        assert f'<style nonce="{nonce}">' in page.text
+        assert client.get("/account").status_code == 401
+        # a form posted without the token (as another site would) is refused
+        forged = client.post("/login", data={"username": "ada", "password": "lovelace-1815"})
+        assert forged.status_code == 403
+        wrong = client.post("/login", data={"username": "ada", "password": "nope", "csrf_token": token})
+        assert wrong.status_code == 401
+        before = client.cookies.get("session")
+        signed_in = client.post("/login", data={"username": "ada", "password": "lovelace-1815", "csrf_token": token})
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/account"
+        stolen = client.cookies["session"]
+        assert stolen != before  # regenerated at login
+        assert "Hello, ada" in client.get("/account").text
+        assert client.get("/admin").json() == {"users": ["ada", "alan"], "you": "ada"}
+        assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+        assert client.get("/account").status_code == 401
+        # the cookie copied before logout opens nothing: the server-side session is gone
+        client.cookies.set("session", stolen)
+        assert client.get("/account").status_code == 401
