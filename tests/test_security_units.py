@@ -240,3 +240,54 @@ def test_openapi_declares_schemes_requirements_and_answers():
     assert {"401", "403"} <= set(guarded["responses"])
     assert "security" not in document["paths"]["/open"]["get"]
     assert "security" not in document["paths"]["/g/public"]["get"]
+
+
+def test_every_secret_is_compared_in_constant_time(monkeypatch):
+    """Each check of a client-supplied secret goes through hmac.compare_digest (PyJWT's HMAC check included).
+    API keys are the exception by design: they are looked up by their SHA-256 digest (see cello.security.api_key)."""
+    import hmac
+
+    from cello.security import CSRF, Sessions
+
+    calls: list[int] = []
+    real = hmac.compare_digest
+
+    def counting(a, b):
+        calls.append(1)
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    secret = "a-session-and-csrf-secret-of-32-bytes+"
+    app = App(openapi=False)
+    app.use(Sessions(secret=secret))
+    app.use(CSRF(secret=secret))
+    basic = BasicAuth(users={"alice": "wonderland-password"})
+    config = JwtConfig(secret=SECRET, cache_size=0)
+
+    @app.post("/session")
+    def write(request):
+        request.session["n"] = 1
+        return {"ok": True}
+
+    @app.get("/basic", middleware=[basic])
+    def basic_route():
+        return {"ok": True}
+
+    @app.get("/jwt", middleware=[JwtAuth(config)])
+    def jwt_route():
+        return {"ok": True}
+
+    def compared(send) -> int:
+        before = len(calls)
+        send()
+        return len(calls) - before
+
+    with TestClient(app) as client:
+        token = client.get("/basic", auth=("alice", "x")).cookies["csrftoken"]
+        assert compared(lambda: client.get("/basic", auth=("alice", "wonderland-password"))) >= 1
+        assert compared(lambda: client.get("/basic", auth=("mallory", "wonderland-password"))) >= 1
+        assert compared(lambda: client.post("/session", headers={"x-csrf-token": token})) >= 2  # cookie sig + token
+        assert client.cookies.get("session")
+        assert compared(lambda: client.post("/session", headers={"x-csrf-token": token})) >= 3  # + session sig
+        bearer = {"authorization": f"Bearer {config.create_token({'sub': 'a'})}"}
+        assert compared(lambda: client.get("/jwt", headers=bearer)) >= 1
