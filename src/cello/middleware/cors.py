@@ -94,16 +94,23 @@ class CORS(HookMiddleware):
 
     def _decorate(self, response: Response, origin: str) -> None:
         headers = response.raw_headers
-        for key, _ in headers:
-            if key == "access-control-allow-origin":  # a handler set one: ours replaces it
+        has_vary = False
+        for key, _ in headers:  # one pass for both questions: this runs on every cross-origin response
+            if key == "vary":
+                has_vary = True
+            elif key == "access-control-allow-origin":  # a handler set one: ours replaces it
                 headers[:] = [(k, v) for k, v in headers if k != "access-control-allow-origin"]
+                has_vary = "vary" in (k for k, _ in headers)
                 break
         value = "*" if self._star else origin
         headers.append(("access-control-allow-origin", value))
         if self._tail:
             headers.extend(self._tail)
         if value != "*":
-            add_vary(response, "Origin")
+            if has_vary:
+                add_vary(response, "Origin")
+            else:
+                headers.append(("vary", "Origin"))
 
     def _preflight(self, request: Any, origin: str) -> Response:
         method = (request.header("access-control-request-method") or "").upper()

@@ -123,6 +123,7 @@ class RateLimit:
         # read per request: plain attributes, not the config dataclass
         self._requests = config.requests
         self._limit_text = str(config.requests)
+        self._policy_header = ("ratelimit-policy", self._limit_text + self._policy_window)
         self._per_route = config.per_route
         self._headers = config.headers
         # the memory store answers synchronously; with a fixed limit the hit is one plain call
@@ -223,21 +224,24 @@ class RateLimit:
         """Tell the client where it stands."""
         headers = self._headers
         if headers:
-            limit = self._limit_text if result.limit == self._requests else str(result.limit)
-            reset_after = result.reset_after
-            reset = str(int(reset_after) + (reset_after % 1 > 0))  # ceil, for a non-negative number
+            limit = result.limit
+            if limit == self._requests:  # the fixed limit: its texts are made once
+                text, policy = self._limit_text, self._policy_header
+            else:
+                text = str(limit)
+                policy = ("ratelimit-policy", text + self._policy_window)
+            reset = math.ceil(result.reset_after)
             if headers == "separate":
                 response.raw_headers.extend((
-                    ("ratelimit-limit", limit),
+                    ("ratelimit-limit", text),
                     ("ratelimit-remaining", str(result.remaining)),
-                    ("ratelimit-reset", reset),
-                    ("ratelimit-policy", limit + self._policy_window),
+                    ("ratelimit-reset", str(reset)),
+                    policy,
                 ))  # fmt: skip
             else:  # the current IETF draft's form
-                response.raw_headers.extend((
-                    ("ratelimit", f"limit={limit}, remaining={result.remaining}, reset={reset}"),
-                    ("ratelimit-policy", limit + self._policy_window),
-                ))  # fmt: skip
+                response.raw_headers.extend(
+                    (("ratelimit", f"limit={text}, remaining={result.remaining}, reset={reset}"), policy)
+                )
         return response
 
 

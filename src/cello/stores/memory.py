@@ -13,7 +13,7 @@ import builtins
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .base import Store, WindowResult
@@ -23,9 +23,9 @@ logger = logging.getLogger("cello.stores")
 _clock = time.monotonic
 
 
-def _result(values: tuple[Any, ...]) -> WindowResult:
-    # tuple.__new__ is a C call; WindowResult(...) would run the namedtuple's Python-level __new__
-    return tuple.__new__(WindowResult, values)  # type: ignore[type-var,return-value]
+# NOTE: tuple.__new__(WindowResult, values) is a C call; WindowResult(...) would run the namedtuple's Python-level
+# __new__, and the rate limiter builds one result per request
+_new: Callable[[type[WindowResult], tuple[Any, ...]], WindowResult] = tuple.__new__  # type: ignore[assignment]
 
 
 class MemoryStore(Store):
@@ -112,25 +112,27 @@ class MemoryStore(Store):
         now = _clock()
         start = now - now % window
         entry = self._values.get(key)
-        state = entry[0] if entry is not None and entry[1] > now else None
-        if state is None or state[0] < start - window:
+        if entry is not None and entry[1] > now:
+            state = entry[0]
+            if state[0] != start:  # the window moved on since the last hit
+                # the stored window is now the previous one, or older than that (then it no longer counts)
+                state = [start, 0, state[1] if state[0] >= start - window else 0]
+                self._put(key, state, start + 2 * window)
+        else:
             state = [start, 0, 0]
             self._put(key, state, start + 2 * window)
-        elif state[0] < start:  # the stored window is now the previous one
-            state = [start, 0, state[1]]
-            self._put(key, state, start + 2 * window)
         previous = state[2]
-        weight = previous * (1.0 - (now - start) / window)
-        estimate = weight + state[1]
         reset_after = start + window - now
+        # the previous window's hits weighted by how much of it the sliding window still covers
+        estimate = state[1] + previous * (reset_after / window)
         if estimate + cost > limit:
             # the weighted previous window decays linearly: when will the estimate leave room for this hit?
             retry = reset_after if previous == 0 else min(reset_after, (estimate + cost - limit) / previous * window)
             remaining = int(limit - estimate) if estimate < limit else 0
-            return _result((False, limit, remaining, reset_after, retry if retry > 0.001 else 0.001))
+            return _new(WindowResult, (False, limit, remaining, reset_after, retry if retry > 0.001 else 0.001))
         state[1] += cost
         remaining = int(limit - estimate - cost)
-        return _result((True, limit, remaining if remaining > 0 else 0, reset_after, 0.0))
+        return _new(WindowResult, (True, limit, remaining if remaining > 0 else 0, reset_after, 0.0))
 
     async def token_bucket(self, key: str, capacity: int, refill_per_second: float, cost: int = 1) -> WindowResult:
         return self.token_bucket_now(key, capacity, refill_per_second, cost)
