@@ -6,8 +6,12 @@ so a missing dependency can never pass for a green run there.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,3 +43,23 @@ def require_program(name: str, path: str | None) -> str:
     if REQUIRE_SERVICES:
         pytest.fail(message + " and CELLO_REQUIRE_SERVICES=1")
     pytest.skip(message)
+
+
+# NOTE: no sandbox (CI runs as root), no GPU, and none of the background traffic a browser starts on its own:
+# the tests assert which requests a page makes
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright; skipped (failed with CELLO_REQUIRE_SERVICES=1) when
+    the program is missing."""
+    chromium = require_program("chromium", shutil.which("chromium") or shutil.which("chromium-browser"))
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _helpers import require_program
+from _helpers import chromium_browser
 from cello.testing import LiveServer, free_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -41,48 +41,32 @@ def test_schemathesis_finds_no_failures(api_server, tmp_path):
 
 
 def test_swagger_ui_try_it_out_executes_a_real_call(api_server):
-    chromium = require_program("chromium", shutil.which("chromium") or shutil.which("chromium-browser"))
-    playwright = pytest.importorskip("playwright.sync_api")
     created = httpx.post(f"{api_server.url}/books", json={"title": "Dune", "author": "Frank Herbert", "year": 1965})
     book_id = created.json()["id"]
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page()
-            outside: list[str] = []
-            page.on("request", lambda request: outside.append(request.url)
-                    if not request.url.startswith(api_server.url) else None)  # fmt: skip
-            page.goto(f"{api_server.url}/docs", wait_until="networkidle")
-            page.wait_for_selector("text=Bookshelf", timeout=15000)
-            operation = page.locator("#operations-books-get_book_get")
-            operation.locator(".opblock-summary").click()
-            operation.locator("button.try-out__btn").click()
-            operation.locator("input[placeholder='book_id']").fill(str(book_id))
-            operation.locator("button.execute").click()
-            responses = operation.locator(".live-responses-table")
-            responses.wait_for(timeout=15000)
-            status = responses.locator("tbody td.response-col_status").first.inner_text(timeout=15000)
-            body = responses.locator("tbody .response-col_description pre").first.inner_text()
-            assert status.strip() == "200"
-            assert '"title": "Dune"' in body
-            assert outside == []  # every asset came from the app itself
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        outside: list[str] = []
+        page.on("request", lambda request: outside.append(request.url)
+                if not request.url.startswith(api_server.url) else None)  # fmt: skip
+        page.goto(f"{api_server.url}/docs", wait_until="networkidle")
+        page.wait_for_selector("text=Bookshelf", timeout=15000)
+        operation = page.locator("#operations-books-get_book_get")
+        operation.locator(".opblock-summary").click()
+        operation.locator("button.try-out__btn").click()
+        operation.locator("input[placeholder='book_id']").fill(str(book_id))
+        operation.locator("button.execute").click()
+        responses = operation.locator(".live-responses-table")
+        responses.wait_for(timeout=15000)
+        status = responses.locator("tbody td.response-col_status").first.inner_text(timeout=15000)
+        body = responses.locator("tbody .response-col_description pre").first.inner_text()
+        assert status.strip() == "200"
+        assert '"title": "Dune"' in body
+        assert outside == []  # every asset came from the app itself
 
 
 def test_redoc_renders_the_document(api_server):
-    chromium = require_program("chromium", shutil.which("chromium") or shutil.which("chromium-browser"))
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.goto(f"{api_server.url}/redoc")
-            page.wait_for_selector("h1:has-text('Bookshelf')", timeout=20000)
-            page.get_by_role("heading", name="List books, oldest first.").wait_for(timeout=20000)
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.goto(f"{api_server.url}/redoc")
+        page.wait_for_selector("h1:has-text('Bookshelf')", timeout=20000)
+        page.get_by_role("heading", name="List books, oldest first.").wait_for(timeout=20000)

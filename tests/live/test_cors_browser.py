@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from _helpers import require_program
+from _helpers import chromium_browser
 from cello.testing import free_port
 
 pytestmark = pytest.mark.live
@@ -34,28 +32,21 @@ def run_fetches(page, api_url: str) -> dict[str, object]:
 
 
 def test_cors_in_chromium(live):
-    chromium = require_program("chromium", shutil.which("chromium") or shutil.which("chromium-browser"))
-    playwright = pytest.importorskip("playwright.sync_api")
     pages_port = free_port()
     allowed_origin = f"http://127.0.0.1:{pages_port}"
     pages = live("cors_app:pages", port=pages_port, ready_path="/__ready").start()
     api = live("cors_app:api", ready_path="/__ready", env={"CELLO_TEST_ALLOWED_ORIGIN": allowed_origin}).start()
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                     "--disable-background-networking", "--no-first-run"])  # fmt: skip
-        try:
-            context = browser.new_context()
-            context.add_cookies([{"name": "session", "value": "s3cret", "url": api.url}])
-            page = context.new_page()
-            page.goto(f"{pages.url}/page")  # origin http://127.0.0.1:<pages_port>: allowed
-            allowed = run_fetches(page, api.url)
-            assert allowed["simple"] == {"ok": True, "value": {"data": 42, "cookie": None}}
-            assert allowed["preflighted"] == {"ok": True, "value": {"stored": {"a": 1}, "custom": "yes"}}
-            assert allowed["credentialed"] == {"ok": True, "value": {"data": 42, "cookie": "s3cret"}}
-            assert allowed["disallowed_method"]["ok"] is False  # DELETE is not in allow_methods
+    with chromium_browser() as browser:
+        context = browser.new_context()
+        context.add_cookies([{"name": "session", "value": "s3cret", "url": api.url}])
+        page = context.new_page()
+        page.goto(f"{pages.url}/page")  # origin http://127.0.0.1:<pages_port>: allowed
+        allowed = run_fetches(page, api.url)
+        assert allowed["simple"] == {"ok": True, "value": {"data": 42, "cookie": None}}
+        assert allowed["preflighted"] == {"ok": True, "value": {"stored": {"a": 1}, "custom": "yes"}}
+        assert allowed["credentialed"] == {"ok": True, "value": {"data": 42, "cookie": "s3cret"}}
+        assert allowed["disallowed_method"]["ok"] is False  # DELETE is not in allow_methods
 
-            page.goto(f"http://localhost:{pages_port}/page")  # another origin, not allowed
-            refused = run_fetches(page, api.url)
-            assert all(result["ok"] is False for result in refused.values()), refused
-        finally:
-            browser.close()
+        page.goto(f"http://localhost:{pages_port}/page")  # another origin, not allowed
+        refused = run_fetches(page, api.url)
+        assert all(result["ok"] is False for result in refused.values()), refused

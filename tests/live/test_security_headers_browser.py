@@ -8,11 +8,10 @@ ReDoc pages still render — and call the API — under the default policy, with
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
-from _helpers import require_program
+from _helpers import chromium_browser
 
 pytestmark = pytest.mark.live
 
@@ -27,15 +26,8 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = require_program("chromium", shutil.which("chromium") or shutil.which("chromium-browser"))
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--no-first-run",
-                                     "--disable-background-networking", "--disable-quic"])  # fmt: skip
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

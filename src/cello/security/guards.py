@@ -181,12 +181,23 @@ class FunctionGuard(Guard):
         return getattr(self.function, "__name__", repr(self.function))  # type: ignore[no-any-return]
 
 
-class And(Guard):
-    """Every one of the guards."""
+class _Combination(Guard):
+    """Several guards judged together; asynchronous as soon as one of them is."""
+
+    symbol = ""
 
     def __init__(self, *guards: Guard | GuardFunction) -> None:
         self.guards = [as_guard(g) for g in guards]
         self.is_async = any(g.is_async for g in self.guards)
+
+    def __repr__(self) -> str:
+        return "(" + f" {self.symbol} ".join(map(repr, self.guards)) + ")"
+
+
+class And(_Combination):
+    """Every one of the guards."""
+
+    symbol = "&"
 
     def check(self, request: Any, user: Principal | None) -> Any:
         if self.is_async:
@@ -199,16 +210,11 @@ class And(Guard):
                 return False
         return True
 
-    def __repr__(self) -> str:
-        return "(" + " & ".join(map(repr, self.guards)) + ")"
 
-
-class Or(Guard):
+class Or(_Combination):
     """At least one of the guards."""
 
-    def __init__(self, *guards: Guard | GuardFunction) -> None:
-        self.guards = [as_guard(g) for g in guards]
-        self.is_async = any(g.is_async for g in self.guards)
+    symbol = "|"
 
     def check(self, request: Any, user: Principal | None) -> Any:
         if self.is_async:
@@ -220,9 +226,6 @@ class Or(Guard):
             if await guard.check_async(request, user):
                 return True
         return False
-
-    def __repr__(self) -> str:
-        return "(" + " | ".join(map(repr, self.guards)) + ")"
 
 
 class Not(Guard):
