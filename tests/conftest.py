@@ -119,3 +119,9 @@ def session_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
 def headers_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
     """A client for tests/apps/headers_app.py (security headers) on each face."""
     yield from _client_for(face, "headers_app:app", servers)
+
+
+@pytest.fixture
+def ws_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
+    """A client for tests/apps/realtime_app.py (WebSocket and SSE routes) on each face."""
+    yield from _client_for(face, "realtime_app:app", servers)

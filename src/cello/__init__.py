@@ -31,6 +31,8 @@ from .http.response import (
 from .http.uploads import MultipartLimits, UploadFile
 from .openapi.config import OpenAPIConfig
 from .params import Body, Cookie, Depends, File, Form, Header, Path, Query
+from .realtime.sse import EventSourceResponse, ServerSentEvent
+from .realtime.websocket import Message, WebSocket, WebSocketDisconnect
 from .routing import Blueprint, register_converter
 from .templating import TemplateResponse, Templates
 
@@ -47,6 +49,7 @@ __all__ = [
     "ConfigurationError",
     "Cookie",
     "Depends",
+    "EventSourceResponse",
     "File",
     "FileResponse",
     "Forbidden",
@@ -57,6 +60,7 @@ __all__ = [
     "Header",
     "Headers",
     "JSONResponse",
+    "Message",
     "MethodNotAllowed",
     "MultipartLimits",
     "NotFound",
@@ -71,12 +75,15 @@ __all__ = [
     "Request",
     "RequestValidationError",
     "Response",
+    "ServerSentEvent",
     "StreamingResponse",
     "TemplateResponse",
     "Templates",
     "Unauthorized",
     "UnsupportedMediaType",
     "UploadFile",
+    "WebSocket",
+    "WebSocketDisconnect",
     "__version__",
     "register_converter",
 ]

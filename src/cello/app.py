@@ -50,6 +50,9 @@ class AppConfig:
     shutdown_timeout: float = 30.0
     validation_errors: ValidationErrorFormat = field(default_factory=ValidationErrorFormat)
     openapi: OpenAPIConfig | None = field(default_factory=OpenAPIConfig)
+    websocket_max_size: int = 1024 * 1024
+    websocket_idle_timeout: float | None = None
+    websocket_threads: int = 1000
 
 
 def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
@@ -81,6 +84,9 @@ class App(Registrar):
     ``validation_errors``: the shape of 422 answers (``ValidationErrorFormat``).
     ``openapi``: an ``OpenAPIConfig`` for /openapi.json, /docs and /redoc; ``False`` turns them off.
     ``templates``: a Jinja2 template directory (or a ``Templates``) for ``TemplateResponse`` and ``render``.
+    ``websocket_max_size``: bytes a received WebSocket message may have (larger: closed with 1009).
+    ``websocket_idle_timeout``: seconds a WebSocket peer may stay silent before it is closed (1001); None: never.
+    ``websocket_threads``: threads for plain ``def`` WebSocket handlers, one per open connection.
     """
 
     def __init__(
@@ -101,12 +107,17 @@ class App(Registrar):
         validation_errors: ValidationErrorFormat | None = None,
         openapi: OpenAPIConfig | bool | None = True,
         templates: str | os.PathLike[str] | Templates | None = None,
+        websocket_max_size: int = 1024 * 1024,
+        websocket_idle_timeout: float | None = None,
+        websocket_threads: int = 1000,
     ) -> None:
         super().__init__()
         if max_body_size < 0 or threadpool_size < 1:
             raise ConfigurationError("max_body_size must be >= 0 and threadpool_size >= 1")
         if background_limit < 1 or shutdown_timeout < 0:
             raise ConfigurationError("background_limit must be >= 1 and shutdown_timeout >= 0")
+        if websocket_max_size < 1 or websocket_threads < 1 or (websocket_idle_timeout or 1) <= 0:
+            raise ConfigurationError("websocket_max_size, websocket_threads and websocket_idle_timeout must be > 0")
         self.config = AppConfig(
             debug=debug,
             max_body_size=max_body_size,
@@ -119,6 +130,9 @@ class App(Registrar):
             shutdown_timeout=shutdown_timeout,
             validation_errors=validation_errors or ValidationErrorFormat(),
             openapi=OpenAPIConfig() if openapi is True else (openapi or None),
+            websocket_max_size=websocket_max_size,
+            websocket_idle_timeout=websocket_idle_timeout,
+            websocket_threads=websocket_threads,
         )
         # dependency -> replacement, consulted on every resolution (tests swap real services for stand-ins here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -267,6 +281,7 @@ class App(Registrar):
         self.started = False
         try:
             if self._dispatcher is not None:
+                await self._dispatcher.close_websockets()
                 await self._dispatcher.background.drain(self.config.shutdown_timeout)
             for hook in self.shutdown_hooks:
                 try:

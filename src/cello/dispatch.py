@@ -26,7 +26,7 @@ from .http.exceptions import (
 )
 from .http.request import EMPTY_PARAMS, Request
 from .http.response import ProblemResponse, RedirectResponse, Response, to_response
-from .routing.router import MethodMap, Route, Router
+from .routing.router import WEBSOCKET, MethodMap, Route, Router
 
 if TYPE_CHECKING:
     from .app import App
@@ -46,8 +46,10 @@ class Dispatcher:
             self.router.add(route)
         self.static = self.router.static
         self._match_dynamic = self.router.match_dynamic
+        # the open WebSocket connections of this worker, closed with 1001 ("going away") at shutdown
+        self.websockets: set[Any] = set()
         for route in self.router.routes:
-            route.pipeline = self._pipeline(route, compile_handler(route, self.pool, app.config.threadpool))
+            route.pipeline = self._pipeline(route, self._endpoint(route))
         for methods in self.router.method_maps():
             self._complete(methods)
         self.not_found = self._internal_route(
@@ -58,6 +60,25 @@ class Dispatcher:
         self.too_large = self._internal_route("body_too_large", _too_large)
         self.bad_length = self._internal_route("bad_content_length", _bad_length)
         self.redirect_slashes = app.config.redirect_slashes
+
+    def _endpoint(self, route: Route) -> Endpoint:
+        config = self.app.config
+        if not route.is_websocket:
+            return compile_handler(route, self.pool, config.threadpool)
+        from .realtime.websocket import websocket_endpoint  # NOTE: only apps with WebSocket routes import it
+
+        # the handler's own thread (if it is a plain def) is arranged by websocket_endpoint: not the request pool
+        return websocket_endpoint(  # type: ignore[no-any-return]
+            route, lambda r: compile_handler(r, self.pool, False), config.websocket_threads
+        )
+
+    async def close_websockets(self, code: int = 1001) -> None:
+        """Close every open WebSocket of this worker (at shutdown: 1001, going away)."""
+        for socket in list(self.websockets):
+            try:
+                await socket.close(code, "server shutting down")
+            except Exception:  # one broken connection must not keep the others open
+                logger.debug("closing a WebSocket at shutdown failed", exc_info=True)
 
     # -- resolution (hot path) --------------------------------------------------------------------------
 
@@ -212,10 +233,14 @@ class Dispatcher:
 
     def _complete(self, methods: MethodMap) -> None:
         """Add automatic HEAD and OPTIONS, and the 405 route, to one path's method map."""
+        sample = next(iter(methods.values()))
+        if set(methods) == {WEBSOCKET}:
+            # a WebSocket-only path: plain HTTP requests are told to upgrade
+            methods.not_allowed = self._internal_route("upgrade_required", _upgrade_required, like=sample)
+            return
         if "GET" in methods and "HEAD" not in methods:
             methods["HEAD"] = methods["GET"]
-        allowed = sorted({*methods, "OPTIONS"})
-        sample = next(iter(methods.values()))
+        allowed = sorted({*methods, "OPTIONS"} - {WEBSOCKET})
         if "OPTIONS" not in methods:
             allow_header = ", ".join(allowed)
 
@@ -348,6 +373,13 @@ async def _too_large(request: Request) -> Response:
 
 async def _bad_length(request: Request) -> Response:
     raise BadRequest("The Content-Length header is not a number.")
+
+
+async def _upgrade_required(request: Request) -> Response:
+    error = HTTPException(
+        426, "This path speaks WebSocket only.", headers={"upgrade": "websocket", "connection": "Upgrade"}
+    )
+    return ProblemResponse.from_exception(error, request.path)
 
 
 async def _redirect_slash(request: Request) -> Response:

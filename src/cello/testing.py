@@ -27,7 +27,7 @@ import httpx
 
 from .app import App
 
-__all__ = ["AsyncTestClient", "LiveServer", "TestClient", "free_port"]
+__all__ = ["AsyncTestClient", "LiveServer", "TestClient", "WebSocketRefused", "WebSocketSession", "free_port"]
 
 
 class AsyncTestClient(httpx.AsyncClient):
@@ -144,6 +144,20 @@ class TestClient(httpx.Client):
             super().close()
         self._stop()
 
+    def websocket_connect(
+        self, path: str, headers: dict[str, str] | None = None, subprotocols: Sequence[str] = ()
+    ) -> WebSocketSession:
+        """``with client.websocket_connect("/ws") as ws: ws.send_text("hi"); ws.receive_text()`` — in process,
+        through the app's ASGI face. A refused handshake raises ``WebSocketRefused`` with its HTTP status."""
+        self._portal.run(self.app.startup())
+        url = self.base_url.join(path)
+        merged = {**{k.lower(): v for k, v in self.headers.items() if k.lower() not in _HTTP_ONLY}}
+        cookies = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        if cookies:
+            merged["cookie"] = cookies
+        merged.update({k.lower(): v for k, v in (headers or {}).items()})
+        return WebSocketSession(self.app, self._portal, url, merged, list(subprotocols))
+
     def _stop(self) -> None:
         """Run the app's shutdown on the client's loop, then end that loop's thread (idempotent)."""
         if self._portal.loop.is_running():
@@ -151,6 +165,166 @@ class TestClient(httpx.Client):
                 self._portal.run(self.app.shutdown())
             finally:
                 self._portal.stop()
+
+
+_HTTP_ONLY = frozenset({"accept-encoding", "connection", "content-length", "content-type"})
+
+
+class WebSocketRefused(Exception):
+    """The app refused the handshake: ``status`` (401, 403, 404…) and the answer's ``body``."""
+
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+
+
+class WebSocketSession:
+    """One in-process WebSocket connection (``TestClient.websocket_connect``); a context manager.
+
+    ``receive_*`` raise ``cello.WebSocketDisconnect`` when the app closes, with its code and reason."""
+
+    __test__ = False
+
+    def __init__(
+        self, app: App, portal: _LoopThread, url: httpx.URL, headers: dict[str, str], subprotocols: list[str]
+    ) -> None:
+        import queue
+
+        self._app = app
+        self._portal = portal
+        self._outbox: queue.Queue[dict[str, Any]] = queue.Queue()  # app -> test
+        self._inbox: asyncio.Queue[dict[str, Any]] | None = None  # test -> app, lives on the portal's loop
+        self.subprotocol: str | None = None
+        self.accepted_headers: list[tuple[bytes, bytes]] = []
+        host = url.host or "testserver"
+        raw_headers = [(b"host", host.encode())] + [(k.encode(), v.encode()) for k, v in headers.items()]
+        if subprotocols:
+            raw_headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode()))
+        self._scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "wss" if url.scheme == "https" else "ws",
+            "path": url.path,
+            "raw_path": url.raw_path.split(b"?")[0],
+            "query_string": url.query,
+            "headers": raw_headers,
+            "client": ("127.0.0.1", 50000),
+            "server": (host, url.port or 80),
+            "subprotocols": subprotocols,
+            "extensions": {"websocket.http.response": {}},
+        }
+        self._task: Any = None
+
+    def __enter__(self) -> WebSocketSession:
+        async def start() -> None:
+            self._inbox = asyncio.Queue()
+            await self._inbox.put({"type": "websocket.connect"})
+
+            async def receive() -> dict[str, Any]:
+                assert self._inbox is not None
+                return await self._inbox.get()
+
+            async def send(message: dict[str, Any]) -> None:
+                self._outbox.put(message)
+
+            async def run() -> None:
+                try:
+                    await self._app(self._scope, receive, send)
+                finally:
+                    self._outbox.put({"type": "app.finished"})
+
+            self._task = asyncio.ensure_future(run())
+
+        self._portal.run(start())
+        first = self._next()
+        if first["type"] == "websocket.accept":
+            self.subprotocol = first.get("subprotocol")
+            self.accepted_headers = list(first.get("headers") or [])
+            return self
+        if first["type"] == "websocket.http.response.start":
+            body = b""
+            while (part := self._next())["type"] == "websocket.http.response.body":
+                body += part.get("body", b"")
+                if not part.get("more_body"):
+                    break
+            self._finish()
+            raise WebSocketRefused(first["status"], body)
+        self._finish()
+        raise WebSocketRefused(403)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _next(self, timeout: float = 10.0) -> dict[str, Any]:
+        import queue
+
+        try:
+            return self._outbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("the app sent nothing on the WebSocket") from None
+
+    def _push(self, message: dict[str, Any]) -> None:
+        assert self._inbox is not None
+        self._portal.loop.call_soon_threadsafe(self._inbox.put_nowait, message)
+
+    def send_text(self, text: str) -> None:
+        self._push({"type": "websocket.receive", "text": text})
+
+    def send_bytes(self, data: bytes) -> None:
+        self._push({"type": "websocket.receive", "bytes": data})
+
+    def send_json(self, value: Any) -> None:
+        import json
+
+        self.send_text(json.dumps(value))
+
+    def receive(self) -> dict[str, Any]:
+        """The app's next message as ASGI sent it; ``WebSocketDisconnect`` when it closed the connection."""
+        from .realtime.websocket import WebSocketDisconnect
+
+        message = self._next()
+        if message["type"] in ("websocket.close", "app.finished"):
+            self._outbox.put({"type": "app.finished"})  # every later receive sees the close too
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
+        return message
+
+    def receive_text(self) -> str:
+        message = self.receive()
+        text = message.get("text")
+        return str(text) if text is not None else bytes(message["bytes"]).decode()
+
+    def receive_bytes(self) -> bytes:
+        message = self.receive()
+        data = message.get("bytes")
+        return bytes(data) if data is not None else str(message["text"]).encode()
+
+    def receive_json(self) -> Any:
+        import json
+
+        return json.loads(self.receive_text())
+
+    def close(self, code: int = 1000) -> None:
+        if self._task is not None and not self._task.done():
+            self._push({"type": "websocket.disconnect", "code": code})
+        self._finish()
+
+    def _finish(self) -> None:
+        task = self._task
+        if task is None:
+            return
+
+        async def wait() -> None:
+            # a handler that is not reading learns of the disconnect only when it next touches the socket; like
+            # a server at the end of its drain, stop waiting for it after a moment
+            try:
+                await asyncio.wait_for(task, 1)
+            except Exception:  # noqa: S110 - the app's own errors were answered (1011) and logged by it
+                pass
+
+        self._portal.run(wait())
+        self._task = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..http.request import ASGIRequest
 from ..http.response import BYTES, FILE, Response, to_response
+from ..realtime.websocket import ABNORMAL, POLICY, TEXT, WebSocket, WebSocketDisconnect
+from ..realtime.websocket import BYTES as MESSAGE_BYTES
+from ..routing.router import WEBSOCKET
 from .common import (
     BAD_LENGTH,
     NO_BODY,
@@ -46,16 +49,18 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
     pool = dispatcher.pool
     background = dispatcher.background
     default_limit = app.config.max_body_size
+    websocket = _websocket_handler(app)
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await _lifespan(app, receive, send)
             return
-        if kind != "http":
-            # WebSocket routes are not part of this release: refuse the upgrade cleanly
-            await send({"type": "websocket.close", "code": 1000})
+        if kind == "websocket":
+            await websocket(scope, receive, send)
             return
+        if kind != "http":
+            return  # an ASGI message type this app does not speak
         method = scope["method"]
         path = scope["path"]
         route, params = resolve(method, path)
@@ -202,6 +207,92 @@ def _streamer(receive: Receive, limit: int) -> Callable[[], AsyncIterator[bytes]
                 return
 
     return stream
+
+
+# -- WebSocket ------------------------------------------------------------------------------------------------
+
+
+class ASGIWebSocket(WebSocket, ASGIRequest):
+    __slots__ = ()
+
+
+class _Socket:
+    """The ASGI WebSocket messages as the transport ``cello.realtime`` expects."""
+
+    __slots__ = ("scope", "receive_message", "send_message")
+
+    def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive_message = receive
+        self.send_message = send
+
+    async def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
+        await self.send_message({"type": "websocket.accept", "subprotocol": subprotocol, "headers": _encode(headers)})
+
+    async def receive(self) -> tuple[int, str | bytes | None]:
+        while True:
+            message = await self.receive_message()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                if text is not None:
+                    return TEXT, text
+                return MESSAGE_BYTES, message.get("bytes") or b""
+            if kind == "websocket.disconnect":
+                return 0, None
+
+    async def send(self, data: str | bytes) -> None:
+        message = (
+            {"type": "websocket.send", "text": data}
+            if isinstance(data, str)
+            else {"type": "websocket.send", "bytes": data}
+        )
+        try:
+            await self.send_message(message)
+        except OSError:  # the servers' "client disconnected" errors
+            raise WebSocketDisconnect(ABNORMAL) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await self.send_message({"type": "websocket.close", "code": code, "reason": reason})
+        except OSError:
+            pass
+
+    async def reject(self, response: Response) -> None:
+        if "websocket.http.response" in self.scope.get("extensions", {}):
+            # the server can answer the handshake with a real HTTP response: status, headers and body
+            await self.send_message({"type": "websocket.http.response.start", "status": response.status,
+                                     "headers": _encode(response.raw_headers)})  # fmt: skip
+            await self.send_message({"type": "websocket.http.response.body", "body": response.body or b""})
+            return
+        await self.send_message({"type": "websocket.close", "code": POLICY})  # the server answers 403
+
+    async def release(self) -> None:
+        pass  # ASGI servers answer the peer's close themselves
+
+
+def _websocket_handler(app: App) -> Callable[[dict[str, Any], Receive, Send], Any]:
+    dispatcher = app.dispatcher
+    resolve = dispatcher.resolve
+    handle_exception = dispatcher.handle_exception
+    config = app.config
+
+    async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        path = scope["path"]
+        route, params = resolve(WEBSOCKET, path)
+        ws = ASGIWebSocket(app, scope, "GET", path, params)
+        ws.route = route
+        ws._start(_Socket(scope, receive, send), config.websocket_max_size, config.websocket_idle_timeout)
+        try:
+            result = await route.pipeline(ws)
+            response = result if isinstance(result, Response) else to_response(result)
+        except Exception as exc:
+            response = await handle_exception(ws, exc)
+        await ws.finish(response)
+
+    return handle
 
 
 async def _lifespan(app: App, receive: Receive, send: Send) -> None:

@@ -6,6 +6,7 @@ request, await the route's pipeline, and hand bytes, a file or a stream to grani
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from granian.rsgi import ProtocolClosed  # type: ignore[attr-defined]
 
 from ..http.request import EMPTY_PARAMS, RSGIRequest
 from ..http.response import BYTES, FILE, JSON_TYPE, Response, dump_json, to_response
+from ..realtime.websocket import ABNORMAL, NORMAL, WebSocket, WebSocketDisconnect
+from ..routing.router import WEBSOCKET
 from .common import (
     NO_BODY,
     READ_ALL,
@@ -44,11 +47,11 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
     pool = dispatcher.pool
     background = dispatcher.background
     default_limit = app.config.max_body_size
+    websocket = _websocket_handler(app)
 
     async def handle(scope: Any, proto: Any) -> None:
         if scope.proto != "http":
-            # WebSocket routes are not part of this release: refuse the upgrade cleanly
-            proto.close(None)
+            await websocket(scope, proto)
             return
         method = scope.method
         path = scope.path
@@ -125,14 +128,109 @@ async def _send(proto: Any, request: RSGIRequest, response: Response, pool: Any)
         return
     iterator = response.iterator  # type: ignore[attr-defined]
     transport = proto.response_stream(response.status, response.raw_headers)
-    chunks = iterate_chunks(iterator, pool)
+
+    async def produce() -> None:
+        chunks = iterate_chunks(iterator, pool)
+        try:
+            async for chunk in chunks:
+                await transport.send_bytes(chunk)
+        finally:
+            await chunks.aclose()
+
+    # NOTE: a producer waiting for its next chunk would not notice a client that left until it next sends;
+    # granian says so at once, and the producer is cancelled where it waits (its `finally` runs now)
+    producer = asyncio.ensure_future(produce())
+    watcher = asyncio.ensure_future(proto.client_disconnect())
     try:
-        async for chunk in chunks:
-            await transport.send_bytes(chunk)
+        await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # also when the client vanished mid-stream: the producer's `finally` must run
-        await chunks.aclose()
+        watcher.cancel()  # NOTE: not awaited: granian's future may not finish on cancel, and nothing waits on it
+        if not producer.done():
+            producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
         await close_iterator(iterator)
+    if producer.done() and not producer.cancelled() and producer.exception() is not None:
+        raise producer.exception()  # type: ignore[misc]
+
+
+# -- WebSocket ------------------------------------------------------------------------------------------------
+
+
+class RSGIWebSocket(WebSocket, RSGIRequest):
+    __slots__ = ()
+
+
+class _Socket:
+    """granian's WebSocket protocol as the transport ``cello.realtime`` expects.
+
+    NOTE: RSGI accepts without a subprotocol or extra headers and closes without a reason: asking for those
+    here is refused rather than silently dropped (serve through ASGI when a subprotocol must be chosen).
+    """
+
+    __slots__ = ("proto", "transport")
+
+    def __init__(self, proto: Any) -> None:
+        self.proto = proto
+        self.transport: Any = None
+
+    async def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
+        if subprotocol is not None or headers:
+            raise RuntimeError(
+                "granian's RSGI interface cannot send a WebSocket subprotocol or handshake headers; serve the app "
+                "through ASGI (cello run --interface asgi, uvicorn or hypercorn) to choose one"
+            )
+        self.transport = await self.proto.accept()
+
+    async def receive(self) -> tuple[int, str | bytes | None]:
+        try:
+            message = await self.transport.receive()
+        except ProtocolClosed:
+            return 0, None
+        kind = message.kind
+        return (kind, message.data) if kind else (0, None)  # granian's close message has no data at all
+
+    async def send(self, data: str | bytes) -> None:
+        try:
+            if isinstance(data, str):
+                await self.transport.send_str(data)
+            else:
+                await self.transport.send_bytes(data)
+        except ProtocolClosed:
+            raise WebSocketDisconnect(ABNORMAL) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        self.proto.close(code)
+
+    async def reject(self, response: Response) -> None:
+        # before the upgrade, granian answers plain HTTP with this status (and no body)
+        self.proto.close(response.status)
+
+    async def release(self) -> None:
+        # NOTE: also after the peer closed: granian completes the closing handshake (and frees the connection)
+        # only when the app closes its side; a second close is a no-op
+        self.proto.close(NORMAL)
+
+
+def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
+    dispatcher = app.dispatcher
+    resolve = dispatcher.resolve
+    handle_exception = dispatcher.handle_exception
+    config = app.config
+
+    async def handle(scope: Any, proto: Any) -> None:
+        path = scope.path
+        route, params = resolve(WEBSOCKET, path)
+        ws = RSGIWebSocket(app, scope, "GET", path, params)
+        ws.route = route
+        ws._start(_Socket(proto), config.websocket_max_size, config.websocket_idle_timeout)
+        try:
+            result = await route.pipeline(ws)
+            response = result if isinstance(result, Response) else to_response(result)
+        except Exception as exc:
+            response = await handle_exception(ws, exc)
+        await ws.finish(response)
+
+    return handle
 
 
 def _streamer(proto: Any, limit: int) -> Callable[[], AsyncIterator[bytes]]:

@@ -74,9 +74,12 @@ def read_signature(call: Callable[..., Any], route: Route | None, *, kind: str =
     hints = _type_hints(call)
     path_params = _path_param_types(route)
     parameters = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    # on a WebSocket route the socket (a Request too) is also recognised by the names people give it
+    socket_names = ("ws", "websocket") if route is not None and route.is_websocket else ()
     slots = []
     for parameter in parameters:
-        slot = _classify(parameter, hints.get(parameter.name, parameter.annotation), path_params, call, kind)
+        annotation = hints.get(parameter.name, parameter.annotation)
+        slot = _classify(parameter, annotation, path_params, call, kind, socket_names)
         # Flask habit: a lone parameter without annotation or default under another name (`req`) is the request
         if (
             len(parameters) == 1
@@ -146,7 +149,12 @@ def _path_param_types(route: Route | None) -> dict[str, Any]:
 
 
 def _classify(
-    parameter: inspect.Parameter, annotation: Any, path_params: dict[str, Any], owner: Any, kind: str
+    parameter: inspect.Parameter,
+    annotation: Any,
+    path_params: dict[str, Any],
+    owner: Any,
+    kind: str,
+    socket_names: tuple[str, ...] = (),
 ) -> Slot:
     name = parameter.name
     default = UNSET if parameter.default is parameter.empty else parameter.default
@@ -169,7 +177,7 @@ def _classify(
         return Slot(name, "depends", name, annotation, marker=marker)
     if marker is None:
         plain = strip_annotated(annotation)
-        if name == "request" or (isinstance(plain, type) and issubclass(plain, Request)):
+        if name == "request" or name in socket_names or (isinstance(plain, type) and issubclass(plain, Request)):
             return Slot(name, "request", name, annotation)
         if _is_background(plain):
             return Slot(name, "background", name, annotation)

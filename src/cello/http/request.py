@@ -64,6 +64,8 @@ class Request:
         "_background",
     )
 
+    is_websocket = False  # a WebSocket (cello.realtime) is a Request too; middleware may tell them apart
+
     def __init__(
         self,
         app: App,

@@ -37,7 +37,8 @@ class BodyLimit:
 
 
 class Timeout:
-    """``app.use(Timeout(5.0))``: 504 problem+json when the rest of the chain takes longer than ``seconds``."""
+    """``app.use(Timeout(5.0))``: 504 problem+json when the rest of the chain takes longer than ``seconds``.
+    WebSocket connections are not timed (use ``App(websocket_idle_timeout=...)`` for silent peers)."""
 
     def __init__(self, seconds: float) -> None:
         if seconds <= 0:
@@ -45,6 +46,8 @@ class Timeout:
         self.seconds = seconds
 
     async def __call__(self, request: Any, call_next: CallNext) -> Response:
+        if request.is_websocket:
+            return await call_next(request)  # a connection lives as long as it needs; its handshake is quick
         try:
             async with asyncio.timeout(self.seconds):
                 return await call_next(request)

@@ -74,7 +74,10 @@ def build_openapi(app: App) -> dict[str, Any]:
 
 def _documented(route: Route) -> bool:
     meta = route.meta
-    return not (meta.get("internal") or meta.get("mount") or meta.get("include_in_schema") is False)
+    # WebSocket routes have no place in an OpenAPI document (it describes HTTP operations)
+    return not (
+        meta.get("internal") or meta.get("mount") or meta.get("include_in_schema") is False or route.is_websocket
+    )
 
 
 def _unique(candidate: str, taken: set[str]) -> str:

@@ -98,6 +98,13 @@ class Registrar:
     def options(self, path: str, **options: Any) -> Callable[[F], F]:
         return self.route(path, ["OPTIONS"], **options)
 
+    def websocket(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Register a WebSocket handler (``cello.realtime``): ``async def h(ws)``, or a plain ``def`` that runs in
+        a thread of its own with blocking ``ws.send_text`` / ``ws.recv``. Options as for ``route``."""
+        from .router import WEBSOCKET
+
+        return self.route(path, [WEBSOCKET], **options)
+
     def static(
         self,
         prefix: str,

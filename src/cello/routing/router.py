@@ -15,6 +15,8 @@ from .converters import PATH, Converter, get_converter
 from .matcher import Matcher, compile_matcher
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+# the method a WebSocket route is registered under: the upgrade is a GET, but a path may serve both
+WEBSOCKET = "WEBSOCKET"
 PARAM_PATTERN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_][A-Za-z0-9_]*))?\}")
 
 
@@ -59,7 +61,7 @@ class Route:
         self.path = path
         self.methods = [m.upper() for m in methods]
         for method in self.methods:
-            if method not in HTTP_METHODS:
+            if method not in HTTP_METHODS and method != WEBSOCKET:
                 raise ConfigurationError(f"unknown HTTP method {method!r} for {path}")
         self.handler = handler
         self.name = name or getattr(handler, "__name__", path)
@@ -74,6 +76,10 @@ class Route:
         self.param_names = [m.group(1) for m in PARAM_PATTERN.finditer(path)]
         # the handler's classified signature, set when the app compiles (read by OpenAPI generation)
         self.signature: Any = None
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.methods == [WEBSOCKET]
 
     def with_prefix(self, prefix: str, owner: Any) -> Route:
         route = Route(
