@@ -135,3 +135,21 @@ def test_login_example():
         # the cookie copied before logout opens nothing: the server-side session is gone
         client.cookies.set("session", stolen)
         assert client.get("/account").status_code == 401
+
+
+def test_chat_example():
+    module = load("chat")
+    with TestClient(module.app) as client:
+        assert "Cello chat" in client.get("/").text
+        with (
+            client.websocket_connect("/ws/lobby?name=ada") as ada,
+            client.websocket_connect("/ws/lobby?name=bob") as bob,
+        ):
+            assert ada.receive_text().startswith("* welcome to lobby, ada")
+            assert ada.receive_text() == "* ada joined"
+            assert bob.receive_text().startswith("* welcome to lobby, bob")
+            assert bob.receive_text() == "* bob joined"
+            assert ada.receive_text() == "* bob joined"
+            ada.send_text("hello")
+            assert bob.receive_text() == "ada: hello"
+            assert ada.receive_text() == "ada: hello"

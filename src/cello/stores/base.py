@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -70,8 +71,16 @@ class Store(abc.ABC):
         """Send ``message`` to every current subscriber of ``channel``."""
 
     @abc.abstractmethod
-    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
-        """Messages published to ``channel`` from now on, as an async iterator (close it to unsubscribe)."""
+    def subscription(self, channel: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """``async with store.subscription(ch) as messages:`` — subscribed once the block is entered, so nothing
+        published after that point is missed; ``async for message in messages`` reads them."""
+
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        """Messages published to ``channel`` from now on, as an async iterator (close it to unsubscribe).
+        The subscription starts with the first iteration; use ``subscription`` to know when it is in place."""
+        async with self.subscription(channel) as messages:
+            async for message in messages:
+                yield message
 
     async def close(self) -> None:  # noqa: B027 - optional: only stores holding connections need it
         """Release connections (at app shutdown)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import math
 import time
@@ -182,12 +183,17 @@ class MemoryStore(Store):
                 logger.warning("subscriber of %r is too slow; its oldest message was dropped", channel)
             queue.put_nowait(message)
 
-    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+    @contextlib.asynccontextmanager
+    async def subscription(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         queue: asyncio.Queue[bytes] = asyncio.Queue(self._subscriber_queue)
         self._channels.setdefault(channel, set()).add(queue)
-        try:
+
+        async def messages() -> AsyncIterator[bytes]:
             while True:
                 yield await queue.get()
+
+        try:
+            yield messages()
         finally:
             subscribers = self._channels.get(channel)
             if subscribers is not None:

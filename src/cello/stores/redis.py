@@ -8,7 +8,9 @@ client's socket timeout.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -158,18 +160,36 @@ class RedisStore(Store):
     async def publish(self, channel: str, message: bytes) -> None:
         await self.redis.call("publish", self._key(channel), message)
 
-    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+    @contextlib.asynccontextmanager
+    async def subscription(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         import redis.exceptions
 
-        pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+        failures = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        pubsub = self.redis.client.pubsub()
         try:
-            await pubsub.subscribe(self._key(channel))
-            async for message in pubsub.listen():
-                if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    yield data if isinstance(data, bytes) else str(data).encode()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {self.redis.url} did not answer: {type(exc).__name__}") from exc
+            try:
+                await pubsub.subscribe(self._key(channel))
+                # NOTE: wait for Redis to confirm: from then on every PUBLISH reaches this connection
+                async with asyncio.timeout(10):
+                    while (reply := await pubsub.get_message(timeout=1.0)) is None or reply["type"] != "subscribe":
+                        pass
+            except failures as exc:
+                raise StoreUnavailable(f"Redis at {self.redis.url} did not answer: {type(exc).__name__}") from exc
+
+            async def messages() -> AsyncIterator[bytes]:
+                try:
+                    while True:
+                        # NOTE: not pubsub.listen(): its blocking read is bounded by the client's socket timeout
+                        # (a second), so a quiet channel would look like a dead Redis; an explicit wait returns
+                        # None when nothing came, and a real failure still raises
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
+                        if message is not None and message.get("type") == "message":
+                            data = message["data"]
+                            yield data if isinstance(data, bytes) else str(data).encode()
+                except failures as exc:
+                    raise StoreUnavailable(f"Redis at {self.redis.url} did not answer: {type(exc).__name__}") from exc
+
+            yield messages()
         finally:
             await pubsub.aclose()
 
