@@ -291,3 +291,29 @@ def test_every_secret_is_compared_in_constant_time(monkeypatch):
         assert compared(lambda: client.post("/session", headers={"x-csrf-token": token})) >= 3  # + session sig
         bearer = {"authorization": f"Bearer {config.create_token({'sub': 'a'})}"}
         assert compared(lambda: client.get("/jwt", headers=bearer)) >= 1
+
+
+def test_csrf_protects_a_jwt_in_a_cookie():
+    """A JWT kept in a cookie rides along on a forged cross-site POST like a session would: the CSRF check stops it."""
+    from cello.security import CSRF
+
+    config = JwtConfig(secret=SECRET, cookie="access_token")
+    app = App(openapi=False)
+    app.use(CSRF(secret=SECRET, form_field=None))
+    app.use(JwtAuth(config))
+
+    @app.post("/transfer")
+    def transfer(request):
+        return {"by": request.user.id}
+
+    @app.get("/page")
+    def page():
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        client.cookies.set("access_token", config.create_token({"sub": "victim"}))
+        token = client.get("/page").cookies["csrftoken"]
+        assert client.post("/transfer").status_code == 403  # the forged request: cookie, no token
+        refused = client.post("/transfer", headers={"origin": "https://evil.example", "x-csrf-token": token})
+        assert refused.status_code == 403
+        assert client.post("/transfer", headers={"x-csrf-token": token}).json() == {"by": "victim"}
