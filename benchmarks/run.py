@@ -67,7 +67,12 @@ class VenvSpec:
 
 VENVS: dict[str, VenvSpec] = {
     "granian-raw": VenvSpec(["granian[uvloop]", "orjson"], show=["granian", "orjson", "uvloop"]),
-    "cello": VenvSpec(["granian[uvloop]", "PyJWT"], editable=REPO_ROOT, show=["cello", "granian", "uvloop", "PyJWT"]),
+    # uvicorn: for benchmarks/ws.py, which also serves Cello's WebSockets through ASGI
+    "cello": VenvSpec(
+        ["granian[uvloop]", "PyJWT", "uvicorn[standard]"],
+        editable=REPO_ROOT,
+        show=["cello", "granian", "uvloop", "PyJWT", "uvicorn", "websockets"],
+    ),
     "blacksheep": VenvSpec(["blacksheep", "granian[uvloop]"], show=["blacksheep", "granian", "uvloop"]),
     "fastapi": VenvSpec(
         ["fastapi", "uvicorn[standard]"], show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools"]

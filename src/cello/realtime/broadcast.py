@@ -179,12 +179,13 @@ class Broadcast:
                 queue.get_nowait()
                 logger.warning("a subscriber of %r is too slow; its oldest message was dropped", channel)
             queue.put_nowait(message)
-        if state.sockets:
-            sockets = list(state.sockets)
-            results = await asyncio.gather(*(_send(socket, message) for socket in sockets), return_exceptions=True)
-            for socket, result in zip(sockets, results, strict=True):
-                if isinstance(result, BaseException):
-                    state.sockets.discard(socket)  # gone or broken: it leaves the room
+        # NOTE: one send after the other: the engines buffer outgoing frames, so each send returns at once, and
+        # a task per socket (gather) costs more than it saves
+        for socket in list(state.sockets):
+            try:
+                await _send(socket, message)
+            except Exception:
+                state.sockets.discard(socket)  # gone or broken: it leaves the room
 
 
 async def _send(socket: Any, message: str | bytes) -> None:
