@@ -160,6 +160,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer connections: indicative only")
     ap.add_argument("--frameworks", default="granian-raw,cello,cello-uvicorn,fastapi,robyn")
     ap.add_argument("--working-tree", action="store_true", help="measure this checkout as it is, not HEAD")
+    ap.add_argument("--parts", default="echo,idle,fanout", help="comma list of echo, idle, fanout")
     args = ap.parse_args()
     run.LOG_DIR.mkdir(parents=True, exist_ok=True)
     names = [n for n in args.frameworks.split(",") if n in TARGETS]
@@ -179,6 +180,8 @@ def main() -> int:
         if not venvs[name].get("ok"):
             continue
         for part, func in (("echo", bench_echo), ("idle", bench_idle), ("fanout", bench_fanout)):
+            if part not in args.parts.split(","):
+                continue
             if name in ("robyn", "granian-raw") and part != "echo":
                 continue
             run.log(f"ws {name}/{part}")

@@ -252,6 +252,9 @@ class _Socket:
         except OSError:  # the servers' "client disconnected" errors
             raise WebSocketDisconnect(ABNORMAL) from None
 
+    def start_send(self, data: str | bytes) -> None:
+        return None  # ASGI sends only when awaited
+
     async def close(self, code: int, reason: str) -> None:
         try:
             await self.send_message({"type": "websocket.close", "code": code, "reason": reason})

@@ -198,6 +198,10 @@ class _Socket:
         except ProtocolClosed:
             raise WebSocketDisconnect(ABNORMAL) from None
 
+    def start_send(self, data: str | bytes) -> Any:
+        # granian's send future runs on its own runtime from the moment it is created
+        return self.transport.send_str(data) if isinstance(data, str) else self.transport.send_bytes(data)
+
     async def close(self, code: int, reason: str) -> None:
         self.proto.close(code)
 

@@ -31,7 +31,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -110,6 +110,11 @@ class Transport(Protocol):
         ...
 
     async def send(self, data: str | bytes) -> None: ...
+
+    def start_send(self, data: str | bytes) -> Awaitable[None] | None:
+        """Begin sending now if the engine can (its future then runs on its own), returning what to await;
+        None if it sends only when awaited."""
+        ...
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -235,6 +240,17 @@ class WebSocket(Request):
         except WebSocketDisconnect as exc:
             self._gone(exc.code)
             raise
+
+    def start_send(self, message: str | bytes) -> Awaitable[None] | None:
+        """Start sending ``message`` (text or bytes) now and return what to await, or None when the engine only
+        sends as it is awaited (then use ``send_text`` / ``send_bytes``).
+
+        For fan-out (``cello.realtime.Broadcast``): granian sends each frame on its own runtime, so starting every
+        member's send before awaiting any lets them proceed together instead of one engine round trip after the
+        other."""
+        if self._ws_state != OPEN:
+            return None
+        return self._io.start_send(message)
 
     # -- closing ------------------------------------------------------------------------------------------
 
