@@ -151,6 +151,7 @@ class App(Registrar):
         self._asgi_mounts: list[tuple[str, Any]] = []
         self._dispatcher: Dispatcher | None = None
         self._lifespan_stack: contextlib.AsyncExitStack | None = None
+        self._unchain_signals: Callable[[], None] | None = None
         self.started = False
 
     @property
@@ -273,15 +274,22 @@ class App(Registrar):
             await stack.aclose()
             raise
         self._lifespan_stack = stack
+        from .engine.signals import chain_shutdown_signals
+
+        # WebSockets and event streams are told goodbye before the server stops (see cello.engine.signals)
+        self._unchain_signals = chain_shutdown_signals(self)
         self.started = True
 
     async def shutdown(self) -> None:
         if not self.started:
             return
         self.started = False
+        if self._unchain_signals is not None:
+            self._unchain_signals()
+            self._unchain_signals = None
         try:
             if self._dispatcher is not None:
-                await self._dispatcher.close_websockets()
+                await self._dispatcher.drain()
                 await self._dispatcher.background.drain(self.config.shutdown_timeout)
             for hook in self.shutdown_hooks:
                 try:

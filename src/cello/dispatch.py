@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,14 @@ class Dispatcher:
                 await socket.close(code, "server shutting down")
             except Exception:  # one broken connection must not keep the others open
                 logger.debug("closing a WebSocket at shutdown failed", exc_info=True)
+
+    async def drain(self) -> None:
+        """The server is about to stop: say goodbye to long-lived connections — WebSockets get 1001 and event
+        streams end — so that it need not wait for clients that would otherwise stay forever."""
+        sse = sys.modules.get("cello.realtime.sse")  # NOTE: loaded only if the app streams events at all
+        if sse is not None:
+            sse.end_streams()
+        await self.close_websockets()
 
     # -- resolution (hot path) --------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import orjson
 
 from ..http.response import HeadersArg, StreamingResponse
 
-__all__ = ["EventSourceResponse", "ServerSentEvent"]
+__all__ = ["EventSourceResponse", "ServerSentEvent", "end_streams"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _PING = b": ping\n\n"
@@ -113,12 +113,26 @@ class EventSourceResponse(StreamingResponse):
                 self.raw_headers.append((key, value))
 
 
+# the streams open in this process: a server that is shutting down ends them (end_streams), so it need not wait
+# for clients that would otherwise listen forever
+_open_streams: set[asyncio.Event] = set()
+
+
+def end_streams() -> None:
+    """End every open event stream of this process (the server is shutting down); their generators are closed."""
+    for stop in list(_open_streams):
+        stop.set()
+
+
 async def _event_stream(content: Any, ping: float | None, retry: int | None) -> AsyncIterator[bytes]:
     if retry is not None:
         yield f"retry: {int(retry)}\n\n".encode()
     source: AsyncIterator[Any] | None = aiter(content) if hasattr(content, "__aiter__") else None
     items: Iterator[Any] | None = None if source is not None else iter(content)
     pending: asyncio.Future[Any] | None = None
+    stop = asyncio.Event()
+    stopping = asyncio.ensure_future(stop.wait())
+    _open_streams.add(stop)
     try:
         while True:
             if pending is None:
@@ -126,7 +140,9 @@ async def _event_stream(content: Any, ping: float | None, retry: int | None) -> 
                     pending = asyncio.ensure_future(anext(source, _STOP))
                 else:
                     pending = asyncio.ensure_future(asyncio.to_thread(next, items, _STOP))  # type: ignore[arg-type]
-            done, _ = await asyncio.wait({pending}, timeout=ping)
+            done, _ = await asyncio.wait({pending, stopping}, timeout=ping, return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                return
             if not done:
                 yield _PING  # nothing to say yet: keep the connection (and every proxy on the way) alive
                 continue
@@ -136,6 +152,8 @@ async def _event_stream(content: Any, ping: float | None, retry: int | None) -> 
                 return
             yield encode_item(item)
     finally:
+        _open_streams.discard(stop)
+        stopping.cancel()
         await _close(source, items, pending)
 
 
