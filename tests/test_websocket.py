@@ -257,3 +257,31 @@ def test_the_worker_survives_clients_that_vanish(connect, ws_client):
             ws.vanish()
     time.sleep(0.1)
     assert ws_client.get("/plain").json() == {"http": True}
+
+
+@pytest.mark.parametrize("face", ["inprocess", "granian", "uvicorn"])
+def test_a_silent_peer_is_closed_after_the_idle_timeout(face, servers):
+    import realtime_app
+
+    if face == "inprocess":
+        with TestClient(realtime_app.idle_app) as client, client.websocket_connect("/ws/echo") as ws:
+            ws.send_text("still here")
+            assert ws.receive_text() == "still here"
+            time.sleep(0.8)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 1001
+        return
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    server = servers.get(face, "realtime_app:idle_app")
+    with connect(server.url.replace("http://", "ws://") + "/ws/echo", close_timeout=1, ping_interval=None) as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert 0.3 < time.monotonic() - started < 3
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == close_code(face, 1001)

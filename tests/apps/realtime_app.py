@@ -154,3 +154,19 @@ async def forever(tag: str):
             (FINALLY_DIR / tag).write_text("closed")
 
     return EventSourceResponse(events(), ping=None)
+
+
+# -- an app whose silent peers are closed ---------------------------------------------------------------------------
+
+idle_app = App(websocket_idle_timeout=0.5)
+
+
+@idle_app.get("/__ready")
+def idle_ready():
+    return "ok"
+
+
+@idle_app.websocket("/ws/echo")
+async def idle_echo(ws):
+    async for message in ws:
+        await ws.send_text(message.text)
