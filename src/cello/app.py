@@ -86,7 +86,8 @@ class App(Registrar):
     ``templates``: a Jinja2 template directory (or a ``Templates``) for ``TemplateResponse`` and ``render``.
     ``websocket_max_size``: bytes a received WebSocket message may have (larger: closed with 1009).
     ``websocket_idle_timeout``: seconds a WebSocket peer may stay silent before it is closed (1001); None: never.
-    ``websocket_threads``: threads for plain ``def`` WebSocket handlers, one per open connection.
+    ``websocket_threads``: threads for plain ``def`` WebSocket handlers, one per open connection (a pool of its
+    own, apart from ``threadpool_size``).
     """
 
     def __init__(

@@ -41,6 +41,9 @@ class Dispatcher:
     def __init__(self, app: App) -> None:
         self.app = app
         self.pool = ThreadPool(app.config.threadpool_size)
+        # NOTE: a pool of its own for plain-def WebSocket handlers: each holds its thread for a whole connection,
+        # and a few long chats must not starve every sync HTTP handler of the worker
+        self.websocket_pool = ThreadPool(app.config.websocket_threads, "cello-ws")
         self.background = BackgroundRunner(self.pool, app.config.background_limit, app)
         self.router = Router()
         for route in app.collect_routes():
@@ -68,9 +71,9 @@ class Dispatcher:
             return compile_handler(route, self.pool, config.threadpool)
         from .realtime.websocket import websocket_endpoint  # NOTE: only apps with WebSocket routes import it
 
-        # the handler's own thread (if it is a plain def) is arranged by websocket_endpoint: not the request pool
+        # a plain def handler runs in the WebSocket pool, arranged by websocket_endpoint; compile it as inline
         return websocket_endpoint(  # type: ignore[no-any-return]
-            route, lambda r: compile_handler(r, self.pool, False), config.websocket_threads
+            route, lambda r: compile_handler(r, self.pool, False), self.websocket_pool
         )
 
     async def close_websockets(self, code: int = 1001) -> None:
@@ -295,6 +298,7 @@ class Dispatcher:
 
     def shutdown(self) -> None:
         self.pool.shutdown()
+        self.websocket_pool.shutdown()
 
 
 def _wrap(middleware: Any, call_next: Endpoint) -> Endpoint:

@@ -36,14 +36,15 @@ __all__ = ["Endpoint", "ThreadPool", "compile_handler"]
 class ThreadPool:
     """A lazily started, bounded executor; created in the worker process that first needs it."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, name: str = "cello-sync") -> None:
         self.max_workers = max_workers
+        self.name = name
         self._executor: ThreadPoolExecutor | None = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="cello-sync")
+            self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix=self.name)
         return self._executor
 
     async def run(self, func: Callable[..., Any], *args: Any) -> Any:

@@ -28,11 +28,9 @@ transport (``cello.engine``); this module knows no server.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -41,6 +39,7 @@ from ..http.request import Request
 from ..http.response import Response
 
 if TYPE_CHECKING:
+    from ..handlers import ThreadPool
     from ..routing.router import Route
 
 __all__ = ["Message", "SyncWebSocket", "WebSocket", "WebSocketDisconnect"]
@@ -298,6 +297,9 @@ class SyncWebSocket:
         self._loop = loop
 
     def _wait(self, coroutine: Any) -> Any:
+        if self._loop.is_closed():  # the worker is gone: nothing will ever answer
+            coroutine.close()
+            raise WebSocketDisconnect(GOING_AWAY)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def accept(self, subprotocol: str | None = None, headers: dict[str, str] | None = None) -> None:
@@ -361,12 +363,12 @@ class SyncWebSocket:
         return f"<SyncWebSocket {self.socket.path}>"
 
 
-def websocket_endpoint(route: Route, compile_handler: Callable[..., Any], threads: int) -> Any:
-    """The innermost step of a websocket route's pipeline: run the handler (a plain ``def`` in a thread of its
-    own, with ``SyncWebSocket`` in place of the socket), then end the session."""
+def websocket_endpoint(route: Route, compile_handler: Callable[..., Any], pool: ThreadPool) -> Any:
+    """The innermost step of a websocket route's pipeline: run the handler (a plain ``def`` in a thread of
+    ``pool``, with ``SyncWebSocket`` in place of the socket), then end the session."""
     handler = route.handler
     if not inspect.iscoroutinefunction(handler):
-        route.handler = _threaded(handler, threads)
+        route.handler = _threaded(handler, pool)
     endpoint = compile_handler(route)
 
     async def session(ws: WebSocket) -> Response:
@@ -385,24 +387,14 @@ def websocket_endpoint(route: Route, compile_handler: Callable[..., Any], thread
     return session
 
 
-_executors: dict[int, ThreadPoolExecutor] = {}
-
-
-def _threaded(handler: Callable[..., Any], threads: int) -> Callable[..., Any]:
-    """``handler`` as a coroutine function with the same signature, run in a thread with blocking sockets.
-
-    NOTE: not the request thread pool: a websocket handler holds its thread for the whole connection, and a
-    few long chats must not starve every sync HTTP handler of the worker."""
+def _threaded(handler: Callable[..., Any], pool: ThreadPool) -> Callable[..., Any]:
+    """``handler`` as a coroutine function with the same signature, run in ``pool`` with blocking sockets."""
 
     @functools.wraps(handler)
     async def run(*args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         args = tuple(SyncWebSocket(a, loop) if isinstance(a, WebSocket) else a for a in args)
         kwargs = {k: SyncWebSocket(v, loop) if isinstance(v, WebSocket) else v for k, v in kwargs.items()}
-        executor = _executors.get(threads)
-        if executor is None:
-            executor = _executors[threads] = ThreadPoolExecutor(threads, thread_name_prefix="cello-ws")
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(executor, functools.partial(context.run, handler, *args, **kwargs))
+        return await pool.run(functools.partial(handler, *args, **kwargs))
 
     return run
