@@ -277,7 +277,6 @@ class _Socket:
 def _websocket_handler(app: App) -> Callable[[dict[str, Any], Receive, Send], Any]:
     dispatcher = app.dispatcher
     resolve = dispatcher.resolve
-    handle_exception = dispatcher.handle_exception
     config = app.config
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -288,12 +287,7 @@ def _websocket_handler(app: App) -> Callable[[dict[str, Any], Receive, Send], An
         ws = ASGIWebSocket(app, scope, "GET", path, params)
         ws.route = route
         ws._start(_Socket(scope, receive, send), config.websocket_max_size, config.websocket_idle_timeout)
-        try:
-            result = await route.pipeline(ws)
-            response = result if isinstance(result, Response) else to_response(result)
-        except Exception as exc:
-            response = await handle_exception(ws, exc)
-        await ws.finish(response)
+        await ws.serve()
 
     return handle
 

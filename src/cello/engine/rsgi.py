@@ -218,7 +218,6 @@ class _Socket:
 def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
     dispatcher = app.dispatcher
     resolve = dispatcher.resolve
-    handle_exception = dispatcher.handle_exception
     config = app.config
 
     async def handle(scope: Any, proto: Any) -> None:
@@ -227,12 +226,7 @@ def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
         ws = RSGIWebSocket(app, scope, "GET", path, params)
         ws.route = route
         ws._start(_Socket(proto), config.websocket_max_size, config.websocket_idle_timeout)
-        try:
-            result = await route.pipeline(ws)
-            response = result if isinstance(result, Response) else to_response(result)
-        except Exception as exc:
-            response = await handle_exception(ws, exc)
-        await ws.finish(response)
+        await ws.serve()
 
     return handle
 

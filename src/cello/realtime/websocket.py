@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from ..http.request import Request
-from ..http.response import Response
+from ..http.response import Response, to_response
 
 if TYPE_CHECKING:
     from ..handlers import ThreadPool
@@ -272,6 +272,16 @@ class WebSocket(Request):
         self._ws_state = CLOSED
         self.close_code = code
         self.app.dispatcher.websockets.discard(self)
+
+    async def serve(self) -> None:
+        """Run the route's pipeline for this connection, then end the session (the engine adapters call it)."""
+        assert self.route is not None
+        try:
+            result = await self.route.pipeline(self)
+            response = result if isinstance(result, Response) else to_response(result)
+        except Exception as exc:
+            response = await self.app.dispatcher.handle_exception(self, exc)
+        await self.finish(response)
 
     async def finish(self, response: Response) -> None:
         """After the route's pipeline: refuse a handshake it answered, or close a connection left open."""
