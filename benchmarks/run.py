@@ -67,9 +67,10 @@ class VenvSpec:
 
 VENVS: dict[str, VenvSpec] = {
     "granian-raw": VenvSpec(["granian[uvloop]", "orjson"], show=["granian", "orjson", "uvloop"]),
-    # uvicorn: for benchmarks/ws.py, which also serves Cello's WebSockets through ASGI
+    # uvicorn and wsproto: for benchmarks/ws.py, which also serves Cello's WebSockets through ASGI and through
+    # Cello's lean WebSocket server
     "cello": VenvSpec(
-        ["granian[uvloop]", "PyJWT", "uvicorn[standard]"],
+        ["granian[uvloop]", "PyJWT", "uvicorn[standard]", "wsproto"],
         editable=REPO_ROOT,
         show=["cello", "granian", "uvloop", "PyJWT", "uvicorn", "websockets"],
     ),

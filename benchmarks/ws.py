@@ -10,8 +10,8 @@ the websockets library on uvloop) on CPU 1, every framework measured in the same
 benchmarks/results/ws-<timestamp>.md and .json and ws-latest.md. Measured:
 
 - **echo**: round trips per second over 32 connections, each sending a short text and waiting for its echo;
-  a bare RSGI echo on granian (the engine's ceiling), Cello on granian (RSGI) and on uvicorn (ASGI), FastAPI
-  (uvicorn, websockets) and Robyn;
+  a bare RSGI echo on granian (the engine's ceiling), Cello on granian (RSGI), on uvicorn (ASGI) and on its own
+  lean WebSocket server, FastAPI (uvicorn, websockets) and Robyn;
 - **idle memory**: RSS of the server's processes before and after opening 10,000 idle connections (the bare
   RSGI echo too: what the engine alone keeps per connection);
 - **fan-out**: 1,000 clients in one room; one of them sends 40 messages (50 ms apart), which the server
@@ -56,6 +56,11 @@ TARGETS = {
         lambda v, p: [str(v / "bin" / "uvicorn"), "cello_ws_app:app", "--host", run.HOST, "--port", str(p),
                       "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
                       "--no-access-log", "--log-level", "warning"],
+        [], main_package="cello"),
+    "cello-ws": run.Target(
+        "cello-ws", "cello", "Cello's lean WebSocket server (cello run --websocket-server)",
+        lambda v, p: run.python(v, "-m", "cello", "run", "cello_ws_app:app", "--host", run.HOST, "--port", str(p),
+                                "--websocket-server"),
         [], main_package="cello"),
     "fastapi": run.Target(
         "fastapi", "fastapi", "uvicorn (uvloop, httptools, websockets)",
@@ -159,7 +164,7 @@ def bench_fanout(name: str, quick: bool) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer connections: indicative only")
-    ap.add_argument("--frameworks", default="granian-raw,cello,cello-uvicorn,fastapi,robyn")
+    ap.add_argument("--frameworks", default="granian-raw,cello,cello-uvicorn,cello-ws,fastapi,robyn")
     ap.add_argument("--working-tree", action="store_true", help="measure this checkout as it is, not HEAD")
     ap.add_argument("--parts", default="echo,idle,fanout", help="comma list of echo, idle, fanout")
     args = ap.parse_args()
@@ -240,7 +245,7 @@ def render(report: dict) -> str:
         out.append(f"| {name} | {row['clients']:,} | {row['delivered']:,} / {row['expected']:,} | {row['p50_ms']} ms "
                    f"| {row['p99_ms']} ms | {row['max_ms']} ms |")  # fmt: skip
     rows = []
-    for name in ("cello", "cello-uvicorn"):
+    for name in ("cello", "cello-uvicorn", "cello-ws"):
         idle = report["idle"].get(name, {})
         if "rss_after_mb" in idle and not report["quick"]:
             met = idle["rss_after_mb"] < IDLE_GOAL_MB

@@ -1,5 +1,6 @@
 """WebSocket routes through every engine face: in process (TestClient.websocket_connect) and over real sockets
-with the websockets client library against granian (RSGI), uvicorn and hypercorn (ASGI)."""
+with the websockets client library against granian (RSGI), uvicorn and hypercorn (ASGI), and Cello's own lean
+WebSocket server (cello run --websocket-server)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from security_app import SECRET
 from cello import WebSocketDisconnect
 from cello.middleware import JwtConfig
 from cello.testing import TestClient, WebSocketRefused
+from conftest import FACES
 
 TOKEN_CONFIG = JwtConfig(secret=SECRET)
+
+
+@pytest.fixture(params=[*FACES, "cello-ws"])
+def face(request: pytest.FixtureRequest) -> str:
+    """The engine faces, plus the lean WebSocket server, which serves WebSocket routes only."""
+    return str(request.param)
 
 
 def close_code(face: str, code: int) -> int:
@@ -250,16 +258,18 @@ def test_plain_http_on_a_websocket_path_is_told_to_upgrade(ws_client):
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_the_worker_survives_clients_that_vanish(connect, ws_client):
+def test_the_worker_survives_clients_that_vanish(connect):
     for _ in range(3):
         with connect("/ws/slow-close") as ws:
             assert ws.receive_text() == "ready"
             ws.vanish()
     time.sleep(0.1)
-    assert ws_client.get("/plain").json() == {"http": True}
+    with connect("/ws/echo") as ws:
+        ws.send_text("still serving")
+        assert ws.receive_text() == "still serving"
 
 
-@pytest.mark.parametrize("face", ["inprocess", "granian", "uvicorn"])
+@pytest.mark.parametrize("face", ["inprocess", "granian", "uvicorn", "cello-ws"])
 def test_a_silent_peer_is_closed_after_the_idle_timeout(face, servers):
     import realtime_app
 

@@ -33,6 +33,12 @@ def load_app(target: str) -> App:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.websocket_server:
+        from .engine.wsserver import run as run_websockets
+
+        run_websockets(load_app(args.target), host=args.host, port=args.port, ping_interval=args.ping_interval or None,
+                       ping_timeout=args.ping_timeout)  # fmt: skip
+        return 0
     from .engine.server import run
 
     if args.http3 and not args.ssl_certfile:
@@ -96,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     run.add_argument("--access-log", action="store_true")
     run.add_argument("--backpressure", type=int, default=None, help="max concurrent requests per worker")
+    run.add_argument(
+        "--websocket-server", action="store_true", help="serve only the WebSocket routes, on the lean server"
+    )
+    run.add_argument("--ping-interval", type=float, default=20.0, help="lean WebSocket server: seconds between pings")
+    run.add_argument("--ping-timeout", type=float, default=20.0, help="lean WebSocket server: silence allowed after")
     run.set_defaults(func=_run)
 
     routes = commands.add_parser("routes", help="print the routing table of an app")

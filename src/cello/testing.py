@@ -333,7 +333,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-ServerName = Literal["granian", "granian-asgi", "uvicorn", "hypercorn"]
+ServerName = Literal["granian", "granian-asgi", "uvicorn", "hypercorn", "cello-ws"]
 
 
 class LiveServer:
@@ -430,6 +430,8 @@ class LiveServer:
                 interface,
                 *self.extra_args,
             ]
+        if self.server == "cello-ws":  # the lean WebSocket server (cello.engine.wsserver)
+            return [sys.executable, "-m", "cello", "run", self.target, *address, "--websocket-server", *self.extra_args]
         if self.server == "uvicorn":
             return [
                 sys.executable,
