@@ -15,12 +15,11 @@ from security_app import SECRET
 from cello import WebSocketDisconnect
 from cello.middleware import JwtConfig
 from cello.testing import TestClient, WebSocketRefused
-from conftest import FACES
 
 TOKEN_CONFIG = JwtConfig(secret=SECRET)
 
 
-@pytest.fixture(params=[*FACES, "cello-ws"])
+@pytest.fixture(params=["inprocess", "granian", "uvicorn", "hypercorn", "cello-ws"])
 def face(request: pytest.FixtureRequest) -> str:
     """The engine faces, plus the lean WebSocket server, which serves WebSocket routes only."""
     return str(request.param)
