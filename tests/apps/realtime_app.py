@@ -98,6 +98,13 @@ async def subprotocol(ws):
     await ws.send_text(ws.subprotocol or "none")
 
 
+@app.websocket("/ws/flood")
+async def flood(ws):
+    chunk = "x" * 65536
+    while True:  # more than any socket buffer holds: a client that does not read makes this wait
+        await ws.send_text(chunk)
+
+
 @app.websocket("/ws/slow-close")
 async def slow(ws):
     await ws.send_text("ready")

@@ -34,3 +34,22 @@ def test_the_lean_server_pings_and_drops_dead_peers(live):
         assert time.monotonic() - started < 3
         alive.send("still here")
         assert alive.recv(timeout=5) == "still here"
+
+
+def test_a_peer_that_stops_reading_is_dropped(live):
+    server = live("realtime_app:app", "cello-ws", ready_path="/__ready", extra_args=["--send-timeout", "0.5"]).start()
+    port = int(server.url.rsplit(":", 1)[1])
+    reader = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    reader.sendall(f"GET /ws/flood HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())  # fmt: skip
+    time.sleep(2)  # not reading: the server's buffer for this peer fills, then it gives up on the peer
+    received = 0
+    started = time.monotonic()
+    while chunk := reader.recv(1 << 20):  # what was buffered, then the end of the connection
+        received += len(chunk)
+        assert time.monotonic() - started < 10
+    assert received > 0
+    with connect(server.url.replace("http://", "ws://") + "/ws/echo", close_timeout=1) as other:
+        other.send("the server is fine")
+        assert other.recv(timeout=5) == "the server is fine"

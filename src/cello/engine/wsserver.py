@@ -8,7 +8,9 @@ handler's coroutine. It speaks the full WebSocket API of ``cello.realtime`` (sub
 close codes and reasons, a refused handshake answered with its real status and problem+json body) and adds what
 the other engines leave out: a heartbeat — one task pings every connection each ``ping_interval`` seconds and
 drops those that stayed silent for ``ping_timeout`` more — and 1001 for every connection when the process is
-told to stop. Plain HTTP requests get 426 Upgrade Required: serve HTTP from the main server.
+told to stop. A peer that stops reading is given ``send_timeout`` seconds to drain what was sent to it, then
+dropped (1008): it can neither stall its sender (or a broadcast to its room) nor grow the server's memory. Plain
+HTTP requests get 426 Upgrade Required: serve HTTP from the main server.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ..http.response import Response
-from ..realtime.websocket import ABNORMAL, BYTES, GOING_AWAY, TEXT, TOO_BIG, WebSocketDisconnect
+from ..realtime.websocket import ABNORMAL, BYTES, GOING_AWAY, POLICY, TEXT, TOO_BIG, WebSocketDisconnect
 from ..routing.router import WEBSOCKET
 from .asgi import ASGIWebSocket
 
@@ -52,7 +54,7 @@ class _Connection(asyncio.Protocol):
     """One TCP connection: the handshake, then frames to and from the app's WebSocket."""
 
     __slots__ = ("app", "server", "transport", "conn", "socket", "inbox", "waiter", "parts", "size", "seen",
-                 "closed", "task")  # fmt: skip
+                 "closed", "task", "writable")  # fmt: skip
 
     def __init__(self, app: App, server: _Server) -> None:
         self.app = app
@@ -67,6 +69,7 @@ class _Connection(asyncio.Protocol):
         self.seen = time.monotonic()  # last sign of life from the peer
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self.writable: asyncio.Future[None] | None = None  # set while the peer is not reading fast enough
 
     # -- asyncio callbacks ----------------------------------------------------------------------------------
 
@@ -88,6 +91,16 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self._deliver((0, None))
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
 
     # -- frames ---------------------------------------------------------------------------------------------
 
@@ -173,6 +186,15 @@ class _Connection(asyncio.Protocol):
         if self.closed or self.transport.is_closing():
             raise WebSocketDisconnect(ABNORMAL)
         self._write(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data))
+        writable = self.writable
+        if writable is not None:
+            # NOTE: the peer is not reading: wait for its buffer to drain, but not for ever — a client that stopped
+            # reading would otherwise hold its sender (and a broadcast to its room) and grow this process's memory
+            try:
+                await asyncio.wait_for(asyncio.shield(writable), self.server.send_timeout)
+            except TimeoutError:
+                self._close_now(POLICY, "too slow")
+                raise WebSocketDisconnect(POLICY, "too slow") from None
 
     def start_send(self, data: str | bytes) -> None:
         return None  # writes are buffered at once: send() never waits
@@ -198,10 +220,11 @@ class _Connection(asyncio.Protocol):
 
 
 class _Server:
-    def __init__(self, app: App, ping_interval: float | None, ping_timeout: float) -> None:
+    def __init__(self, app: App, ping_interval: float | None, ping_timeout: float, send_timeout: float) -> None:
         self.app = app
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.send_timeout = send_timeout  # seconds a peer may leave sent frames unread before it is dropped
         self.connections: set[_Connection] = set()
 
     async def heartbeat(self) -> None:
@@ -222,10 +245,17 @@ class _Server:
                         connection._write(Ping())
 
 
-async def serve(app: App, host: str, port: int, ping_interval: float | None = 20.0, ping_timeout: float = 20.0) -> None:
+async def serve(
+    app: App,
+    host: str,
+    port: int,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float = 20.0,
+    send_timeout: float = 10.0,
+) -> None:
     """Serve ``app``'s WebSocket routes until SIGTERM or SIGINT, then close every connection with 1001."""
     await app.startup()
-    state = _Server(app, ping_interval, ping_timeout)
+    state = _Server(app, ping_interval, ping_timeout, send_timeout)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Connection(app, state), host, port, backlog=2048)
     stop = asyncio.Event()
