@@ -9,7 +9,8 @@ close codes and reasons, a refused handshake answered with its real status and p
 the other engines leave out: a heartbeat — one task pings every connection each ``ping_interval`` seconds and
 drops those that stayed silent for ``ping_timeout`` more — and 1001 for every connection when the process is
 told to stop. A peer that stops reading is given ``send_timeout`` seconds to drain what was sent to it, then
-dropped (1008): it can neither stall its sender (or a broadcast to its room) nor grow the server's memory. Plain
+dropped (1008): it can stall its sender (or a broadcast to its room) no longer than that, and cannot grow the
+server's memory. Plain
 HTTP requests get 426 Upgrade Required: serve HTTP from the main server.
 """
 
