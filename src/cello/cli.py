@@ -37,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
         from .engine.wsserver import run as run_websockets
 
         run_websockets(load_app(args.target), host=args.host, port=args.port, ping_interval=args.ping_interval or None,
-                       ping_timeout=args.ping_timeout, send_timeout=args.send_timeout)  # fmt: skip
+                       ping_timeout=args.ping_timeout, send_timeout=args.send_timeout,
+                       handshake_timeout=args.handshake_timeout)  # fmt: skip
         return 0
     from .engine.server import run
 
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--ping-interval", type=float, default=20.0, help="lean WebSocket server: seconds between pings")
     run.add_argument("--ping-timeout", type=float, default=20.0, help="lean WebSocket server: silence allowed after")
     run.add_argument("--send-timeout", type=float, default=10.0, help="lean WebSocket server: time to read sends")
+    run.add_argument("--handshake-timeout", type=float, default=10.0, help="lean WebSocket server: time to connect")
     run.set_defaults(func=_run)
 
     routes = commands.add_parser("routes", help="print the routing table of an app")

@@ -53,3 +53,21 @@ def test_a_peer_that_stops_reading_is_dropped(live):
     with connect(server.url.replace("http://", "ws://") + "/ws/echo", close_timeout=1) as other:
         other.send("the server is fine")
         assert other.recv(timeout=5) == "the server is fine"
+
+
+def test_a_handshake_that_never_ends_is_dropped(live):
+    server = live(
+        "realtime_app:app", "cello-ws", ready_path="/__ready", extra_args=["--handshake-timeout", "0.5"]
+    ).start()
+    port = int(server.url.rsplit(":", 1)[1])
+    slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+    slow.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n")  # and then nothing: the headers never end
+    started = time.monotonic()
+    try:
+        assert slow.recv(4096) == b""  # the server hung up...
+    except ConnectionResetError:
+        pass  # ...or reset the connection: either way it is gone
+    assert time.monotonic() - started < 3
+    with connect(server.url.replace("http://", "ws://") + "/ws/echo", close_timeout=1) as ws:
+        ws.send("fine")
+        assert ws.recv(timeout=5) == "fine"

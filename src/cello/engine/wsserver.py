@@ -10,8 +10,8 @@ the other engines leave out: a heartbeat — one task pings every connection eac
 drops those that stayed silent for ``ping_timeout`` more — and 1001 for every connection when the process is
 told to stop. A peer that stops reading is given ``send_timeout`` seconds to drain what was sent to it, then
 dropped (1008): it can stall its sender (or a broadcast to its room) no longer than that, and cannot grow the
-server's memory. Plain
-HTTP requests get 426 Upgrade Required: serve HTTP from the main server.
+server's memory. A connection that has not completed its handshake after ``handshake_timeout`` seconds is
+dropped. Plain HTTP requests get 426 Upgrade Required: serve HTTP from the main server.
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.server.connections.add(self)
+        # NOTE: a peer that never completes its handshake (trickled or endless headers) is dropped on time
+        asyncio.get_running_loop().call_later(self.server.handshake_timeout, self._handshake_deadline)
+
+    def _handshake_deadline(self) -> None:
+        if self.socket is None and not self.transport.is_closing():
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self.seen = time.monotonic()
@@ -221,8 +227,11 @@ class _Connection(asyncio.Protocol):
 
 
 class _Server:
-    def __init__(self, app: App, ping_interval: float | None, ping_timeout: float, send_timeout: float) -> None:
+    def __init__(
+        self, app: App, ping_interval: float | None, ping_timeout: float, send_timeout: float, handshake_timeout: float
+    ) -> None:
         self.app = app
+        self.handshake_timeout = handshake_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.send_timeout = send_timeout  # seconds a peer may leave sent frames unread before it is dropped
@@ -253,10 +262,11 @@ async def serve(
     ping_interval: float | None = 20.0,
     ping_timeout: float = 20.0,
     send_timeout: float = 10.0,
+    handshake_timeout: float = 10.0,
 ) -> None:
     """Serve ``app``'s WebSocket routes until SIGTERM or SIGINT, then close every connection with 1001."""
     await app.startup()
-    state = _Server(app, ping_interval, ping_timeout, send_timeout)
+    state = _Server(app, ping_interval, ping_timeout, send_timeout, handshake_timeout)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Connection(app, state), host, port, backlog=2048)
     stop = asyncio.Event()
