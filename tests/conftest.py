@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,37 +92,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.live)
 
 
-@pytest.fixture
-def typed_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
-    """A client for tests/apps/typed_app.py (uploads, forms, background tasks) on each face."""
-    yield from _client_for(face, "typed_app:app", servers)
+def _app_client(target: str, doc: str) -> Any:
+    """A fixture giving a client for one test app (``module:attribute`` in tests/apps) on each face."""
+
+    @pytest.fixture
+    def fixture(face: str, servers: Servers) -> Iterator[httpx.Client]:
+        yield from _client_for(face, target, servers)
+
+    fixture.__doc__ = doc
+    return fixture
 
 
-@pytest.fixture
-def mw_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
-    """A client for tests/apps/middleware_app.py on each face."""
-    yield from _client_for(face, "middleware_app:app", servers)
-
-
-@pytest.fixture
-def sec_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
-    """A client for tests/apps/security_app.py (JWT, Basic, API keys, guards) on each face."""
-    yield from _client_for(face, "security_app:app", servers)
-
-
-@pytest.fixture
-def session_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
-    """A client for tests/apps/sessions_app.py (sessions and CSRF) on each face."""
-    yield from _client_for(face, "sessions_app:app", servers)
-
-
-@pytest.fixture
-def headers_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
-    """A client for tests/apps/headers_app.py (security headers) on each face."""
-    yield from _client_for(face, "headers_app:app", servers)
-
-
-@pytest.fixture
-def ws_client(face: str, servers: Servers) -> Iterator[httpx.Client]:
-    """A client for tests/apps/realtime_app.py (WebSocket and SSE routes) on each face."""
-    yield from _client_for(face, "realtime_app:app", servers)
+typed_client = _app_client("typed_app:app", "tests/apps/typed_app.py: uploads, forms, background tasks.")
+mw_client = _app_client("middleware_app:app", "tests/apps/middleware_app.py: the middleware suite.")
+sec_client = _app_client("security_app:app", "tests/apps/security_app.py: JWT, Basic, API keys, guards.")
+session_client = _app_client("sessions_app:app", "tests/apps/sessions_app.py: sessions and CSRF.")
+headers_client = _app_client("headers_app:app", "tests/apps/headers_app.py: security headers.")
+ws_client = _app_client("realtime_app:app", "tests/apps/realtime_app.py: WebSocket and SSE routes.")
