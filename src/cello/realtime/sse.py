@@ -83,7 +83,7 @@ class ServerSentEvent:
         return ("\n".join(lines) + "\n\n").encode()
 
 
-def encode_item(item: Any) -> bytes:
+def _encode_item(item: Any) -> bytes:
     if isinstance(item, ServerSentEvent):
         return item.encode()
     return ServerSentEvent(item).encode()
@@ -150,7 +150,7 @@ async def _event_stream(content: Any, ping: float | None, retry: int | None) -> 
             pending = None
             if item is _STOP:
                 return
-            yield encode_item(item)
+            yield _encode_item(item)
     finally:
         _open_streams.discard(stop)
         stopping.cancel()

@@ -12,6 +12,7 @@ credentials goes through anonymously (``request.user`` is None) while bad creden
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import hmac
@@ -148,7 +149,7 @@ def forbidden(request: Any, detail: str = "You are not allowed to do this.") -> 
     return ProblemResponse.from_exception(HTTPException(403, detail), request.path)
 
 
-class Authenticator:
+class Authenticator(abc.ABC):
     """Base of the authentication middleware: find credentials, verify them, set ``request.user``.
 
     Subclasses give ``credentials(request)`` (the presented secret, or None) and ``verify(request, secret)``
@@ -165,18 +166,17 @@ class Authenticator:
         self.excluded = PathFilter(exclude_paths)
         self.optional = optional
 
+    @abc.abstractmethod
     def credentials(self, request: Any) -> str | None:
-        raise NotImplementedError
+        """The secret the request presents (a token, a key, encoded Basic credentials), or None."""
 
+    @abc.abstractmethod
     def verify(self, request: Any, secret: str) -> Any:
-        raise NotImplementedError
+        """The caller as a Principal, or None when ``secret`` is refused (an awaitable of either when async)."""
 
+    @abc.abstractmethod
     def openapi_scheme(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def applies_to(self, path: str) -> bool:
-        """Whether requests to this route template must authenticate (for the OpenAPI document)."""
-        return not (self.optional or self.excluded(path))
+        """This authenticator's OpenAPI security scheme object."""
 
     @property
     def uses_hooks(self) -> bool:
@@ -211,12 +211,11 @@ class Authenticator:
     async def __call__(self, request: Any, call_next: Any) -> Response:
         if not self._exempt(request):
             secret = self.credentials(request)
-            refusal = self._missing(request) if secret is None else None
-            if secret is not None:
+            if secret is None:
+                refusal = self._missing(request)
+            else:
                 user = self.verify(request, secret)
-                if inspect.isawaitable(user):
-                    user = await user
-                refusal = self._verified(request, user)
+                refusal = self._verified(request, await user if inspect.isawaitable(user) else user)
             if refusal is not None:
                 return refusal
         return await call_next(request)  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ Guards are attached to routes, not path patterns, so no spelling of a path (``//
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -40,15 +41,16 @@ def current_user(request: Any) -> Principal | None:
     return user
 
 
-class Guard:
+class Guard(abc.ABC):
     """Base of every access rule. ``check(request, user)`` returns a bool — or, for a guard with
     ``is_async``, an awaitable of one. A guard is also a middleware (enter/leave when synchronous)."""
 
     is_async = False
     openapi_responses = (401, 403)
 
+    @abc.abstractmethod
     def check(self, request: Any, user: Principal | None) -> Any:
-        raise NotImplementedError
+        """Whether ``user`` may go on with ``request`` (an awaitable of the answer for an ``is_async`` guard)."""
 
     async def check_async(self, request: Any, user: Principal | None) -> bool:
         result = self.check(request, user)

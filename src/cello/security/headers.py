@@ -132,7 +132,29 @@ def _render(directives: Mapping[str, tuple[str, ...]]) -> str:
     return "; ".join(" ".join((name, *sources)) for name, sources in directives.items())
 
 
-class CSP:
+class _HeaderValue:
+    """An immutable header value rendered once, when built: printed, compared and hashed by its text."""
+
+    __slots__ = ()
+    header: str
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: build a changed copy with with_()")
+
+    def __str__(self) -> str:
+        return self.header
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.header!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.header == self.header  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.header)
+
+
+class CSP(_HeaderValue):
     """A Content-Security-Policy, rendered to its header value once, when built.
 
     Directives are keyword arguments (``default_src=["'self'"]`` → ``default-src 'self'``) or a mapping, or a
@@ -188,21 +210,6 @@ class CSP:
                 current = ()
             merged[name] = tuple(dict.fromkeys((*current, *sources)))
         return CSP._of(merged)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("CSP is immutable: use with_() or merge()")
-
-    def __str__(self) -> str:
-        return self.header
-
-    def __repr__(self) -> str:
-        return f"CSP({self.header!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CSP) and other.header == self.header
-
-    def __hash__(self) -> int:
-        return hash(self.header)
 
 
 def _apply(
@@ -301,7 +308,7 @@ def _allowlist(feature: str, value: Allowlist) -> str:
     return "(" + " ".join(dict.fromkeys(rendered)) + ")"
 
 
-class PermissionsPolicy:
+class PermissionsPolicy(_HeaderValue):
     """A Permissions-Policy header from ``{feature: allowlist}``: ``{"camera": [], "geolocation": ["self"]}`` →
     ``camera=(), geolocation=(self)``. An allowlist holds ``"self"``, ``"src"`` and origins
     (``"https://maps.example"``); ``[]`` or ``False`` turns the feature off, ``"*"`` or ``True`` allows it
@@ -339,21 +346,6 @@ class PermissionsPolicy:
         """A copy with these features set (``None`` removes one)."""
         # NOTE: the rendered allowlists read back as they were written, so the copy starts from them
         return PermissionsPolicy({**self.features, **dict(policy or {})}, **features)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("PermissionsPolicy is immutable: use with_()")
-
-    def __str__(self) -> str:
-        return self.header
-
-    def __repr__(self) -> str:
-        return f"PermissionsPolicy({self.header!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PermissionsPolicy) and other.header == self.header
-
-    def __hash__(self) -> int:
-        return hash(self.header)
 
 
 def _feature(built: dict[str, str], name: str, value: Allowlist) -> None:

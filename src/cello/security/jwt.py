@@ -170,8 +170,9 @@ class JwtAuth(Authenticator):
         authorization = request.header("authorization")
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()  # type: ignore[no-any-return]
+            token = token.strip()
+            if token and scheme.lower() == "bearer":
+                return token  # type: ignore[no-any-return]
         if self._cookie is not None:
             return request.cookies.get(self._cookie) or None  # type: ignore[no-any-return]
         return None
@@ -198,13 +199,15 @@ class JwtAuth(Authenticator):
         stale = time.monotonic() - self._jwks_fetched > self.config.jwks_ttl
         if stale or (kid is not None and kid not in self._keys):
             await self._refresh_keys(kid)
-        return self._admit(request, token, self._decode(token, self._key_for(token)))
+        return self._admit(request, token, self._decode(token, self._key_for(token, kid)))
 
-    def _key_for(self, token: str) -> Any:
+    def _key_for(self, token: str, kid: Any = None) -> Any:
+        """The key for ``token``: the one key, or the one its ``kid`` names (read from its header unless given)."""
         keys = self._keys
         if len(keys) == 1 and None in keys:
             return keys[None]
-        kid = _kid(token)
+        if kid is None:
+            kid = _kid(token)
         if kid is _BAD:
             return None
         if kid is None and len(keys) == 1:
