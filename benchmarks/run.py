@@ -157,15 +157,24 @@ TYPED = ["typed"]
 # --------------------------------------------------------------------------
 
 
-def granian(venv: Path, interface: str, app: str, port: int) -> list[str]:
+def granian(venv: Path, interface: str, app: str, port: int, websockets: bool = False) -> list[str]:
     # One worker process with one runtime thread: a single core's worth of
     # server, the same for every app granian serves. Access log stays off.
     return [
         str(venv / "bin" / "granian"), "--interface", interface,
         "--host", HOST, "--port", str(port),
         "--workers", "1", "--runtime-threads", "1",
-        "--no-ws", "--log-level", "warning", "--no-access-log",
+        "--ws" if websockets else "--no-ws", "--log-level", "warning", "--no-access-log",
         "--working-dir", str(APPS_DIR), app,
+    ]  # fmt: skip
+
+
+def uvicorn(venv: Path, app: str, port: int) -> list[str]:
+    # uvloop and httptools, as uvicorn[standard] serves by default; websockets for the WebSocket benchmarks
+    return [
+        str(venv / "bin" / "uvicorn"), app, "--host", HOST, "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
+        "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
 
 
@@ -195,9 +204,7 @@ TARGETS = [
     Target("blacksheep", "blacksheep", "granian (ASGI)",
            lambda v, p: granian(v, "asgi", "blacksheep_app:app", p), COMMON, main_package="blacksheep"),
     Target("fastapi", "fastapi", "uvicorn (uvloop, httptools)",
-           lambda v, p: [str(v / "bin" / "uvicorn"), "fastapi_app:app", "--host", HOST, "--port", str(p),
-                         "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-                         "--no-access-log", "--log-level", "warning"], COMMON + TYPED, main_package="fastapi"),
+           lambda v, p: uvicorn(v, "fastapi_app:app", p), COMMON + TYPED, main_package="fastapi"),
     Target("litestar", "litestar", "granian (ASGI)",
            lambda v, p: granian(v, "asgi", "litestar_app:app", p), COMMON + TYPED, main_package="litestar"),
     Target("robyn", "robyn", "Robyn server (1 process, 1 worker)",

@@ -41,21 +41,15 @@ IDLE_GOAL_MB = 150.0
 TARGETS = {
     "granian-raw": run.Target(
         "granian-raw", "granian-raw", "granian (RSGI), no framework",
-        lambda v, p: [str(v / "bin" / "granian"), "--interface", "rsgi", "--host", run.HOST, "--port", str(p),
-                      "--workers", "1", "--runtime-threads", "1", "--log-level", "warning", "--no-access-log",
-                      "--working-dir", str(run.APPS_DIR), "granian_raw_ws_app:app"],
+        lambda v, p: run.granian(v, "rsgi", "granian_raw_ws_app:app", p, websockets=True),
         [], main_package="granian"),
     "cello": run.Target(
         "cello", "cello", "granian (RSGI)",
-        lambda v, p: [str(v / "bin" / "granian"), "--interface", "rsgi", "--host", run.HOST, "--port", str(p),
-                      "--workers", "1", "--runtime-threads", "1", "--log-level", "warning", "--no-access-log",
-                      "--working-dir", str(run.APPS_DIR), "cello_ws_app:app"],
+        lambda v, p: run.granian(v, "rsgi", "cello_ws_app:app", p, websockets=True),
         [], main_package="cello"),
     "cello-uvicorn": run.Target(
         "cello-uvicorn", "cello", "uvicorn (uvloop, httptools, websockets), ASGI",
-        lambda v, p: [str(v / "bin" / "uvicorn"), "cello_ws_app:app", "--host", run.HOST, "--port", str(p),
-                      "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-                      "--no-access-log", "--log-level", "warning"],
+        lambda v, p: run.uvicorn(v, "cello_ws_app:app", p),
         [], main_package="cello"),
     "cello-ws": run.Target(
         "cello-ws", "cello", "Cello's lean WebSocket server (cello run --websocket-server)",
@@ -64,9 +58,7 @@ TARGETS = {
         [], main_package="cello"),
     "fastapi": run.Target(
         "fastapi", "fastapi", "uvicorn (uvloop, httptools, websockets)",
-        lambda v, p: [str(v / "bin" / "uvicorn"), "fastapi_ws_app:app", "--host", run.HOST, "--port", str(p),
-                      "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-                      "--no-access-log", "--log-level", "warning"],
+        lambda v, p: run.uvicorn(v, "fastapi_ws_app:app", p),
         [], main_package="fastapi"),
     "robyn": run.Target(
         "robyn", "robyn", "Robyn server (1 process, 1 worker)",
