@@ -85,3 +85,19 @@ def test_malformed_request_line_leaves_server_alive(server):
 def test_bad_content_length_is_4xx(server):
     data = raw_exchange(server, b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 1)
     assert data.startswith(b"HTTP/1.1 4"), data[:80]
+
+
+def test_a_body_cut_short_is_a_400_not_a_500(server):
+    # the client declares 10 bytes, sends 3 and half-closes: the body will never be complete
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    # an engine may drop the connection of a half-closed client (uvicorn, hypercorn); an answer must be a 400
+    assert data == b"" or data.startswith(b"HTTP/1.1 400"), data[:200]
+    if data:
+        assert b"application/problem+json" in data
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/").status_code == 200

@@ -24,6 +24,7 @@ from .http.exceptions import (
     NotFound,
     PayloadTooLarge,
     RequestValidationError,
+    ServiceUnavailable,
 )
 from .http.request import EMPTY_PARAMS, Request
 from .http.response import ProblemResponse, RedirectResponse, Response, to_response
@@ -63,6 +64,7 @@ class Dispatcher:
         self.redirect = self._internal_route("redirect_slash", _redirect_slash)
         self.too_large = self._internal_route("body_too_large", _too_large)
         self.bad_length = self._internal_route("bad_content_length", _bad_length)
+        self.body_ended = self._internal_route("body_ended", _body_ended)
         self.redirect_slashes = app.config.redirect_slashes
 
     def _endpoint(self, route: Route) -> Endpoint:
@@ -135,6 +137,8 @@ class Dispatcher:
             body = fmt.body(exc.errors, request.path)
             return ProblemResponse(body, fmt.status, exc.headers, media_type=fmt.media_type)
         if isinstance(exc, HTTPException):
+            if isinstance(exc, ServiceUnavailable):  # the client is told nothing of the cause: the log is
+                logger.warning("%s %s: %s", request.method, request.path, exc.cause)
             return ProblemResponse.from_exception(exc, request.path)
         return self._internal_error(request, exc)
 
@@ -386,6 +390,12 @@ async def _too_large(request: Request) -> Response:
 
 async def _bad_length(request: Request) -> Response:
     raise BadRequest("The Content-Length header is not a number.")
+
+
+async def _body_ended(request: Request) -> Response:
+    from .engine.common import ClientDisconnected
+
+    raise ClientDisconnected()
 
 
 async def _upgrade_required(request: Request) -> Response:

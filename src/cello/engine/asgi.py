@@ -20,6 +20,7 @@ from .common import (
     NO_BODY,
     TOO_LARGE,
     BodyTooLarge,
+    ClientDisconnected,
     body_plan,
     close_iterator,
     file_headers,
@@ -36,10 +37,6 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 FILE_CHUNK = 256 * 1024
-
-
-class ClientDisconnected(Exception):
-    """The peer closed the connection before the request body was complete."""
 
 
 def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
@@ -87,7 +84,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
                 except BodyTooLarge:
                     route = dispatcher.too_large
                 except ClientDisconnected:
-                    return
+                    route = dispatcher.body_ended
 
         request = ASGIRequest(app, scope, method, path, params, body, stream)
         request.route = route

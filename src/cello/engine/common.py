@@ -6,10 +6,20 @@ import inspect
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
-from ..http.exceptions import PayloadTooLarge
+from ..http.exceptions import BadRequest, PayloadTooLarge
 
 # How to obtain a request body, decided from headers before reading a byte of it.
 NO_BODY, READ_ALL, READ_CHUNKS, TOO_LARGE, BAD_LENGTH = range(5)
+
+
+class ClientDisconnected(BadRequest):
+    """The peer stopped sending before the request body was complete (closed or half-closed its side).
+
+    A 400 if it reaches the response: a client that only half-closed still reads the answer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("The request body ended before its declared length.")
 
 
 class BodyTooLarge(PayloadTooLarge):

@@ -24,6 +24,7 @@ from .common import (
     READ_CHUNKS,
     TOO_LARGE,
     BodyTooLarge,
+    ClientDisconnected,
     body_plan,
     close_iterator,
     file_headers,
@@ -76,12 +77,17 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                     headers.get("content-length"), headers.get("transfer-encoding"), scope.http_version, limit
                 )
                 if plan == READ_ALL:
-                    body = await proto()
+                    try:
+                        body = await proto()
+                    except ProtocolClosed:
+                        route = dispatcher.body_ended
                 elif plan == READ_CHUNKS:
                     try:
                         body = await _read_limited(proto, limit)
                     except BodyTooLarge:
                         route = dispatcher.too_large
+                    except ClientDisconnected:
+                        route = dispatcher.body_ended
                 elif plan != NO_BODY:
                     route = dispatcher.too_large if plan == TOO_LARGE else dispatcher.bad_length
         elif route.stream:
@@ -234,7 +240,14 @@ def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
 def _streamer(proto: Any, limit: int) -> Callable[[], AsyncIterator[bytes]]:
     async def receive() -> AsyncIterator[bytes]:
         seen = 0
-        async for chunk in proto:
+        chunks = aiter(proto)
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except ProtocolClosed:
+                raise ClientDisconnected() from None
             seen += len(chunk)
             if seen > limit:
                 raise BodyTooLarge()
