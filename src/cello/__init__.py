@@ -14,6 +14,7 @@ from .http.exceptions import (
     NotFound,
     PayloadTooLarge,
     RequestValidationError,
+    ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "RequestValidationError",
     "Response",
     "ServerSentEvent",
+    "ServiceUnavailable",
     "StreamingResponse",
     "TemplateResponse",
     "Templates",

@@ -111,6 +111,20 @@ class RequestValidationError(HTTPException):
         super().__init__(422, detail or "The request is not valid.", extra={"errors": errors})
 
 
+class ServiceUnavailable(HTTPException):
+    """A backend the request needs (a store, a database) did not answer: 503 with ``Retry-After``.
+
+    ``cause`` is for the log; the client sees only that a service is unavailable, never which or why.
+    """
+
+    def __init__(self, cause: str, retry_after: int = 1) -> None:
+        super().__init__(
+            503, "A service this request needs is unavailable; try again shortly.", {"retry-after": str(retry_after)}
+        )
+        self.cause = cause
+        self.args = (cause,)
+
+
 class InternalServerError(HTTPException):
     def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
         super().__init__(500, detail, **kwargs)

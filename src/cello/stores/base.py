@@ -14,11 +14,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
-from ..http.exceptions import CelloError
+from ..http.exceptions import ServiceUnavailable
 
 
-class StoreUnavailable(CelloError):
-    """The store's backend (e.g. Redis) did not answer."""
+class StoreUnavailable(ServiceUnavailable):
+    """The store's backend (e.g. Redis) did not answer: unhandled, a 503 problem+json with ``Retry-After``."""
 
 
 class WindowResult(NamedTuple):
