@@ -82,6 +82,7 @@ def test_cors_preflight_for_any_path(client, path):
 def test_cors_refused_preflight(client, headers):
     response = client.options("/echo", headers=headers)
     assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
     assert "access-control-allow-origin" not in response.headers
 
 

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..http.exceptions import ConfigurationError
-from ..http.response import Response, add_vary
+from ..http.exceptions import ConfigurationError, Forbidden
+from ..http.response import ProblemResponse, Response, add_vary
 from .base import HookMiddleware
 
 SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language", "content-type"})
@@ -120,7 +120,8 @@ class CORS(HookMiddleware):
         refused = refused or not (self.any_method or method in self.methods)
         refused = refused or not (self.any_header or all(h in self.headers for h in requested))
         if refused:
-            response = Response(None, 403, media_type="text/plain")
+            error = Forbidden("This cross-origin request is not allowed (origin, method or headers).")
+            response = ProblemResponse.from_exception(error, request.path)
             if not self.any_origin:
                 add_vary(response, "Origin")
             return response
