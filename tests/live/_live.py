@@ -1,17 +1,27 @@
-"""Helpers shared by the live tests (conftest.py holds the fixtures): the environment every server gets, curl,
-and the search for server processes left running."""
+"""Helpers shared by the live tests and the reliability suite (each conftest.py holds its fixtures): the
+environment every server gets, the server factory that proves no server outlives its test, a Redis server of a
+test's own, curl, and the search for server processes left running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from _helpers import require_program
+from cello.testing import LiveServer, free_port
 
 APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 TOKEN = uuid.uuid4().hex
@@ -72,3 +82,85 @@ def curl_get(url: str, *args: str) -> tuple[str, str]:
     assert result.returncode == 0, f"curl failed ({result.returncode}): {result.stderr}"
     body, _, version = result.stdout.rpartition("\n--curl--")
     return body, version
+
+
+Factory = Callable[..., LiveServer]
+_ACTIVE: list[list[LiveServer]] = []
+
+
+@contextlib.contextmanager
+def live_servers() -> Iterator[Factory]:
+    """``make(target, server="granian", **LiveServer options)``; every server made is stopped at the end, and the
+    block fails if any process of theirs is still running then."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the live tests inspect /proc")
+    created: list[LiveServer] = []
+    _ACTIVE.append(created)
+
+    def make(target: Any, server: str = "granian", **options: Any) -> LiveServer:
+        options["env"] = {**LIVE_ENV, **options.get("env", {})}
+        instance = LiveServer(target, server, **options)  # type: ignore[arg-type]
+        created.append(instance)
+        return instance
+
+    try:
+        yield make
+    finally:
+        _ACTIVE.remove(created)
+        leftovers: dict[int, str] = {}
+        for instance in created:
+            instance.stop()
+            leftovers.update(dict.fromkeys(instance.processes(), "(process group of a stopped server)"))
+        # servers of an enclosing (module-scoped) factory are still meant to run
+        running = {server.pgid for group in _ACTIVE for server in group if server.pid is not None}
+        leftovers.update(token_processes(running))
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)  # so one leak does not spill into the next test
+            except ProcessLookupError:
+                pass
+        assert not leftovers, f"server processes left running: {leftovers}"
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free port: stopping it (for real, SIGKILL) disturbs nothing else."""
+
+    def __init__(self, directory: Path) -> None:
+        self.program = require_program("redis-server", shutil.which("redis-server"))
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                   "no", "--dir", str(self.directory)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    restart = start
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[RedisServer]:
+    """A running ``RedisServer``, always stopped afterwards."""
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

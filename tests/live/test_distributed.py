@@ -4,17 +4,14 @@ behaviour when Redis really stops (fail open / fail closed) and recovers, and Pr
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import time
 import uuid
 
 import httpx
 import pytest
+from _live import redis_server
 
-from _helpers import require_program, require_service
-from cello.testing import free_port
+from _helpers import require_service
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 
@@ -39,43 +36,8 @@ def test_two_servers_share_one_rate_limit_budget(live):
 
 @pytest.fixture
 def own_redis(tmp_path):
-    """A redis-server of the test's own on a free port, so stopping it disturbs nothing else."""
-    program = require_program("redis-server", shutil.which("redis-server"))
-    port = free_port()
-    command = [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]  # fmt: skip
-
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                import socket
-
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return process
-            except OSError:
-                time.sleep(0.05)
-        process.kill()
-        raise RuntimeError("redis-server did not start")
-
-    state = {"process": start()}
-
-    class Control:
-        url = f"redis://127.0.0.1:{port}"
-
-        def stop(self) -> None:
-            state["process"].send_signal(signal.SIGKILL)
-            state["process"].wait(10)
-
-        def restart(self) -> None:
-            state["process"] = start()
-
-    try:
-        yield Control()
-    finally:
-        state["process"].kill()
-        state["process"].wait(10)
+    with redis_server(tmp_path) as server:
+        yield server
 
 
 @pytest.mark.parametrize("fail_open", [True, False])
