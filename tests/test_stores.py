@@ -8,7 +8,9 @@ import uuid
 import pytest
 
 from _helpers import require_service
+from cello import App
 from cello.stores import MemoryStore, RedisStore, StoreUnavailable
+from cello.testing import TestClient
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -116,3 +118,18 @@ async def test_unreachable_redis_raises_store_unavailable():
     with pytest.raises(StoreUnavailable):
         await store.sliding_window("a", 1, 1)
     await store.close()
+
+
+def test_an_unhandled_store_outage_is_a_503_that_names_no_backend():
+    app = App()
+
+    @app.get("/counter")
+    async def needs_redis():
+        raise StoreUnavailable("Redis at redis://:hunter2@cache.internal:6379 did not answer: TimeoutError")
+
+    with TestClient(app) as client:
+        response = client.get("/counter")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "redis" not in response.text.lower() and "hunter2" not in response.text
