@@ -289,3 +289,23 @@ def test_header_must_be_scalar():
 
     with pytest.raises(ConfigurationError, match="scalar"):
         app.dispatcher
+
+
+@pytest.mark.parametrize("opener", [b'{"a":', b"["])
+def test_json_nested_deeper_than_the_stack_is_422(opener):
+    app = App()
+
+    @app.post("/object")
+    async def an_object(payload: dict[str, object]):
+        return {"ok": True}
+
+    @app.post("/array")
+    async def an_array(payload: Annotated[list[object], Body()]):
+        return {"ok": True}
+
+    path, closer = ("/object", b"}") if opener.startswith(b"{") else ("/array", b"]")
+    body = opener * 5000 + b"1" + closer * 5000
+    with TestClient(app) as client:
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["type"] == "json_invalid"
