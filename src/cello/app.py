@@ -53,6 +53,7 @@ class AppConfig:
     websocket_max_size: int = 1024 * 1024
     websocket_idle_timeout: float | None = None
     websocket_threads: int = 1000
+    body_timeout: float = 30.0
 
 
 def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
@@ -73,6 +74,8 @@ class App(Registrar):
 
     ``debug``: 500 responses carry the exception and traceback (never in production).
     ``max_body_size``: bytes a request body may have before the answer is 413 (per route: ``body_limit``).
+    ``body_timeout``: seconds a client has to send a whole request body (streamed uploads included) before the
+    answer is 408, so a client trickling its body cannot hold a connection for ever.
     ``threadpool``: sync handlers run in a bounded thread pool (default) or, when False, inline on the loop.
     ``redirect_slashes``: a path that misses only by a trailing slash gets a 308 to the registered form.
     ``trusted_proxies``: peers (addresses or CIDR networks, ``"*"`` for any) whose X-Forwarded-For and
@@ -111,10 +114,13 @@ class App(Registrar):
         websocket_max_size: int = 1024 * 1024,
         websocket_idle_timeout: float | None = None,
         websocket_threads: int = 1000,
+        body_timeout: float = 30.0,
     ) -> None:
         super().__init__()
         if max_body_size < 0 or threadpool_size < 1:
             raise ConfigurationError("max_body_size must be >= 0 and threadpool_size >= 1")
+        if body_timeout <= 0:
+            raise ConfigurationError("body_timeout must be > 0")
         if background_limit < 1 or shutdown_timeout < 0:
             raise ConfigurationError("background_limit must be >= 1 and shutdown_timeout >= 0")
         if websocket_max_size < 1 or websocket_threads < 1 or (websocket_idle_timeout or 1) <= 0:
@@ -134,6 +140,7 @@ class App(Registrar):
             websocket_max_size=websocket_max_size,
             websocket_idle_timeout=websocket_idle_timeout,
             websocket_threads=websocket_threads,
+            body_timeout=body_timeout,
         )
         # dependency -> replacement, consulted on every resolution (tests swap real services for stand-ins here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}

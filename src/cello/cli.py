@@ -59,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         backpressure=args.backpressure,
         interface=args.interface,
+        max_header_size=args.max_header_size,
+        header_timeout=args.header_timeout,
     )
     return 0
 
@@ -103,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     run.add_argument("--access-log", action="store_true")
     run.add_argument("--backpressure", type=int, default=None, help="max concurrent requests per worker")
+    run.add_argument(
+        "--max-header-size", type=int, default=64 * 1024, help="bytes of request line and headers (more: 431/414)"
+    )
+    run.add_argument("--header-timeout", type=float, default=10.0, help="seconds a client has to send its headers")
     run.add_argument(
         "--websocket-server", action="store_true", help="serve only the WebSocket routes, on the lean server"
     )

@@ -65,6 +65,7 @@ class Dispatcher:
         self.too_large = self._internal_route("body_too_large", _too_large)
         self.bad_length = self._internal_route("bad_content_length", _bad_length)
         self.body_ended = self._internal_route("body_ended", _body_ended)
+        self.body_timeout = self._internal_route("body_timeout", _body_timeout)
         self.redirect_slashes = app.config.redirect_slashes
 
     def _endpoint(self, route: Route) -> Endpoint:
@@ -396,6 +397,12 @@ async def _body_ended(request: Request) -> Response:
     from .engine.common import ClientDisconnected
 
     raise ClientDisconnected()
+
+
+async def _body_timeout(request: Request) -> Response:
+    from .engine.common import BodyTimeout
+
+    raise BodyTimeout()
 
 
 async def _upgrade_required(request: Request) -> Response:

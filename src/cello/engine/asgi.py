@@ -19,6 +19,7 @@ from .common import (
     BAD_LENGTH,
     NO_BODY,
     TOO_LARGE,
+    BodyTimeout,
     BodyTooLarge,
     ClientDisconnected,
     body_plan,
@@ -46,6 +47,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
     pool = dispatcher.pool
     background = dispatcher.background
     default_limit = app.config.max_body_size
+    body_timeout = app.config.body_timeout
     websocket = _websocket_handler(app)
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -65,7 +67,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
         body = b""
         stream = None
         if route.stream:
-            stream = _streamer(receive, limit)
+            stream = _streamer(receive, limit, body_timeout)
         else:
             content_length = transfer_encoding = None
             for name, value in scope["headers"]:
@@ -80,11 +82,13 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
                 route = dispatcher.bad_length
             elif plan != NO_BODY:
                 try:
-                    body = await _read_body(receive, limit)
+                    body = await _read_body(receive, limit, body_timeout)
                 except BodyTooLarge:
                     route = dispatcher.too_large
                 except ClientDisconnected:
                     route = dispatcher.body_ended
+                except BodyTimeout:
+                    route = dispatcher.body_timeout
 
         request = ASGIRequest(app, scope, method, path, params, body, stream)
         request.route = route
@@ -183,15 +187,20 @@ async def _stream_until_disconnect(send: Send, receive: Receive, iterator: Any, 
         raise producer.exception()  # type: ignore[misc]
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in _streamer(receive, limit)()])
+async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes:
+    return b"".join([chunk async for chunk in _streamer(receive, limit, timeout)()])
 
 
-def _streamer(receive: Receive, limit: int) -> Callable[[], AsyncIterator[bytes]]:
+def _streamer(receive: Receive, limit: int, timeout: float) -> Callable[[], AsyncIterator[bytes]]:
     async def stream() -> AsyncIterator[bytes]:
         seen = 0
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout() from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = message.get("body", b"")

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
-from ..http.exceptions import BadRequest, PayloadTooLarge
+from ..http.exceptions import BadRequest, HTTPException, PayloadTooLarge
 
 # How to obtain a request body, decided from headers before reading a byte of it.
 NO_BODY, READ_ALL, READ_CHUNKS, TOO_LARGE, BAD_LENGTH = range(5)
@@ -20,6 +20,13 @@ class ClientDisconnected(BadRequest):
 
     def __init__(self) -> None:
         super().__init__("The request body ended before its declared length.")
+
+
+class BodyTimeout(HTTPException):
+    """The client did not send its whole request body within ``App(body_timeout=)``."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "The request body did not arrive in time.", {"connection": "close"})
 
 
 class BodyTooLarge(PayloadTooLarge):

@@ -23,6 +23,7 @@ from .common import (
     READ_ALL,
     READ_CHUNKS,
     TOO_LARGE,
+    BodyTimeout,
     BodyTooLarge,
     ClientDisconnected,
     body_plan,
@@ -48,6 +49,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
     pool = dispatcher.pool
     background = dispatcher.background
     default_limit = app.config.max_body_size
+    body_timeout = app.config.body_timeout
     websocket = _websocket_handler(app)
 
     async def handle(scope: Any, proto: Any) -> None:
@@ -70,7 +72,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
         if method != "GET" and method != "HEAD":
             limit = route.body_limit if route.body_limit is not None else default_limit
             if route.stream:
-                receive = _streamer(proto, limit)
+                receive = _streamer(proto, limit, body_timeout)
             else:
                 headers = scope.headers
                 plan = body_plan(
@@ -78,20 +80,25 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                 )
                 if plan == READ_ALL:
                     try:
-                        body = await proto()
+                        async with asyncio.timeout(body_timeout):
+                            body = await proto()
                     except ProtocolClosed:
                         route = dispatcher.body_ended
+                    except TimeoutError:
+                        route = dispatcher.body_timeout
                 elif plan == READ_CHUNKS:
                     try:
-                        body = await _read_limited(proto, limit)
+                        body = await _read_limited(proto, limit, body_timeout)
                     except BodyTooLarge:
                         route = dispatcher.too_large
                     except ClientDisconnected:
                         route = dispatcher.body_ended
+                    except BodyTimeout:
+                        route = dispatcher.body_timeout
                 elif plan != NO_BODY:
                     route = dispatcher.too_large if plan == TOO_LARGE else dispatcher.bad_length
         elif route.stream:
-            receive = _streamer(proto, default_limit if route.body_limit is None else route.body_limit)
+            receive = _streamer(proto, default_limit if route.body_limit is None else route.body_limit, body_timeout)
 
         request = RSGIRequest(app, scope, method, path, params, body, receive)
         request.route = route
@@ -237,17 +244,21 @@ def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
     return handle
 
 
-def _streamer(proto: Any, limit: int) -> Callable[[], AsyncIterator[bytes]]:
+def _streamer(proto: Any, limit: int, timeout: float) -> Callable[[], AsyncIterator[bytes]]:
     async def receive() -> AsyncIterator[bytes]:
         seen = 0
         chunks = aiter(proto)
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                chunk = await anext(chunks)
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks)
             except StopAsyncIteration:
                 return
             except ProtocolClosed:
                 raise ClientDisconnected() from None
+            except TimeoutError:
+                raise BodyTimeout() from None
             seen += len(chunk)
             if seen > limit:
                 raise BodyTooLarge()
@@ -256,8 +267,8 @@ def _streamer(proto: Any, limit: int) -> Callable[[], AsyncIterator[bytes]]:
     return receive
 
 
-async def _read_limited(proto: Any, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in _streamer(proto, limit)()])
+async def _read_limited(proto: Any, limit: int, timeout: float) -> bytes:
+    return b"".join([chunk async for chunk in _streamer(proto, limit, timeout)()])
 
 
 def _last_resort(proto: Any, request: RSGIRequest, exc: Exception) -> None:

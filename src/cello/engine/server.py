@@ -53,6 +53,8 @@ def run(
     interface: Literal["rsgi", "asgi"] = "rsgi",
     respawn_failed_workers: bool | None = None,
     workers_kill_timeout: int | None = None,
+    max_header_size: int = 64 * 1024,
+    header_timeout: float = 10.0,
 ) -> None:
     """Serve ``app`` (an App, or an import string ``"module:attr"``) until interrupted.
 
@@ -61,9 +63,14 @@ def run(
     ``http3`` serves QUIC on the same port number through hypercorn + aioquic (TLS certificate required) and
     advertises it with ``Alt-Svc`` on the TCP responses; ``reload``, ``backpressure``, ``interface`` and the
     ``workers_*`` tuning do not apply there (a dead HTTP/3 worker is always respawned when ``workers`` > 1).
+    ``max_header_size``: bytes the request line and headers may take (HTTP/1.1; more: 431 or 414).
+    ``header_timeout``: seconds a client has to send its request line and headers (slow clients are cut off);
+    the body has ``App(body_timeout=)``.
     """
     if workers < 1:
         raise ConfigurationError("workers must be >= 1")
+    if max_header_size < 8192 or header_timeout <= 0:
+        raise ConfigurationError("max_header_size must be >= 8192 and header_timeout > 0")
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigurationError("TLS needs both ssl_certfile and ssl_keyfile")
     if http not in ("auto", "1", "2"):
@@ -91,11 +98,14 @@ def run(
         interface=interface,
         respawn=workers > 1 if respawn_failed_workers is None else respawn_failed_workers,
         workers_kill_timeout=workers_kill_timeout,
+        max_header_size=max_header_size,
+        header_timeout=header_timeout,
     )
 
 
 def _run_granian(app: App | str, host: str, port: int, **options: Any) -> None:
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -116,6 +126,9 @@ def _run_granian(app: App | str, host: str, port: int, **options: Any) -> None:
         workers=options["workers"],
         http=HTTPModes(options["http"]),
         backpressure=options["backpressure"],
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(options["header_timeout"] * 1000), max_buffer_size=options["max_header_size"]
+        ),
         log_level=LogLevels(options["log_level"]),
         log_access=options["access_log"],
         ssl_cert=Path(certfile) if certfile else None,
