@@ -30,12 +30,12 @@ sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from mutate import mutate  # noqa: E402
-from strategies import FuzzRequest, http_requests  # noqa: E402
-from wire import exchange, judge  # noqa: E402
 
 from cello.testing import LiveServer  # noqa: E402
 from conftest import app_tracebacks  # noqa: E402
+from mutate import mutate  # noqa: E402
+from strategies import FuzzRequest, http_requests  # noqa: E402
+from wire import exchange, judge  # noqa: E402
 
 
 def serve(face: str, workers: int = 1, env: dict[str, str] | None = None) -> LiveServer:

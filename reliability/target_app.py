@@ -49,6 +49,7 @@ if REDIS_URL:
     redis = Redis(REDIS_URL, prefix=PREFIX, socket_timeout=0.5, connect_timeout=0.5)
 
 app = App(
+    body_timeout=float(os.environ.get("RELIABILITY_BODY_TIMEOUT", "30")),
     max_body_size=1024 * 1024,
     multipart=MultipartLimits(max_size=1024 * 1024, max_file_size=512 * 1024, max_parts=50),
     websocket_max_size=64 * 1024,

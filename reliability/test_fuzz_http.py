@@ -11,10 +11,10 @@ import os
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from strategies import FuzzRequest, http_requests
-from wire import exchange, judge
 
 from conftest import app_tracebacks, serve_target
+from strategies import FuzzRequest, http_requests
+from wire import exchange, judge
 
 EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "300"))
 FACES = ["granian", "uvicorn"]
