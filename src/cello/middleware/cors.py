@@ -121,10 +121,10 @@ class CORS(HookMiddleware):
         refused = refused or not (self.any_header or all(h in self.headers for h in requested))
         if refused:
             error = Forbidden("This cross-origin request is not allowed (origin, method or headers).")
-            response = ProblemResponse.from_exception(error, request.path)
+            refusal = ProblemResponse.from_exception(error, request.path)
             if not self.any_origin:
-                add_vary(response, "Origin")
-            return response
+                add_vary(refusal, "Origin")
+            return refusal
         response = Response(None, 204)
         value = self._allow_origin_value(origin)
         headers = response.raw_headers
