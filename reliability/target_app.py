@@ -45,8 +45,8 @@ redis = None
 if REDIS_URL:
     from cello.stores import RedisStore
 
-    store = RedisStore(REDIS_URL, prefix=PREFIX, socket_timeout=0.5)
     redis = Redis(REDIS_URL, prefix=PREFIX, socket_timeout=0.5, connect_timeout=0.5)
+    store = RedisStore(redis, prefix=PREFIX)
 
 app = App(
     body_timeout=float(os.environ.get("RELIABILITY_BODY_TIMEOUT", "30")),
@@ -189,7 +189,7 @@ async def bump_counter(name: Annotated[str, msgspec.Meta(max_length=50)]):
     if redis is None:
         raise HTTPException(404, "No Redis configured.")
     async with redis_breaker:
-        return {"name": name, "value": await redis.incr(f"counter:{name}")}
+        return {"name": name, "value": await redis.call("incr", redis.key(f"counter:{name}"))}
 
 
 @app.websocket("/ws/echo")
