@@ -221,3 +221,15 @@ def test_cli_prints_the_document(tmp_path):
     assert document["paths"]["/x/{n}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
         "type": "integer"
     }
+
+
+def test_object_values_are_any_json_value():
+    app = App()
+
+    @app.post("/echo")
+    async def echo(payload: dict[str, object]):
+        return payload
+
+    schema = app.openapi()["paths"]["/echo"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "object"
+    assert set(schema["additionalProperties"]["type"]) == {"object", "array", "string", "number", "boolean", "null"}

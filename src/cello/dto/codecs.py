@@ -87,9 +87,22 @@ class MsgspecCodec(Codec):
         return self._encoder.encode(value)
 
     def schema(self, components: dict[str, Any]) -> dict[str, Any]:
-        (schema,), named = msgspec.json.schema_components([self.annotation], ref_template=REF_TEMPLATE)
+        (schema,), named = msgspec.json.schema_components(
+            [self.annotation], ref_template=REF_TEMPLATE, schema_hook=_object_schema
+        )
         components.update(named)
         return schema  # type: ignore[no-any-return]
+
+
+# ``object`` (as in ``dict[str, object]``) holds any JSON value; msgspec needs it spelled out (an empty schema
+# counts as none)
+_ANY_JSON_VALUE = {"type": ["object", "array", "string", "number", "boolean", "null"]}
+
+
+def _object_schema(annotation: Any) -> dict[str, Any]:
+    if annotation is object:
+        return _ANY_JSON_VALUE
+    raise NotImplementedError  # other unknown types stay undescribed
 
 
 class PydanticCodec(Codec):
