@@ -309,3 +309,16 @@ def test_json_nested_deeper_than_the_stack_is_422(opener):
         response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["type"] == "json_invalid"
+
+
+def test_integers_beyond_64_bits_go_in_and_out_exactly():
+    app = App()
+
+    @app.get("/items/{item_id:int}")
+    def item(item_id: int):
+        return {"id": item_id}
+
+    with TestClient(app) as client:
+        response = client.get("/items/44531245726913257472")
+    assert response.status_code == 200
+    assert response.content == b'{"id":44531245726913257472}'

@@ -15,6 +15,7 @@ from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+import msgspec
 import orjson
 
 from .exceptions import HTTPException
@@ -62,7 +63,13 @@ def dump_json(content: Any) -> bytes:
         # documents hold only types orjson knows
         return orjson.dumps(content)
     except TypeError:
-        return orjson.dumps(content, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        try:
+            return orjson.dumps(content, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError as exc:
+            if "64-bit" not in str(exc):
+                raise
+            # an integer beyond 64 bits (a Python int may be any size): msgspec writes it exactly
+            return msgspec.json.encode(content, enc_hook=_json_default)
 
 
 class MutableHeaders(MutableMapping[str, str]):
