@@ -12,7 +12,7 @@ import pydantic
 import pytest
 from openapi_spec_validator import validate
 
-from cello import App, Blueprint, Body, Depends, Header, OpenAPIConfig, Query, UploadFile
+from cello import App, Blueprint, Body, Depends, EventSourceResponse, Header, OpenAPIConfig, Query, UploadFile
 from cello.dto.errors import ValidationErrorFormat
 from cello.testing import TestClient
 
@@ -233,3 +233,30 @@ def test_object_values_are_any_json_value():
     schema = app.openapi()["paths"]["/echo"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema["type"] == "object"
     assert set(schema["additionalProperties"]["type"]) == {"object", "array", "string", "number", "boolean", "null"}
+
+
+def test_optional_parameters_are_documented_without_null():
+    # a query string or a header cannot carry null: leaving the parameter out is how None arrives
+    app = App()
+
+    @app.get("/items")
+    def items(limit: int | None = None, x_count: Annotated[int | None, Header()] = None):
+        return []
+
+    parameters = {p["name"]: p for p in app.openapi()["paths"]["/items"]["get"]["parameters"]}
+    assert parameters["limit"]["schema"] == {"type": "integer"}
+    assert parameters["x-count"]["schema"] == {"type": "integer"}
+    assert not parameters["limit"]["required"]
+
+
+def test_event_streams_and_health_checks_document_their_media_types():
+    app = App()
+    app.enable_health_checks()
+
+    @app.get("/events")
+    async def events() -> EventSourceResponse:
+        return EventSourceResponse(iter(()))
+
+    paths = app.openapi()["paths"]
+    assert list(paths["/events"]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert list(paths["/health/ready"]["get"]["responses"]["200"]["content"]) == ["application/json"]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..http.response import JSONResponse, Response
+from ..http.response import JSONResponse
 from ..routing.router import Route
 
 Check = Callable[[], Any]
@@ -47,11 +47,11 @@ class HealthChecks:
             Route(self.ready_path, ["GET"], self.ready, name="health_ready", meta=dict(meta)),
         ]
 
-    async def live(self) -> Response:
+    async def live(self) -> JSONResponse:
         """The process is up and its event loop answers."""
         return JSONResponse({"status": "pass"}, headers={"cache-control": "no-store"})
 
-    async def ready(self) -> Response:
+    async def ready(self) -> JSONResponse:
         """Every registered readiness check passes."""
         results = await asyncio.gather(*(self._run(name, check, timeout) for name, (check, timeout) in
                                          self.checks.items()))  # fmt: skip

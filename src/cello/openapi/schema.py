@@ -203,7 +203,8 @@ def _parameter(slot: Slot, components: dict[str, Any]) -> dict[str, Any] | None:
     marker = slot.marker
     if isinstance(marker, Param) and not marker.include_in_schema:
         return None
-    schema = _schema_of(_with_constraints(slot), components)
+    # NOTE: a parameter left out is how None arrives; "null" is not a value a header or a query string can carry
+    schema = _without_null(_schema_of(_with_constraints(slot), components))
     if slot.source == "path" and not schema:
         schema = {"type": "string"}
     parameter: dict[str, Any] = {
@@ -224,6 +225,17 @@ def _parameter(slot: Slot, components: dict[str, Any]) -> dict[str, Any] | None:
     if typing.get_origin(strip_annotated(_optional_inner(slot.annotation))) in (list, set, tuple):
         parameter["style"], parameter["explode"] = "form", True
     return parameter
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kept = [option for option in options if option != {"type": "null"}]
+    if len(kept) == len(options) or not kept:
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _request_body(slots: list[Slot], components: dict[str, Any]) -> dict[str, Any] | None:

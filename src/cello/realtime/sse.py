@@ -95,6 +95,8 @@ class EventSourceResponse(StreamingResponse):
     ``ping``: seconds of silence before a keep-alive comment (None: never). ``retry``: milliseconds the browser
     should wait before reconnecting, sent first."""
 
+    media_type = "text/event-stream"  # what the OpenAPI document says a route returning one answers
+
     __slots__ = ()
 
     def __init__(
