@@ -85,7 +85,7 @@ def index():
 
 
 @app.get("/__ready")
-def ready():
+def ready() -> str:
     return "ok"
 
 
@@ -151,13 +151,13 @@ def delete_item(item_id: int):
     return None
 
 
-@app.get("/stream")
+@app.get("/stream", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 def stream(chunks: Annotated[int, Query(ge=0, le=100)] = 3):
     return StreamingResponse((f"chunk {n}\n".encode() for n in range(chunks)), media_type="text/plain")
 
 
 @app.get("/events")
-async def events(count: Annotated[int, Query(ge=0, le=20)] = 3):
+async def events(count: Annotated[int, Query(ge=0, le=20)] = 3) -> EventSourceResponse:
     async def generate():
         for n in range(count):
             yield ServerSentEvent({"n": n}, id=str(n))
