@@ -36,7 +36,9 @@ class Servers:
     def get(self, face: str, target: str) -> LiveServer:
         key = (face, target)
         if key not in self._running:
-            server = LiveServer(target, face, env=APPS_ENV, ready_path="/__ready")  # type: ignore[arg-type]
+            # "<server>-workers": the same server in cluster mode (two workers), for the reliability suite
+            name, workers = (face.removesuffix("-workers"), 2) if face.endswith("-workers") else (face, 1)
+            server = LiveServer(target, name, env=APPS_ENV, ready_path="/__ready", workers=workers)  # type: ignore[arg-type]
             self._running[key] = server.start()
         return self._running[key]
 
