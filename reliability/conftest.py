@@ -1,5 +1,5 @@
-"""Fixtures of the reliability suite: the live-server factory and the helpers of the live tests, the target app
-served on each engine face, and a Redis server of the suite's own (stopped on purpose by the fault tests)."""
+"""Fixtures of the reliability suite: the live-server factory of the live tests (tests/live/_live.py), and the
+reliability marker on everything collected here. Helpers the tests import live in serving.py."""
 
 from __future__ import annotations
 
@@ -12,9 +12,25 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent / "tests" / "live")]
 
+import importlib.util  # noqa: E402
+
 from _live import Factory, live_servers  # noqa: E402
 
-TARGET_ENV = {"PYTHONPATH": str(HERE)}
+
+def _tests_conftest():  # type: ignore[no-untyped-def]
+    """tests/conftest.py, under a name of its own (both files are "conftest" to Python)."""
+    spec = importlib.util.spec_from_file_location("cello_tests_conftest", HERE.parent / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# the fixtures the attack suites re-run here need (their ``face`` is set by each module)
+_shared = _tests_conftest()
+servers = _shared.servers
+sec_client = _shared.sec_client
+session_client = _shared.session_client
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,17 +50,3 @@ def live() -> Iterator[Factory]:
 def live_module() -> Iterator[Factory]:
     with live_servers() as make:
         yield make
-
-
-def serve_target(make: Factory, face: str = "granian", *, workers: int = 1, env: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = ()):  # fmt: skip
-    """The target app (reliability/target_app.py) on ``face``, started."""
-    options = {"env": {**TARGET_ENV, **(env or {})}, "ready_path": "/__ready", "workers": workers}
-    return make("target_app:app", face, extra_args=extra_args, **options).start()
-
-
-def app_tracebacks(output: str) -> list[str]:
-    """The tracebacks in a server's log that pass through Cello or the target app (an engine may log its own
-    for input it refused, e.g. uvicorn for invalid UTF-8 in a WebSocket text frame, after closing with 1007)."""
-    blocks = output.split("Traceback (most recent call last):")[1:]
-    return [block[:2000] for block in blocks if "/cello/" in block or "target_app.py" in block]

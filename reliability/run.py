@@ -3,6 +3,7 @@
 
 Usage (from the repository root, with the project's venv):
     .venv/bin/python reliability/run.py fuzz --cases 1000000        # hostile requests through a live server
+    .venv/bin/python reliability/run.py slow                        # slowloris: cut-offs, others' latency
     .venv/bin/python reliability/run.py soak --minutes 10           # realistic load on Redis: errors, RSS growth
 
 Each run writes a Markdown report to reliability/results/ (<kind>-<UTC time>.md and <kind>-latest.md) and exits
@@ -32,15 +33,12 @@ import httpx  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from cello.testing import LiveServer  # noqa: E402
-from conftest import app_tracebacks  # noqa: E402
 from mutate import mutate  # noqa: E402
+from serving import app_tracebacks, serve_target  # noqa: E402
+from slow import latencies, percentiles, slow_clients  # noqa: E402
+from soak import run_soak  # noqa: E402
 from strategies import FuzzRequest, http_requests  # noqa: E402
 from wire import exchange, judge  # noqa: E402
-
-
-def serve(face: str, workers: int = 1, env: dict[str, str] | None = None) -> LiveServer:
-    environment = {"PYTHONPATH": str(HERE), **(env or {})}
-    return LiveServer("target_app:app", face, workers=workers, env=environment, ready_path="/__ready")  # type: ignore[arg-type]
 
 
 def write_report(kind: str, lines: list[str]) -> Path:
@@ -109,7 +107,7 @@ def fuzz(args: argparse.Namespace) -> int:
         kinds: Counter[str] = Counter()
         defects: list[str] = []
         started = time.monotonic()
-        with serve(face) as server:
+        with serve_target(face=face, start=False) as server:
             pid = httpx.get(server.url + "/pid", timeout=5).json()["pid"]
             seeds = draw_seeds(args.seeds, server, kinds, defects)
             restarts = 0
@@ -148,6 +146,52 @@ def fuzz(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def slow(args: argparse.Namespace) -> int:
+    lines = [
+        f"Command: `reliability/run.py slow --connections {args.connections} --requests {args.requests}` "
+        "(header timeout 2 s via cello run --header-timeout 2; App(body_timeout=2))",
+        "",
+        "| Face | Attack | Slow clients | Cut off after | Their answer | Others: failures | p50 | p99 |",
+        "|---|---|--:|--:|---|--:|--:|--:|",
+    ]
+    passed = True
+    for face, mode in (("granian", None), ("granian", "headers"), ("granian", "body"), ("uvicorn", None),
+                       ("uvicorn", "body")):  # fmt: skip
+        extra = ("--header-timeout", "2") if face == "granian" else ()
+        env = {"RELIABILITY_BODY_TIMEOUT": "2"}
+        with serve_target(face=face, env=env, extra_args=extra, start=False) as server:
+            if mode is None:
+                failures, times = latencies(server.url + "/", args.requests)
+                cut, answers, opened = "-", "-", 0
+            else:
+                with slow_clients(server.host, server.port, args.connections, mode) as attack:
+                    time.sleep(0.5)  # every slow client is connected and trickling
+                    failures, times = latencies(server.url + "/", args.requests, seconds=3)  # the whole attack
+                    deadline = time.monotonic() + 30
+                    while len(attack.cut_after) < attack.opened and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                opened = attack.opened
+                cut = f"{min(attack.cut_after, default=0):.1f}-{max(attack.cut_after, default=0):.1f} s"
+                answers = ", ".join(sorted({a.decode(errors="replace") or "closed" for a in attack.answers}))
+                passed &= len(attack.cut_after) == attack.opened
+        p50, p99 = percentiles(times)
+        passed &= failures == 0
+        lines.append(f"| {face} | {mode or 'none'} | {opened} | {cut} | {answers} | {failures} | {p50:.2f} ms | "
+                     f"{p99:.2f} ms |")  # fmt: skip
+    path = write_report("slow", lines)
+    print("\n".join(lines))
+    print(f"report: {path}")
+    return 0 if passed else 1
+
+
+def soak(args: argparse.Namespace) -> int:
+    lines, passed = run_soak(args.minutes, args.rate, args.redis)
+    path = write_report("soak", lines)
+    print("\n".join(lines))
+    print(f"report: {path}")
+    return 0 if passed else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +202,15 @@ def main() -> int:
     fuzz_parser.add_argument("--seed", type=int, default=1, help="the mutator's random seed")
     fuzz_parser.add_argument("--connections", type=int, default=16, help="requests in flight at once")
     fuzz_parser.set_defaults(func=fuzz)
+    slow_parser = commands.add_parser("slow", help="slowloris: who is cut off, what everyone else sees")
+    slow_parser.add_argument("--connections", type=int, default=500, help="slow clients at once")
+    slow_parser.add_argument("--requests", type=int, default=2000, help="requests of the normal client")
+    slow_parser.set_defaults(func=slow)
+    soak_parser = commands.add_parser("soak", help="a realistic app on Redis under steady load: errors, RSS growth")
+    soak_parser.add_argument("--minutes", type=float, default=10.0)
+    soak_parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
+    soak_parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="the Redis the stores use")
+    soak_parser.set_defaults(func=soak)
     args = parser.parse_args()
     return int(args.func(args))
 

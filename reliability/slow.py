@@ -81,12 +81,14 @@ def slow_clients(host: str, port: int, connections: int, mode: str, interval: fl
             thread.join(10)
 
 
-def latencies(url: str, requests: int) -> tuple[int, list[float]]:
-    """(failures, latencies in ms) of ``requests`` sequential GETs on one kept-alive connection."""
+def latencies(url: str, requests: int, seconds: float = 0.0) -> tuple[int, list[float]]:
+    """(failures, latencies in ms) of sequential GETs on one kept-alive connection: at least ``requests`` of
+    them, for at least ``seconds``."""
     failures = 0
-    times = []
+    times: list[float] = []
+    until = time.monotonic() + seconds
     with httpx.Client(timeout=10) as client:
-        for _ in range(requests):
+        while len(times) < requests or time.monotonic() < until:
             started = time.perf_counter()
             try:
                 ok = client.get(url).status_code == 200

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cello.security import JwtConfig
-from conftest import serve_target
+from serving import serve_target
 
 EXAMPLES = os.environ.get("RELIABILITY_CONTRACT_EXAMPLES", "30")
 SEED = os.environ.get("RELIABILITY_CONTRACT_SEED", "1")

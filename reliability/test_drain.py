@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from conftest import serve_target
+from serving import serve_target
 
 
 @pytest.mark.parametrize("face", ["granian", "uvicorn"])

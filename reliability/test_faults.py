@@ -16,7 +16,7 @@ import httpx
 import pytest
 from _live import redis_server
 
-from conftest import serve_target
+from serving import serve_target
 
 pytestmark = pytest.mark.services
 

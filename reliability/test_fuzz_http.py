@@ -12,7 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from conftest import app_tracebacks, serve_target
+from serving import app_tracebacks, serve_target
 from strategies import FuzzRequest, http_requests
 from wire import exchange, judge
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from websockets.sync.client import connect as ws_connect
 
-from conftest import app_tracebacks, serve_target
+from serving import app_tracebacks, serve_target
 from strategies import frame, websocket_frame_sequences
 
 EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "300")) // 3

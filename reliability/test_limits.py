@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from conftest import serve_target
+from serving import serve_target
 from wire import exchange, judge
 
 

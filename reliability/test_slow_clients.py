@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import serve_target
+from serving import serve_target
 from slow import latencies, percentiles, slow_clients
 
 SLOW_CONNECTIONS = 100
@@ -23,7 +23,7 @@ def test_slow_clients_are_cut_off_and_others_are_served(live, face, mode):
     server = serve_target(live, face, env={"RELIABILITY_BODY_TIMEOUT": "2"}, extra_args=(
         ("--header-timeout", "2") if face == "granian" else ()))  # fmt: skip
     with slow_clients(server.host, server.port, SLOW_CONNECTIONS, mode) as attack:
-        failures, times = latencies(server.url + "/", 200)
+        failures, times = latencies(server.url + "/", 200, seconds=2.5)  # while the attack lasts
         deadline = time.monotonic() + 20  # generous: the timeout is 2 s
         while len(attack.cut_after) < SLOW_CONNECTIONS and time.monotonic() < deadline:
             time.sleep(0.2)
