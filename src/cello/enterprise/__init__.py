@@ -1,5 +1,7 @@
-"""Integrations with outside systems. Each needs its extra (``pip install 'cello[redis]'``)."""
+"""Integrations with outside systems. Each needs its extra (``pip install 'cello[postgres]'``, ``cello[redis]``);
+SQLite, the embedded database, needs none."""
 
+from .database import Connection, Database, DatabaseUnavailable
 from .redis import Redis
 
-__all__ = ["Redis"]
+__all__ = ["Connection", "Database", "DatabaseUnavailable", "Redis"]

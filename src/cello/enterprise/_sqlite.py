@@ -1,0 +1,188 @@
+"""SQLite, the embedded default behind ``Database("sqlite://...")``: the same API as PostgreSQL, no server.
+
+sqlite3 blocks, so each connection lives on a thread of its own and every call is handed to it. ``$1``, ``$2``
+placeholders work as written: SQLite reads ``$1`` as a named parameter, which is given by number. A file
+database gets a small pool (WAL mode lets readers work while one writer writes); an in-memory one is a single
+connection, since each connection to ``:memory:`` would be a database of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import decimal
+import itertools
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .errors import DatabaseUnavailable
+
+_savepoints = itertools.count()
+
+
+# what SQLite has no type for is stored as text, in the form the value would take in JSON
+_AS_TEXT = (decimal.Decimal, uuid.UUID)
+_AS_ISO = (datetime.date, datetime.time)  # datetime.datetime is a date
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, _AS_TEXT):
+        return str(value)
+    if isinstance(value, _AS_ISO):
+        return value.isoformat()
+    return value
+
+
+def _named(args: Sequence[Any]) -> dict[str, Any]:
+    return {str(index): _value(value) for index, value in enumerate(args, 1)}
+
+
+def _rows(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+class SQLiteConnection:
+    """One sqlite3 connection on its own thread, with the ``Database`` API."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="cello-sqlite")
+        self.raw: sqlite3.Connection | None = None
+        self.depth = 0  # open transactions: 0 none, 1 BEGIN, more savepoints
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, function, *args)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            raw = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            if self.path != ":memory:":
+                raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA foreign_keys=ON")
+            return raw
+
+        try:
+            self.raw = await self._run(connect)
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(f"SQLite database {self.path!r} cannot be opened: {exc}") from exc
+
+    async def close(self) -> None:
+        if self.raw is not None:
+            await self._run(self.raw.close)
+            self.raw = None
+        self.thread.shutdown(wait=False)
+
+    def _query(self, query: str, args: Sequence[Any], many: int | None) -> list[dict[str, Any]]:
+        assert self.raw is not None
+        cursor = self.raw.execute(query, _named(args))
+        try:
+            rows = cursor.fetchall() if many is None else cursor.fetchmany(many)
+            return _rows(cursor, rows)
+        finally:
+            cursor.close()
+
+    async def fetch_one(self, query: str, args: Sequence[Any]) -> dict[str, Any] | None:
+        rows = await self._run(self._query, query, args, 1)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        return await self._run(self._query, query, args, None)  # type: ignore[no-any-return]
+
+    async def fetch_val(self, query: str, args: Sequence[Any], column: int) -> Any:
+        row = await self.fetch_one(query, args)
+        return None if row is None else list(row.values())[column]
+
+    async def execute(self, query: str, args: Sequence[Any]) -> int:
+        def run() -> int:
+            assert self.raw is not None
+            cursor = self.raw.execute(query, _named(args))
+            cursor.close()
+            return max(cursor.rowcount, 0)
+
+        return await self._run(run)  # type: ignore[no-any-return]
+
+    async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
+        def run() -> None:
+            assert self.raw is not None
+            self.raw.executemany(query, [_named(row) for row in rows])
+
+        await self._run(run)
+
+    async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[dict[str, Any]]:
+        assert self.raw is not None
+        cursor = await self._run(self.raw.execute, query, _named(args))
+        try:
+            while rows := await self._run(cursor.fetchmany, batch):
+                for row in _rows(cursor, rows):
+                    yield row
+        finally:
+            await self._run(cursor.close)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """BEGIN ... COMMIT, or a savepoint inside one already open; rolled back on an exception."""
+        name = f"cello_{next(_savepoints)}" if self.depth else None
+        await self.execute(f"SAVEPOINT {name}" if name else "BEGIN", ())
+        self.depth += 1
+        try:
+            yield
+        except BaseException:
+            await self.execute(f"ROLLBACK TO SAVEPOINT {name}" if name else "ROLLBACK", ())
+            if name:
+                await self.execute(f"RELEASE SAVEPOINT {name}", ())
+            raise
+        else:
+            await self.execute(f"RELEASE SAVEPOINT {name}" if name else "COMMIT", ())
+        finally:
+            self.depth -= 1
+
+
+class SQLitePool:
+    """A few connections to one file (one for ``:memory:``), handed out one caller at a time."""
+
+    def __init__(self, path: str, *, max_size: int, acquire_timeout: float, busy_timeout: float) -> None:
+        self.path = path
+        self.size = 1 if path == ":memory:" else max(1, max_size)
+        self.acquire_timeout = acquire_timeout
+        self.busy_timeout = busy_timeout
+        self.idle: asyncio.Queue[SQLiteConnection] | None = None
+        self.all: list[SQLiteConnection] = []
+
+    async def open(self) -> None:
+        if self.idle is not None:
+            return
+        idle: asyncio.Queue[SQLiteConnection] = asyncio.Queue()
+        for _ in range(self.size):
+            connection = SQLiteConnection(self.path, self.busy_timeout)
+            await connection.open()
+            self.all.append(connection)
+            idle.put_nowait(connection)
+        self.idle = idle
+
+    async def close(self) -> None:
+        connections, self.all, self.idle = self.all, [], None
+        for connection in connections:
+            await connection.close()
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[SQLiteConnection]:
+        if self.idle is None:
+            await self.open()
+        assert self.idle is not None
+        idle = self.idle
+        try:
+            connection = await asyncio.wait_for(idle.get(), self.acquire_timeout)
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"no free SQLite connection within {self.acquire_timeout:g} s (pool of {self.size})"
+            ) from exc
+        try:
+            yield connection
+        finally:
+            idle.put_nowait(connection)

@@ -1,0 +1,12 @@
+"""Errors of the data layer."""
+
+from __future__ import annotations
+
+from ..http.exceptions import ServiceUnavailable
+
+__all__ = ["DatabaseUnavailable"]
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database did not answer, or no pooled connection came free in time: unhandled, a 503 problem+json
+    with ``Retry-After`` (the cause goes to the log, never to the client)."""
