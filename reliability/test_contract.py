@@ -1,7 +1,7 @@
-"""Contract testing: schemathesis generates requests from each app's own OpenAPI document and checks every
-answer against it (status codes, content types, schemas, server errors, response headers) - the examples app and
-the reliability target app, through live servers. ``RELIABILITY_CONTRACT_EXAMPLES`` sets examples per operation
-(default 30 here; the published run uses 200)."""
+"""Contract testing: schemathesis generates requests from the target app's own OpenAPI document and checks every
+answer against it (status codes, content types, schemas, server errors, response headers), through a live
+server. (The examples API: tests/test_docs_contract.py.) ``RELIABILITY_CONTRACT_EXAMPLES`` sets examples per
+operation (default 30 here; the published run uses 200)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from serving import serve_target
 
 EXAMPLES = os.environ.get("RELIABILITY_CONTRACT_EXAMPLES", "30")
 SEED = os.environ.get("RELIABILITY_CONTRACT_SEED", "1")
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 
 def schemathesis(url: str, *options: str) -> subprocess.CompletedProcess[str]:
@@ -27,12 +26,6 @@ def schemathesis(url: str, *options: str) -> subprocess.CompletedProcess[str]:
     command = [program, "run", url + "/openapi.json", "--checks", "all", "--max-examples", EXAMPLES, "--seed", SEED,
                "--suppress-health-check", "all", "--max-response-time", "5", *options]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-
-
-def test_the_examples_api_keeps_its_contract(live):
-    server = live("api:app", env={"PYTHONPATH": str(EXAMPLES_DIR)}, ready_path="/openapi.json").start()
-    result = schemathesis(server.url)
-    assert result.returncode == 0, result.stdout[-6000:]
 
 
 def test_the_target_app_keeps_its_contract(live):
