@@ -6,7 +6,8 @@ streaming and an event-stream response, a WebSocket echo, a JWT-guarded route, a
 
 With ``RELIABILITY_REDIS_URL`` set, the rate limiter, the response cache and the ``/counter`` routes use that
 Redis; the limiter fails open (a Redis outage must not take down routes that do not need it) and ``/counter`` sits
-behind a circuit breaker (a Redis outage answers a fast 503 there). Without it everything is in memory.
+behind a circuit breaker (a Redis outage answers a fast 503 there). Without it everything is in memory. With
+``RELIABILITY_DATABASE_URL``, ``/users/{id}`` reads a PostgreSQL (or SQLite) table through ``Database``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cello import (
     Form,
     Header,
     HTTPException,
+    JSONResponse,
     MultipartLimits,
     Query,
     ServerSentEvent,
@@ -32,12 +34,13 @@ from cello import (
     UploadFile,
     WebSocket,
 )
-from cello.enterprise import Redis
+from cello.enterprise import Database, DatabaseUnavailable, Redis
 from cello.middleware import CircuitBreaker, JwtAuth, JwtConfig, RateLimitConfig
 from cello.security import Role
 
 SECRET = "reliability-secret-that-is-long-enough-for-hs256"
 REDIS_URL = os.environ.get("RELIABILITY_REDIS_URL")
+DATABASE_URL = os.environ.get("RELIABILITY_DATABASE_URL")
 PREFIX = os.environ.get("RELIABILITY_PREFIX", "reliability:")
 
 store = None
@@ -64,6 +67,19 @@ app.enable_health_checks()
 app.use(JwtAuth(JwtConfig(secret=SECRET, optional=True)))
 
 redis_breaker = CircuitBreaker(name="redis", failure_threshold=3, reset_timeout=1.0)
+
+db = None
+if DATABASE_URL:
+    db = Database(DATABASE_URL, pool_size=5, connect_timeout=1, command_timeout=2, acquire_timeout=1,
+                  breaker_threshold=3, breaker_reset=1).attach(app)  # fmt: skip
+
+    @app.on_startup
+    async def users_table() -> None:
+        try:
+            await db.execute("CREATE TABLE IF NOT EXISTS users (id integer PRIMARY KEY, name text NOT NULL)")
+            await db.execute("INSERT INTO users VALUES (1, 'ada') ON CONFLICT (id) DO NOTHING")
+        except DatabaseUnavailable:
+            pass  # the routes answer 503 until the database is back
 
 
 class Address(msgspec.Struct, forbid_unknown_fields=True):
@@ -190,6 +206,16 @@ async def bump_counter(name: Annotated[str, msgspec.Meta(max_length=50)]):
         raise HTTPException(404, "No Redis configured.")
     async with redis_breaker:
         return {"name": name, "value": await redis.call("incr", redis.key(f"counter:{name}"))}
+
+
+@app.get("/users/{user_id:int}")
+async def user(user_id: int):
+    if db is None:
+        raise HTTPException(404, "No database configured.")
+    row = await db.fetch_one("SELECT id, name FROM users WHERE id = $1", user_id)
+    if row is None:
+        raise HTTPException(404, f"There is no user {user_id}.")
+    return JSONResponse(row, headers={"cache-control": "no-store"})  # always fresh: never from the cache
 
 
 @app.websocket("/ws/echo")
