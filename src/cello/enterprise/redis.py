@@ -2,21 +2,53 @@
 broadcast backplane use.
 
 ``Redis("redis://localhost:6379")`` connects lazily (on first use, in the worker that uses it) through redis-py's
-asyncio client with a connection pool; values are JSON (orjson), so a dict stored with ``set`` comes back from
-``get`` as the same dict. A backend that does not answer within ``socket_timeout`` raises ``StoreUnavailable``
-quickly instead of hanging a request. redis-py comes with the ``redis`` extra.
+asyncio client with a connection pool; ``Redis("redis://node1:7000", cluster=True)`` (or a ``redis+cluster://``
+URL) speaks to a Redis Cluster instead, discovering the other nodes from that one. Values are JSON (orjson), so a
+dict stored with ``set`` comes back from ``get`` as the same dict; so are hash fields, pipeline results and
+pub/sub messages. Keys are namespaced by ``prefix``. A backend that does not answer within ``socket_timeout``
+raises ``StoreUnavailable`` (a 503 when unhandled) quickly instead of hanging a request. redis-py comes with the
+``redis`` extra.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..http.exceptions import ConfigurationError
 from ..stores.base import StoreUnavailable
 
-__all__ = ["Redis"]
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["LockNotAcquired", "Message", "Pipeline", "Redis"]
+
+
+class LockNotAcquired(StoreUnavailable):
+    """Another holder kept the lock past ``blocking_timeout`` (unhandled: a 503, try again shortly)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One pub/sub message: the channel (without the prefix) and its JSON-decoded data."""
+
+    channel: str
+    data: Any
+
+
+def _dumps(value: Any) -> bytes:
+    from ..http.response import dump_json
+
+    return dump_json(value)
+
+
+def _loads(raw: bytes | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
 
 
 class Redis:
@@ -27,12 +59,14 @@ class Redis:
         url: str = "redis://localhost:6379",
         *,
         prefix: str = "",
+        cluster: bool = False,
         max_connections: int = 50,
         socket_timeout: float = 1.0,
         connect_timeout: float = 1.0,
         health_check_interval: float = 15.0,
     ) -> None:
-        self.url = url
+        self.cluster = cluster or url.startswith("redis+cluster://")
+        self.url = url.replace("redis+cluster://", "redis://", 1)
         self.prefix = prefix
         self._options: dict[str, Any] = {
             "max_connections": max_connections,
@@ -44,45 +78,241 @@ class Redis:
 
     @property
     def client(self) -> Any:
-        """The underlying ``redis.asyncio.Redis`` (bytes in, bytes out), created on first use."""
+        """The underlying ``redis.asyncio`` client (bytes in, bytes out), created on first use."""
         if self._client is None:
             try:
                 import redis.asyncio
+                from redis.asyncio.cluster import RedisCluster
             except ImportError:
                 raise ConfigurationError("Redis support needs redis-py: pip install 'cello[redis]'") from None
-            self._client = redis.asyncio.Redis.from_url(self.url, **self._options)
+            if self.cluster:
+                options = {k: v for k, v in self._options.items() if k != "health_check_interval"}
+                self._client = RedisCluster.from_url(self.url, **options)
+            else:
+                self._client = redis.asyncio.Redis.from_url(self.url, **self._options)
         return self._client
 
     def key(self, key: str) -> str:
         return self.prefix + key
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run one client command, turning connection failures into ``StoreUnavailable``."""
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """The error to raise for a connection failure: it names host and port, never credentials."""
+        where = self.url.partition("://")[2].rpartition("@")[2]  # host:port, never credentials
+        return StoreUnavailable(f"Redis at {where} did not answer: {type(exc).__name__}")
+
+    @staticmethod
+    def failures() -> tuple[type[BaseException], ...]:
+        """The exceptions that mean Redis (not the command) is at fault."""
         import redis.exceptions
 
+        return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one client command, turning connection failures into ``StoreUnavailable``."""
         try:
             return await getattr(self.client, method)(*args, **kwargs)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {self.url} did not answer: {type(exc).__name__}") from exc
+        except self.failures() as exc:
+            raise self.unavailable(exc) from exc
+
+    # -- values -----------------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Any:
         """The JSON value stored under ``key``, or None."""
-        raw = await self.call("get", self.key(key))
-        return None if raw is None else orjson.loads(raw)
+        return _loads(await self.call("get", self.key(key)))
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` as JSON; it expires after ``ttl`` seconds when given."""
-        from ..http.response import dump_json
-
-        await self.call("set", self.key(key), dump_json(value), px=int(ttl * 1000) if ttl else None)
+        await self.call("set", self.key(key), _dumps(value), px=int(ttl * 1000) if ttl else None)
 
     async def delete(self, *keys: str) -> int:
         return int(await self.call("delete", *(self.key(k) for k in keys)))
 
+    async def exists(self, key: str) -> bool:
+        return bool(await self.call("exists", self.key(key)))
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to the integer at ``key`` (0 when missing), atomically; the new value."""
+        return int(await self.call("incrby", self.key(key), amount))
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Let ``key`` expire after ``ttl`` seconds; False when there is no such key."""
+        return bool(await self.call("pexpire", self.key(key), max(1, int(ttl * 1000))))
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; None when it does not exist or never expires."""
+        left = int(await self.call("pttl", self.key(key)))
+        return None if left < 0 else left / 1000
+
+    # -- hashes -------------------------------------------------------------------------------------------------
+
+    async def hset(self, key: str, mapping: dict[str, Any]) -> int:
+        """Set fields of the hash at ``key`` (values as JSON); how many fields are new."""
+        return int(await self.call("hset", self.key(key), mapping={f: _dumps(v) for f, v in mapping.items()}))
+
+    async def hget(self, key: str, field: str) -> Any:
+        return _loads(await self.call("hget", self.key(key), field))
+
+    async def hgetall(self, key: str) -> dict[str, Any]:
+        raw = await self.call("hgetall", self.key(key))
+        return {field.decode(): _loads(value) for field, value in raw.items()}
+
+    async def hdel(self, key: str, *fields: str) -> int:
+        return int(await self.call("hdel", self.key(key), *fields))
+
+    # -- pipelines, pub/sub, locks ---------------------------------------------------------------------------
+
+    def pipeline(self, transaction: bool = True) -> Pipeline:
+        """Commands sent together in one round trip (``MULTI``/``EXEC`` when ``transaction``; a cluster runs
+        them per node, without one):
+
+            async with cache.pipeline() as pipe:
+                pipe.incr("hits").expire("hits", 60).get("hits")
+            hits = pipe.results[-1]
+        """
+        return Pipeline(self, transaction and not self.cluster)
+
+    async def publish(self, channel: str, message: Any) -> int:
+        """Publish ``message`` as JSON; how many subscribers received it."""
+        return int(await self.call("publish", self.key(channel), _dumps(message)))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str, raw: bool = False) -> AsyncIterator[AsyncIterator[Message]]:
+        """Subscribed once the block is entered (nothing published afterwards is missed); iterate for messages:
+
+            async with cache.subscribe("news") as messages:
+                async for message in messages:
+                    print(message.channel, message.data)
+
+        ``raw``: ``data`` is the bytes as published, not decoded.
+        """
+        failures = self.failures()
+        pubsub = self.client.pubsub()
+        names = [self.key(channel) for channel in channels]
+        try:
+            try:
+                await pubsub.subscribe(*names)
+                # NOTE: wait for Redis to confirm every channel: from then on every PUBLISH reaches this connection
+                confirmed = 0
+                async with asyncio.timeout(10):
+                    while confirmed < len(names):
+                        reply = await pubsub.get_message(timeout=1.0)
+                        confirmed += reply is not None and reply["type"] == "subscribe"
+            except failures as exc:
+                raise self.unavailable(exc) from exc
+            yield self._messages(pubsub, raw)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _messages(self, pubsub: Any, raw: bool) -> AsyncIterator[Message]:
+        skip = len(self.prefix)
+        try:
+            while True:
+                # NOTE: not pubsub.listen(): its blocking read is bounded by the client's socket timeout (a
+                # second), so a quiet channel would look like a dead Redis; an explicit wait returns None when
+                # nothing came, and a real failure still raises
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                channel = message["channel"]
+                channel = (channel.decode() if isinstance(channel, bytes) else str(channel))[skip:]
+                data = message["data"]
+                data = data if isinstance(data, bytes) else str(data).encode()
+                yield Message(channel, data if raw else orjson.loads(data))
+        except self.failures() as exc:
+            raise self.unavailable(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, timeout: float = 10.0, blocking_timeout: float = 5.0) -> AsyncIterator[None]:
+        """A distributed lock: one holder at a time across workers and machines. It expires after ``timeout``
+        seconds even if its holder dies; waiting longer than ``blocking_timeout`` raises ``LockNotAcquired``."""
+        lock = self.client.lock(self.key("lock:" + name), timeout=timeout, blocking_timeout=blocking_timeout)
+        try:
+            acquired = await lock.acquire()
+        except self.failures() as exc:
+            raise self.unavailable(exc) from exc
+        if not acquired:
+            raise LockNotAcquired(f"the lock {name!r} is held elsewhere")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # expired meanwhile, or Redis gone: the TTL frees it
+                await lock.release()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
     async def ping(self) -> bool:
-        return bool(await self.call("ping"))
+        """Whether Redis answers now (the readiness check)."""
+        try:
+            return bool(await self.call("ping"))
+        except StoreUnavailable:
+            return False
+
+    def attach(self, app: App) -> Redis:
+        """Close the connections when the app (each worker) stops, and report Redis to the readiness check
+        (``app.enable_health_checks()``) as ``redis``."""
+        app.on_shutdown(self.close)
+        app.health_check("redis")(self.ping)
+        return self
 
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+
+class Pipeline:
+    """Queued commands (``set``, ``get``, ``delete``, ``incr``, ``expire``, ``hset``, ``hget``) run in one round
+    trip when the ``async with`` block ends; ``results`` holds their answers, decoded like the client's."""
+
+    def __init__(self, redis: Redis, transaction: bool) -> None:
+        self.redis = redis
+        self.transaction = transaction
+        self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
+        self.results: list[Any] = []
+
+    def _add(self, command: str, *args: Any, decode: Any = None, **kwargs: Any) -> Pipeline:
+        self._queued.append((command, args, kwargs, decode))
+        return self
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> Pipeline:
+        return self._add("set", self.redis.key(key), _dumps(value), px=int(ttl * 1000) if ttl else None)
+
+    def get(self, key: str) -> Pipeline:
+        return self._add("get", self.redis.key(key), decode=_loads)
+
+    def delete(self, *keys: str) -> Pipeline:
+        return self._add("delete", *(self.redis.key(k) for k in keys), decode=int)
+
+    def incr(self, key: str, amount: int = 1) -> Pipeline:
+        return self._add("incrby", self.redis.key(key), amount, decode=int)
+
+    def expire(self, key: str, ttl: float) -> Pipeline:
+        return self._add("pexpire", self.redis.key(key), max(1, int(ttl * 1000)), decode=bool)
+
+    def hset(self, key: str, mapping: dict[str, Any]) -> Pipeline:
+        return self._add("hset", self.redis.key(key), mapping={f: _dumps(v) for f, v in mapping.items()}, decode=int)
+
+    def hget(self, key: str, field: str) -> Pipeline:
+        return self._add("hget", self.redis.key(key), field, decode=_loads)
+
+    async def execute(self) -> list[Any]:
+        pipe = self.redis.client.pipeline(transaction=self.transaction)
+        for command, args, kwargs, _ in self._queued:
+            getattr(pipe, command)(*args, **kwargs)
+        try:
+            raw = await pipe.execute()
+        except self.redis.failures() as exc:
+            raise self.redis.unavailable(exc) from exc
+        self.results = [
+            decode(value) if decode else value for (_, _, _, decode), value in zip(self._queued, raw, strict=True)
+        ]
+        self._queued.clear()
+        return self.results
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None and self._queued:
+            await self.execute()

@@ -8,14 +8,13 @@ client's socket timeout.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..enterprise.redis import Redis
-from .base import Store, StoreUnavailable, WindowResult
+from .base import Store, WindowResult
 
 # state: s = start of the current fixed window (ms), c = hits in it, p = hits in the previous one
 _WINDOW_SCRIPT = """
@@ -96,12 +95,10 @@ class RedisStore(Store):
         script = self._scripts.get(name)
         if script is None:
             script = self._scripts[name] = self.redis.client.register_script(source)
-        import redis.exceptions
-
         try:
             return await script(keys=keys, args=args)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {self.redis.url} did not answer: {type(exc).__name__}") from exc
+        except self.redis.failures() as exc:
+            raise self.redis.unavailable(exc) from exc
 
     async def get(self, key: str) -> bytes | None:
         value = await self.redis.call("get", self._key(key))
@@ -162,36 +159,13 @@ class RedisStore(Store):
 
     @contextlib.asynccontextmanager
     async def subscription(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        import redis.exceptions
+        async with self.redis.subscribe(self.prefix + channel, raw=True) as messages:
 
-        failures = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-        pubsub = self.redis.client.pubsub()
-        try:
-            try:
-                await pubsub.subscribe(self._key(channel))
-                # NOTE: wait for Redis to confirm: from then on every PUBLISH reaches this connection
-                async with asyncio.timeout(10):
-                    while (reply := await pubsub.get_message(timeout=1.0)) is None or reply["type"] != "subscribe":
-                        pass
-            except failures as exc:
-                raise StoreUnavailable(f"Redis at {self.redis.url} did not answer: {type(exc).__name__}") from exc
+            async def payloads() -> AsyncIterator[bytes]:
+                async for message in messages:
+                    yield message.data
 
-            async def messages() -> AsyncIterator[bytes]:
-                try:
-                    while True:
-                        # NOTE: not pubsub.listen(): its blocking read is bounded by the client's socket timeout
-                        # (a second), so a quiet channel would look like a dead Redis; an explicit wait returns
-                        # None when nothing came, and a real failure still raises
-                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
-                        if message is not None and message.get("type") == "message":
-                            data = message["data"]
-                            yield data if isinstance(data, bytes) else str(data).encode()
-                except failures as exc:
-                    raise StoreUnavailable(f"Redis at {self.redis.url} did not answer: {type(exc).__name__}") from exc
-
-            yield messages()
-        finally:
-            await pubsub.aclose()
+            yield payloads()
 
     async def close(self) -> None:
         await self.redis.close()
