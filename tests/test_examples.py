@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import uuid
 from pathlib import Path
 
+import pytest
+
+from _helpers import require_service
 from cello.testing import TestClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -153,3 +157,38 @@ def test_chat_example():
             ada.send_text("hello")
             assert bob.receive_text() == "ada: hello"
             assert ada.receive_text() == "ada: hello"
+
+
+def test_database_example_on_sqlite(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/notes.db")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    app = load("database").app
+    with TestClient(app) as client:
+        created = client.post("/notes", json={"title": "hi", "body": "there"})
+        assert created.status_code == 201
+        note = created.json()
+        assert note["title"] == "hi" and isinstance(note["id"], int)
+        assert client.get(f"/notes/{note['id']}").json() == note
+        assert client.get("/notes").json() == [note]
+        assert client.post("/notes", json={"title": ""}).status_code == 422
+        assert client.get("/health/ready").json()["checks"]["database"]["status"] == "pass"
+        assert client.delete(f"/notes/{note['id']}").status_code == 204
+        assert client.get(f"/notes/{note['id']}").status_code == 404
+
+
+@pytest.mark.services
+def test_database_example_on_postgres_with_a_redis_cache(monkeypatch):
+    pytest.importorskip("asyncpg")
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("Redis", "127.0.0.1", 6379)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379")
+    app = load("database").app
+    title = f"pg-{uuid.uuid4().hex[:8]}"
+    with TestClient(app) as client:
+        note = client.post("/notes", json={"title": title}).json()
+        assert client.get(f"/notes/{note['id']}").json()["title"] == title  # from PostgreSQL, then cached
+        assert client.get(f"/notes/{note['id']}").json()["title"] == title  # from Redis
+        ready = client.get("/health/ready").json()["checks"]
+        assert ready["database"]["status"] == ready["redis"]["status"] == "pass"
+        assert client.delete(f"/notes/{note['id']}").status_code == 204
