@@ -69,14 +69,19 @@ VENVS: dict[str, VenvSpec] = {
     "granian-raw": VenvSpec(["granian[uvloop]", "orjson"], show=["granian", "orjson", "uvloop"]),
     # uvicorn and wsproto: for benchmarks/ws.py, which also serves Cello's WebSockets through ASGI and through
     # Cello's lean WebSocket server
+    # asyncpg, redis and jinja2 in cello, fastapi and blacksheep: for benchmarks/db.py
     "cello": VenvSpec(
-        ["granian[uvloop]", "PyJWT", "uvicorn[standard]", "wsproto"],
+        ["granian[uvloop]", "PyJWT", "uvicorn[standard]", "wsproto", "asyncpg", "redis", "jinja2"],
         editable=REPO_ROOT,
         show=["cello", "granian", "uvloop", "PyJWT", "uvicorn", "websockets"],
     ),
-    "blacksheep": VenvSpec(["blacksheep", "granian[uvloop]"], show=["blacksheep", "granian", "uvloop"]),
+    "blacksheep": VenvSpec(
+        ["blacksheep", "granian[uvloop]", "asyncpg", "redis", "jinja2", "orjson"],
+        show=["blacksheep", "granian", "uvloop", "asyncpg"],
+    ),
     "fastapi": VenvSpec(
-        ["fastapi", "uvicorn[standard]"], show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools"]
+        ["fastapi", "uvicorn[standard]", "asyncpg", "redis", "jinja2", "orjson"],
+        show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "asyncpg"],
     ),
     "litestar": VenvSpec(["litestar", "granian[uvloop]"], show=["litestar", "msgspec", "granian", "uvloop"]),
     "robyn": VenvSpec(["robyn"], show=["robyn"]),
