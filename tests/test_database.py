@@ -270,3 +270,13 @@ async def test_sqlite_in_memory_is_one_shared_database():
         await db.execute("CREATE TABLE t (x integer)")
         await asyncio.gather(*(db.execute("INSERT INTO t VALUES ($1)", n) for n in range(20)))
         assert await db.fetch_val("SELECT count(*) FROM t") == 20
+
+
+async def test_session_settings_on_a_held_connection_do_not_leak(url):
+    if not url.startswith("postgresql"):
+        pytest.skip("session settings are PostgreSQL's")
+    async with Database(url, pool_size=1) as db:
+        async with db.connection() as conn:
+            await conn.execute("SET application_name = 'leaked'")
+            assert await conn.fetch_val("SHOW application_name") == "leaked"
+        assert await db.fetch_val("SHOW application_name") != "leaked"  # reset when it went back

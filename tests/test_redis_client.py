@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -36,7 +37,19 @@ async def test_values_come_back_as_they_went_in(cache):
     assert await cache.get("user:2") is None
     assert await cache.exists("user:1") and not await cache.exists("user:2")
     assert 299 < await cache.ttl("user:1") <= 300
+    assert await cache.get_many("user:1", "user:2") == [row, None]
     assert await cache.delete("user:1", "user:2") == 1
+
+
+async def test_more_callers_than_connections_wait_their_turn():
+    require_service("Redis", "127.0.0.1", 6379)
+    client = Redis("redis://127.0.0.1:6379", max_connections=2, prefix=f"cello-test-{uuid.uuid4().hex}:")
+    try:
+        assert await asyncio.gather(*(client.incr("n") for _ in range(50))) != []
+        assert await client.get("n") == 50
+    finally:
+        await client.delete("n")
+        await client.close()
 
 
 async def test_counters_and_expiry(cache):
@@ -118,12 +131,25 @@ def test_attached_redis_reports_to_the_readiness_check(up):
 # -- a real Redis Cluster: three masters on loopback ports ---------------------------------------------------------
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535:
+            try:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + 10000))
+                return port
+            except OSError:
+                continue
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     server = require_program("redis-server", shutil.which("redis-server"))
     cli = require_program("redis-cli", shutil.which("redis-cli"))
     directory = tmp_path_factory.mktemp("cluster")
-    ports = [free_port() for _ in range(3)]
+    ports = [cluster_port() for _ in range(3)]
     processes = []
     try:
         for port in ports:

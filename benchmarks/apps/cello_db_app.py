@@ -64,7 +64,5 @@ async def updates(request):
 
 @app.get("/cached-queries")
 async def cached_queries(request):
-    async with cache.pipeline(transaction=False) as pipe:
-        for _ in range(query_count(request.query.get("count"))):
-            pipe.get(f"world:{randint(1, WORLD_ROWS)}")
-    return pipe.results
+    count = query_count(request.query.get("count"))
+    return await cache.get_many(*(f"world:{randint(1, WORLD_ROWS)}" for _ in range(count)))

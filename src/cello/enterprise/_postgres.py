@@ -39,12 +39,28 @@ def _require() -> Any:
 
         class TimedConnection(asyncpg.Connection):  # type: ignore[misc]
             released_at = 0.0
+            dirty = False  # held for several statements: its session state may have changed
 
             def mark_released(self) -> None:
                 self.released_at = time.monotonic()
 
+            def mark_dirty(self) -> None:
+                self.dirty = True
+
         _connection_class = TimedConnection
     return asyncpg
+
+
+async def _reset_if_dirty(connection: Any) -> None:
+    """Reset a connection's session (SET, LISTEN, advisory locks...) only when it was held for several
+    statements. asyncpg rolls back an open transaction itself; one plain statement leaves nothing else behind
+    unless it is itself a session command, which belongs in ``db.connection()`` (see docs/database.md). This saves
+    the round trip asyncpg's default reset costs on every release."""
+    if connection.dirty:
+        connection.dirty = False
+        query = connection.get_reset_query()
+        if query:
+            await connection.execute(query)
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -162,7 +178,9 @@ class PostgresPool:
         module = _require()
         self.failures = _failures()
         try:
-            self.pool = await module.create_pool(self.url, connection_class=_connection_class, **self.options)
+            self.pool = await module.create_pool(
+                self.url, connection_class=_connection_class, reset=_reset_if_dirty, **self.options
+            )
         except self.failures as exc:
             raise DatabaseUnavailable(f"PostgreSQL at {_where(self.url)} did not answer: {type(exc).__name__}") from exc
 
@@ -172,11 +190,26 @@ class PostgresPool:
             with contextlib.suppress(Exception):
                 await pool.close()
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[PostgresConnection]:
+    async def run(self, method: str, query: str, args: Sequence[Any], extra: tuple[Any, ...]) -> Any:
+        """One statement on a connection of its own: ``PostgresConnection.<method>(query, args, *extra)``."""
         if self.pool is None:
             await self.open()
         raw = await self._acquire_live()
+        try:
+            return await getattr(PostgresConnection(raw), method)(query, args, *extra)
+        except self.failures as exc:
+            raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
+        finally:
+            raw.mark_released()
+            await self.pool.release(raw)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[PostgresConnection]:
+        """A connection held for several statements (reset when it goes back)."""
+        if self.pool is None:
+            await self.open()
+        raw = await self._acquire_live()
+        raw.mark_dirty()
         try:
             yield PostgresConnection(raw)
         except self.failures as exc:

@@ -170,6 +170,11 @@ class SQLitePool:
         for connection in connections:
             await connection.close()
 
+    async def run(self, method: str, query: str, args: Sequence[Any], extra: tuple[Any, ...]) -> Any:
+        """One statement on a connection of its own: ``SQLiteConnection.<method>(query, args, *extra)``."""
+        async with self.acquire() as connection:
+            return await getattr(connection, method)(query, args, *extra)
+
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[SQLiteConnection]:
         if self.idle is None:

@@ -170,26 +170,42 @@ class Database:
 
     async def fetch_one(self, query: str, *args: Any) -> dict[str, Any] | None:
         """The first row as a dict, or None."""
-        async with self._use() as conn:
-            return await conn.fetch_one(query, *args)
+        return await self._run("fetch_one", query, args)  # type: ignore[no-any-return]
 
     async def fetch_all(self, query: str, *args: Any) -> list[dict[str, Any]]:
-        async with self._use() as conn:
-            return await conn.fetch_all(query, *args)
+        return await self._run("fetch_all", query, args)  # type: ignore[no-any-return]
 
     async def fetch_val(self, query: str, *args: Any, column: int = 0) -> Any:
         """One value of the first row (``column`` by position), or None."""
-        async with self._use() as conn:
-            return await conn.fetch_val(query, *args, column=column)
+        return await self._run("fetch_val", query, args, column)
 
     async def execute(self, query: str, *args: Any) -> int:
         """Run a statement; the number of rows it affected."""
-        async with self._use() as conn:
-            return await conn.execute(query, *args)
+        return await self._run("execute", query, args)  # type: ignore[no-any-return]
 
     async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self._use() as conn:
-            await conn.execute_many(query, rows)
+        await self._run("execute_many", query, rows)
+
+    async def _run(self, method: str, query: str, args: Any, *extra: Any) -> Any:
+        """One statement: on the connection this task holds, else on a pooled one, through the breaker.
+
+        NOTE: the per-statement path of every handler, written out (no context managers): each asynccontextmanager
+        layer costs a few microseconds per call.
+        """
+        held = self._held()
+        if held is not None:
+            return await getattr(held._raw, method)(query, args, *extra)
+        breaker = self.breaker
+        if breaker is None:
+            return await self._pool.run(method, query, args, extra)
+        breaker.__enter__()
+        try:
+            result = await self._pool.run(method, query, args, extra)
+        except BaseException as exc:
+            breaker.__exit__(type(exc), exc, None)
+            raise
+        breaker.__exit__(None, None, None)
+        return result
 
     async def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Rows as they stream in (a server-side cursor on PostgreSQL), ``batch`` at a time."""

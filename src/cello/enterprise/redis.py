@@ -89,7 +89,12 @@ class Redis:
                 options = {k: v for k, v in self._options.items() if k != "health_check_interval"}
                 self._client = RedisCluster.from_url(self.url, **options)
             else:
-                self._client = redis.asyncio.Redis.from_url(self.url, **self._options)
+                # NOTE: a blocking pool: more concurrent calls than max_connections wait (up to the socket
+                # timeout) for a free connection instead of failing at once
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    self.url, timeout=self._options["socket_timeout"], **self._options
+                )
+                self._client = redis.asyncio.Redis(connection_pool=pool)
         return self._client
 
     def key(self, key: str) -> str:
@@ -123,6 +128,10 @@ class Redis:
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` as JSON; it expires after ``ttl`` seconds when given."""
         await self.call("set", self.key(key), _dumps(value), px=int(ttl * 1000) if ttl else None)
+
+    async def get_many(self, *keys: str) -> list[Any]:
+        """The JSON values under ``keys`` (None where missing), in one round trip (MGET)."""
+        return [_loads(raw) for raw in await self.call("mget", [self.key(k) for k in keys])]
 
     async def delete(self, *keys: str) -> int:
         return int(await self.call("delete", *(self.key(k) for k in keys)))
