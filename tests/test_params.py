@@ -322,3 +322,10 @@ def test_integers_beyond_64_bits_go_in_and_out_exactly():
         response = client.get("/items/44531245726913257472")
     assert response.status_code == 200
     assert response.content == b'{"id":44531245726913257472}'
+
+
+@pytest.mark.parametrize("path", ["/struct", "/pydantic"])
+def test_invalid_utf8_inside_a_json_string_is_422(client, path):
+    response = client.post(path, content=b'{"name": "\xfd", "price": 3}', headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["type"] in ("json_invalid", "string_unicode")

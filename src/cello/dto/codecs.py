@@ -73,6 +73,9 @@ class MsgspecCodec(Codec):
             raise ValidationFailed(
                 [{"loc": list(location), "msg": f"Invalid JSON: {exc}", "type": "json_invalid", "input": None}]
             ) from None
+        except UnicodeDecodeError:  # msgspec's answer to invalid UTF-8 inside a JSON string
+            error = {"loc": list(location), "msg": "Invalid JSON: not valid UTF-8", "type": "json_invalid"}
+            raise ValidationFailed([{**error, "input": None}]) from None
         except RecursionError:  # msgspec's answer to nesting deeper than the interpreter's stack allows
             error = {"loc": list(location), "msg": "Invalid JSON: nested too deeply", "type": "json_invalid"}
             raise ValidationFailed([{**error, "input": None}]) from None
