@@ -18,7 +18,7 @@ import httpx
 import pytest
 from _live import postgres_server, redis_server
 
-from serving import serve_target
+from serving import app_tracebacks, serve_target
 
 pytestmark = pytest.mark.services
 
@@ -70,8 +70,9 @@ def outage(live, backend, env: dict[str, str], affected: str) -> Load:
     workers = set(server.processes())
     with Load(server.url, affected) as load:
         time.sleep(1.5)
-        load.phase = "down"
+        load.phase = "stopping"  # under way while it goes down: either answer is right
         backend.stop()
+        load.phase = "down"
         time.sleep(3)
         load.phase = "restarting"
         backend.restart()
@@ -81,6 +82,7 @@ def outage(live, backend, env: dict[str, str], affected: str) -> Load:
         load.phase = "after"
         time.sleep(1.5)
     assert set(server.processes()) == workers, "a worker died or was replaced"
+    assert not app_tracebacks(server.output())  # an unhandled error would be a 500: show where it came from
     print({(phase, path): dict(load.statuses(phase, path)) for phase in ("before", "down", "after")
            for path in (affected, "/items/1")})  # fmt: skip
     return load
@@ -91,8 +93,9 @@ def assert_degraded_and_recovered(load: Load, affected: str) -> None:
         assert set(load.statuses(phase, affected)) == {200}, phase
     assert set(load.statuses("down", affected)) == {503}
     assert load.slowest("down", affected, 503) < 2.0  # fast refusals, not hangs
-    for phase in ("before", "down", "transition", "restarting", "after"):
+    for phase in ("before", "stopping", "down", "transition", "restarting", "after"):
         assert set(load.statuses(phase, "/items/1")) <= {200}, phase  # unaffected throughout
+    assert set(load.statuses("stopping", affected)) <= {200, 503}
     assert set(load.statuses("transition", affected)) <= {200, 503}
     assert set(load.statuses("restarting", affected)) <= {200, 503}
 

@@ -65,15 +65,15 @@ async def _reset_if_dirty(connection: Any) -> None:
 
 def _failures() -> tuple[type[BaseException], ...]:
     """The exceptions that mean the database (not the query) is at fault."""
+    errors = asyncpg.exceptions
     return (
         OSError,
         TimeoutError,
-        asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.CannotConnectNowError,
-        asyncpg.exceptions.ConnectionFailureError,
-        asyncpg.exceptions.InterfaceError,
-        asyncpg.exceptions.AdminShutdownError,
-        asyncpg.exceptions.TooManyConnectionsError,
+        errors.PostgresConnectionError,  # class 08: the connection failed or was lost
+        errors.OperatorInterventionError,  # class 57: shutting down, crashed, starting up, cancelled
+        errors.InsufficientResourcesError,  # class 53: too many connections, out of memory or disk
+        errors.InterfaceError,  # the connection is closed or in use on the client side
+        errors.InternalClientError,
     )
 
 
