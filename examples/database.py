@@ -37,7 +37,10 @@ class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
 @app.on_startup
 async def schema() -> None:
     key = "SERIAL" if db.dialect == "postgresql" else "INTEGER"  # both hand out ids on insert
-    await db.execute(f"CREATE TABLE IF NOT EXISTS notes (id {key} PRIMARY KEY, title text NOT NULL, body text)")
+    async with db.transaction():
+        if db.dialect == "postgresql":  # every worker runs this at startup: one at a time, or their DDL collides
+            await db.execute("SELECT pg_advisory_xact_lock(1)")
+        await db.execute(f"CREATE TABLE IF NOT EXISTS notes (id {key} PRIMARY KEY, title text NOT NULL, body text)")
 
 
 db.attach(app)  # after the hooks that use it: the pool closes last

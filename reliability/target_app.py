@@ -76,8 +76,11 @@ if DATABASE_URL:
     @app.on_startup
     async def users_table() -> None:
         try:
-            await db.execute("CREATE TABLE IF NOT EXISTS users (id integer PRIMARY KEY, name text NOT NULL)")
-            await db.execute("INSERT INTO users VALUES (1, 'ada') ON CONFLICT (id) DO NOTHING")
+            async with db.transaction():
+                if db.dialect == "postgresql":  # NOTE: every worker runs this at once; concurrent DDL collides
+                    await db.execute("SELECT pg_advisory_xact_lock(20261126)")
+                await db.execute("CREATE TABLE IF NOT EXISTS users (id integer PRIMARY KEY, name text NOT NULL)")
+                await db.execute("INSERT INTO users VALUES (1, 'ada') ON CONFLICT (id) DO NOTHING")
         except DatabaseUnavailable:
             pass  # the routes answer 503 until the database is back
 

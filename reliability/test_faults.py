@@ -82,7 +82,8 @@ def outage(live, backend, env: dict[str, str], affected: str) -> Load:
         load.phase = "after"
         time.sleep(1.5)
     assert set(server.processes()) == workers, "a worker died or was replaced"
-    assert not app_tracebacks(server.output())  # an unhandled error would be a 500: show where it came from
+    tracebacks = app_tracebacks(server.output())  # an unhandled error would be a 500: show where it came from
+    assert not tracebacks, "\n".join(tracebacks)
     print({(phase, path): dict(load.statuses(phase, path)) for phase in ("before", "down", "after")
            for path in (affected, "/items/1")})  # fmt: skip
     return load

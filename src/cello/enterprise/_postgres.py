@@ -200,7 +200,7 @@ class PostgresPool:
         except self.failures as exc:
             raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
         finally:
-            raw.mark_released()
+            _mark_released(raw)
             await self.pool.release(raw)
 
     @contextlib.asynccontextmanager
@@ -215,7 +215,7 @@ class PostgresPool:
         except self.failures as exc:
             raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
         finally:
-            raw.mark_released()
+            _mark_released(raw)
             await self.pool.release(raw)
 
     async def _acquire_live(self) -> Any:
@@ -243,6 +243,13 @@ class PostgresPool:
                 if attempt == 1:
                     raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")
+
+
+def _mark_released(raw: Any) -> None:
+    try:
+        raw.mark_released()
+    except AttributeError:
+        pass  # asyncpg already detached a connection it lost: nothing left to mark
 
 
 def _where(url: str) -> str:
