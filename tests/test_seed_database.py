@@ -1,5 +1,6 @@
 """The seed's "Database & Redis" snippet, unchanged, against the real PostgreSQL and Redis: the first request
-reads the row from the database and stores it in Redis, the next one is answered from Redis."""
+reads the row from the database and stores it in Redis, the next one is answered from Redis. And a variant on
+SQLite that needs no server at all."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ import uuid
 import pytest
 
 from _helpers import require_service
-from cello.testing import TestClient
-
-pytestmark = pytest.mark.services
+from cello.testing import AsyncTestClient, TestClient
 
 
 async def prepare(name: str) -> None:
@@ -32,6 +31,7 @@ async def prepare(name: str) -> None:
         await mydb.close()
 
 
+@pytest.mark.services
 def test_the_seed_snippet_reads_through_the_redis_cache():
     pytest.importorskip("asyncpg")
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -51,3 +51,14 @@ def test_the_seed_snippet_reads_through_the_redis_cache():
         asyncio.run(prepare("changed in the database"))
         assert client.get("/users/1").json()["name"] == name  # from Redis now
         assert client.get("/users/2").status_code == 204  # no such user: the handler returns None
+
+
+async def test_the_seed_snippet_on_sqlite_needs_no_server():
+    from seed_database_sqlite_app import app, db
+
+    await db.execute("CREATE TABLE users (id integer PRIMARY KEY, name text, email text)")
+    await db.execute("INSERT INTO users VALUES (1, 'Ada', 'ada@example.org')")
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/users/1")).json() == {"id": 1, "name": "Ada", "email": "ada@example.org"}
+        assert (await client.get("/users/2")).status_code == 204
+    await db.disconnect()
