@@ -116,6 +116,18 @@ async def test_an_unreachable_redis_fails_fast():
     await dead.close()
 
 
+async def test_after_repeated_failures_the_circuit_answers_at_once():
+    dead = Redis(f"redis://127.0.0.1:{free_port()}", breaker_threshold=2, breaker_reset=30)
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            await dead.get("x")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="circuit is open"):
+        await dead.get("x")  # still a StoreUnavailable: every feature's fallback applies
+    assert time.monotonic() - started < 0.1
+    await dead.close()
+
+
 @pytest.mark.parametrize("up", [True, False])
 def test_attached_redis_reports_to_the_readiness_check(up):
     require_service("Redis", "127.0.0.1", 6379)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..http.exceptions import ConfigurationError
+from ..middleware.circuit import CircuitBreaker, CircuitOpenError
 from ..stores.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class Redis:
         socket_timeout: float = 1.0,
         connect_timeout: float = 1.0,
         health_check_interval: float = 15.0,
+        breaker_threshold: int = 5,
+        breaker_reset: float = 5.0,
     ) -> None:
         self.cluster = cluster or url.startswith("redis+cluster://")
         self.url = url.replace("redis+cluster://", "redis://", 1)
@@ -75,6 +78,13 @@ class Redis:
             "health_check_interval": health_check_interval,
         }
         self._client: Any = None
+        self._failures: tuple[type[BaseException], ...] | None = None
+        # NOTE: an open circuit raises StoreUnavailable like any outage, so every feature's fallback (fail open,
+        # skip the cache) still applies - only faster than waiting for the socket timeout on every call
+        self.breaker: CircuitBreaker | None = None
+        if breaker_threshold > 0:
+            self.breaker = CircuitBreaker(name="redis", failure_threshold=breaker_threshold,
+                                          reset_timeout=breaker_reset, exceptions=(StoreUnavailable,))  # fmt: skip
 
     @property
     def client(self) -> Any:
@@ -105,19 +115,37 @@ class Redis:
         where = self.url.partition("://")[2].rpartition("@")[2]  # host:port, never credentials
         return StoreUnavailable(f"Redis at {where} did not answer: {type(exc).__name__}")
 
-    @staticmethod
-    def failures() -> tuple[type[BaseException], ...]:
+    def failures(self) -> tuple[type[BaseException], ...]:
         """The exceptions that mean Redis (not the command) is at fault."""
-        import redis.exceptions
+        if self._failures is None:
+            import redis.exceptions
 
-        return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+            self._failures = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        return self._failures
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run one client command, turning connection failures into ``StoreUnavailable``."""
+        """Run one client command through the circuit breaker, turning connection failures into
+        ``StoreUnavailable``."""
+        breaker = self.breaker
+        if breaker is not None:
+            try:
+                breaker.__enter__()
+            except CircuitOpenError:
+                raise StoreUnavailable("Redis keeps failing: the circuit is open") from None
         try:
-            return await getattr(self.client, method)(*args, **kwargs)
+            result = await getattr(self.client, method)(*args, **kwargs)
         except self.failures() as exc:
-            raise self.unavailable(exc) from exc
+            error = self.unavailable(exc)
+            if breaker is not None:
+                breaker.__exit__(StoreUnavailable, error, None)
+            raise error from exc
+        except BaseException as exc:
+            if breaker is not None:
+                breaker.__exit__(type(exc), exc, None)
+            raise
+        if breaker is not None:
+            breaker.__exit__(None, None, None)
+        return result
 
     # -- values -----------------------------------------------------------------------------------------------
 
