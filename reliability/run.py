@@ -30,7 +30,7 @@ BATCH = 400
 sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
 from cello.testing import LiveServer  # noqa: E402
 from mutate import mutate  # noqa: E402
@@ -61,10 +61,13 @@ def write_report(kind: str, lines: list[str]) -> Path:
 # -- fuzz -------------------------------------------------------------------------------------------------------
 
 
-def draw_seeds(count: int, server: LiveServer, kinds: Counter[str], defects: list[str]) -> list[FuzzRequest]:
-    """``count`` structured requests from hypothesis, each also sent and judged."""
+def draw_seeds(
+    count: int, server: LiveServer, kinds: Counter[str], defects: list[str], random_seed: int
+) -> list[FuzzRequest]:
+    """``count`` structured requests from hypothesis, each also sent and judged (reproducible by seed)."""
     seeds: list[FuzzRequest] = []
 
+    @seed(random_seed)
     @settings(max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(http_requests())
     def collect(request: FuzzRequest) -> None:
@@ -90,6 +93,7 @@ def record(request: FuzzRequest, verdict: tuple[str, str | None], kinds: Counter
         kinds["defects"] += 1
         if len(defects) < 50:
             defects.append(f"{defect}\n    request: {request!r}")
+            print(f"DEFECT {defects[-1]}", flush=True)  # a long run shows what it found as it goes
 
 
 def fuzz(args: argparse.Namespace) -> int:
@@ -109,7 +113,7 @@ def fuzz(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with serve_target(face=face, start=False) as server:
             pid = httpx.get(server.url + "/pid", timeout=5).json()["pid"]
-            seeds = draw_seeds(args.seeds, server, kinds, defects)
+            seeds = draw_seeds(args.seeds, server, kinds, defects, args.seed)
             restarts = 0
             # NOTE: a request whose framing lies waits a moment before the server is told it ended; several
             # connections at once keep those waits from setting the pace
