@@ -329,3 +329,17 @@ def test_invalid_utf8_inside_a_json_string_is_422(client, path):
     response = client.post(path, content=b'{"name": "\xfd", "price": 3}', headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["type"] in ("json_invalid", "string_unicode")
+
+
+def test_a_huge_number_with_trailing_garbage_is_422_not_500():
+    # msgspec reports the type first, then the retry finds the document malformed
+    app = App()
+
+    @app.post("/object")
+    async def an_object(payload: dict[str, object]):
+        return payload
+
+    with TestClient(app) as client:
+        response = client.post("/object", content=b"5" * 90 + b":0", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["type"] == "json_invalid"

@@ -59,16 +59,19 @@ class MsgspecCodec(Codec):
 
     def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
         try:
-            return self._decoder.decode(data)
-        except msgspec.ValidationError as exc:
-            if "got `float`" in str(exc):
-                # JSON Schema counts 622.0 as an integer; msgspec's strict decoding does not. Retry with integral
-                # floats read as ints (only on this failure, so valid requests never pay for it).
-                try:
-                    return msgspec.convert(_INTEGRAL_FLOATS.decode(data), self.annotation, strict=True)
-                except msgspec.ValidationError as retry:
-                    exc = retry
-            raise ValidationFailed(msgspec_errors(exc, location, _loads_or_none(data))) from None
+            try:
+                return self._decoder.decode(data)
+            except msgspec.ValidationError as exc:
+                if "got `float`" in str(exc):
+                    # JSON Schema counts 622.0 as an integer; msgspec's strict decoding does not. Retry with
+                    # integral floats read as ints (only on this failure, so valid requests never pay for it).
+                    # NOTE: msgspec may report the type before noticing the document is malformed: the retry
+                    # can raise DecodeError, answered below like any other
+                    try:
+                        return msgspec.convert(_INTEGRAL_FLOATS.decode(data), self.annotation, strict=True)
+                    except msgspec.ValidationError as retry:
+                        exc = retry
+                raise ValidationFailed(msgspec_errors(exc, location, _loads_or_none(data))) from None
         except msgspec.DecodeError as exc:
             raise ValidationFailed(
                 [{"loc": list(location), "msg": f"Invalid JSON: {exc}", "type": "json_invalid", "input": None}]

@@ -161,7 +161,7 @@ def parse_address(value: str | None) -> Address | None:
     if not value:
         return None
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):  # "²" is a digit to isdigit(), not to int()
         return Address(value, 0)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
