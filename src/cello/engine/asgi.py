@@ -19,6 +19,7 @@ from .common import (
     BAD_LENGTH,
     NO_BODY,
     TOO_LARGE,
+    BodyClock,
     BodyTimeout,
     BodyTooLarge,
     ClientDisconnected,
@@ -47,7 +48,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
     pool = dispatcher.pool
     background = dispatcher.background
     default_limit = app.config.max_body_size
-    body_timeout = app.config.body_timeout
+    clock = BodyClock(app.config.body_timeout)
     websocket = _websocket_handler(app)
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -67,7 +68,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
         body = b""
         stream = None
         if route.stream:
-            stream = _streamer(receive, limit, body_timeout)
+            stream = _streamer(receive, limit, clock)
         else:
             content_length = transfer_encoding = None
             for name, value in scope["headers"]:
@@ -82,7 +83,7 @@ def asgi_handler(app: App) -> Callable[[Any, Receive, Send], Any]:
                 route = dispatcher.bad_length
             elif plan != NO_BODY:
                 try:
-                    body = await _read_body(receive, limit, body_timeout)
+                    body = await _read_body(receive, limit, clock)
                 except BodyTooLarge:
                     route = dispatcher.too_large
                 except ClientDisconnected:
@@ -187,20 +188,16 @@ async def _stream_until_disconnect(send: Send, receive: Receive, iterator: Any, 
         raise producer.exception()  # type: ignore[misc]
 
 
-async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes:
-    return b"".join([chunk async for chunk in _streamer(receive, limit, timeout)()])
+async def _read_body(receive: Receive, limit: int, clock: BodyClock) -> bytes:
+    return b"".join([chunk async for chunk in _streamer(receive, limit, clock)()])
 
 
-def _streamer(receive: Receive, limit: int, timeout: float) -> Callable[[], AsyncIterator[bytes]]:
+def _streamer(receive: Receive, limit: int, clock: BodyClock) -> Callable[[], AsyncIterator[bytes]]:
     async def stream() -> AsyncIterator[bytes]:
         seen = 0
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = clock.deadline()
         while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout() from None
+            message = await clock.read(receive(), deadline)
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = message.get("body", b"")

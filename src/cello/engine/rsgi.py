@@ -23,6 +23,7 @@ from .common import (
     READ_ALL,
     READ_CHUNKS,
     TOO_LARGE,
+    BodyClock,
     BodyTimeout,
     BodyTooLarge,
     ClientDisconnected,
@@ -49,7 +50,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
     pool = dispatcher.pool
     background = dispatcher.background
     default_limit = app.config.max_body_size
-    body_timeout = app.config.body_timeout
+    clock = BodyClock(app.config.body_timeout)
     websocket = _websocket_handler(app)
 
     async def handle(scope: Any, proto: Any) -> None:
@@ -72,7 +73,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
         if method != "GET" and method != "HEAD":
             limit = route.body_limit if route.body_limit is not None else default_limit
             if route.stream:
-                receive = _streamer(proto, limit, body_timeout)
+                receive = _streamer(proto, limit, clock)
             else:
                 headers = scope.headers
                 plan = body_plan(
@@ -80,15 +81,14 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                 )
                 if plan == READ_ALL:
                     try:
-                        async with asyncio.timeout(body_timeout):
-                            body = await proto()
+                        body = await clock.read(proto(), clock.deadline())
                     except ProtocolClosed:
                         route = dispatcher.body_ended
-                    except TimeoutError:
+                    except BodyTimeout:
                         route = dispatcher.body_timeout
                 elif plan == READ_CHUNKS:
                     try:
-                        body = await _read_limited(proto, limit, body_timeout)
+                        body = await _read_limited(proto, limit, clock)
                     except BodyTooLarge:
                         route = dispatcher.too_large
                     except ClientDisconnected:
@@ -98,7 +98,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                 elif plan != NO_BODY:
                     route = dispatcher.too_large if plan == TOO_LARGE else dispatcher.bad_length
         elif route.stream:
-            receive = _streamer(proto, default_limit if route.body_limit is None else route.body_limit, body_timeout)
+            receive = _streamer(proto, default_limit if route.body_limit is None else route.body_limit, clock)
 
         request = RSGIRequest(app, scope, method, path, params, body, receive)
         request.route = route
@@ -244,21 +244,18 @@ def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
     return handle
 
 
-def _streamer(proto: Any, limit: int, timeout: float) -> Callable[[], AsyncIterator[bytes]]:
+def _streamer(proto: Any, limit: int, clock: BodyClock) -> Callable[[], AsyncIterator[bytes]]:
     async def receive() -> AsyncIterator[bytes]:
         seen = 0
         chunks = aiter(proto)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = clock.deadline()
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await anext(chunks)
+                chunk = await clock.read(anext(chunks), deadline)
             except StopAsyncIteration:
                 return
             except ProtocolClosed:
                 raise ClientDisconnected() from None
-            except TimeoutError:
-                raise BodyTimeout() from None
             seen += len(chunk)
             if seen > limit:
                 raise BodyTooLarge()
@@ -267,8 +264,8 @@ def _streamer(proto: Any, limit: int, timeout: float) -> Callable[[], AsyncItera
     return receive
 
 
-async def _read_limited(proto: Any, limit: int, timeout: float) -> bytes:
-    return b"".join([chunk async for chunk in _streamer(proto, limit, timeout)()])
+async def _read_limited(proto: Any, limit: int, clock: BodyClock) -> bytes:
+    return b"".join([chunk async for chunk in _streamer(proto, limit, clock)()])
 
 
 def _last_resort(proto: Any, request: RSGIRequest, exc: Exception) -> None:
