@@ -221,9 +221,16 @@ class PostgresPool:
     async def _acquire_live(self) -> Any:
         """A connection from the pool; one idle longer than ``ping_after`` is checked first, and a dead one
         (the database restarted behind it) is dropped for a fresh one."""
+        pool = self.pool
         for attempt in range(2):
             try:
-                raw = await self.pool.acquire(timeout=self.acquire_timeout)
+                # NOTE: with a connection idle, take it without a timeout: asyncpg's timeout wraps the acquire in
+                # wait_for and the release in a timer, several microseconds each; a new connection's own connect
+                # timeout still bounds the wait
+                if pool.get_idle_size():
+                    raw = await pool.acquire()
+                else:
+                    raw = await pool.acquire(timeout=self.acquire_timeout)
             except TimeoutError as exc:
                 raise DatabaseUnavailable(
                     f"no free connection within {self.acquire_timeout:g} s (pool of {self.options['max_size']})"
