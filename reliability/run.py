@@ -189,7 +189,7 @@ def slow(args: argparse.Namespace) -> int:
 
 
 def soak(args: argparse.Namespace) -> int:
-    lines, passed = run_soak(args.minutes, args.rate, args.redis)
+    lines, passed = run_soak(args.minutes, args.rate, args.redis, args.database)
     path = write_report("soak", lines)
     print("\n".join(lines))
     print(f"report: {path}")
@@ -214,6 +214,7 @@ def main() -> int:
     soak_parser.add_argument("--minutes", type=float, default=10.0)
     soak_parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
     soak_parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="the Redis the stores use")
+    soak_parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/test", help="PostgreSQL")
     soak_parser.set_defaults(func=soak)
     args = parser.parse_args()
     return int(args.func(args))

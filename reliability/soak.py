@@ -1,6 +1,6 @@
-"""Soak: the target app with its stores on Redis and the whole middleware stack, under a steady, moderate load of
-mixed requests for minutes on end. Counts every answer that is not the expected one, and samples the server's
-memory (RSS of all its processes) to see whether it keeps growing once warm.
+"""Soak: the target app on PostgreSQL (the database layer), its stores on Redis, the whole middleware stack, under
+a steady, moderate load of mixed requests for minutes on end. Counts every answer that is not the expected one,
+and samples the server's memory (RSS of all its processes) to see whether it keeps growing once warm.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ MIX = [
     ("GET", "/stream?chunks=5", None, 200),
     ("GET", "/events?count=3", None, 200),
     ("GET", "/items/abc", None, 404),  # a client mistake (no such item path), answered as one
+    ("GET", "/users/1", None, 200),  # PostgreSQL, through the database layer
     ("GET", "/health/ready", None, 200),
 ]
 
@@ -101,9 +102,10 @@ async def _load(server: LiveServer, seconds: float, rate: float, samples: list[t
     return tally
 
 
-def run_soak(minutes: float, rate: float, redis_url: str) -> tuple[list[str], bool]:
+def run_soak(minutes: float, rate: float, redis_url: str, database_url: str) -> tuple[list[str], bool]:
     """Serve, load, and report: (Markdown lines, passed)."""
-    env = {"RELIABILITY_REDIS_URL": redis_url, "RELIABILITY_PREFIX": f"soak-{uuid.uuid4().hex}:"}
+    env = {"RELIABILITY_REDIS_URL": redis_url, "RELIABILITY_PREFIX": f"soak-{uuid.uuid4().hex}:",
+           "RELIABILITY_DATABASE_URL": database_url}  # fmt: skip
     samples: list[tuple[float, int]] = []
     with serve_target(face="granian", env=env, start=False) as server:
         tally = asyncio.run(_load(server, minutes * 60, rate, samples))
@@ -118,8 +120,9 @@ def run_soak(minutes: float, rate: float, redis_url: str) -> tuple[list[str], bo
     p99 = ordered[int(len(ordered) * 0.99)] * 1000 if ordered else 0
     passed = unexpected == 0 and tracebacks == 0 and growth < 5
     lines = [
-        f"Command: `reliability/run.py soak --minutes {minutes:g} --rate {rate:g}` (Redis: stores, cache, rate "
-        "limiter and /counter; middleware: request id, CORS, security headers, rate limit, cache, timeout, JWT)",
+        f"Command: `reliability/run.py soak --minutes {minutes:g} --rate {rate:g}` (PostgreSQL through the "
+        "database layer: /users; Redis: stores, cache, rate limiter and /counter; middleware: request id, CORS, "
+        "security headers, rate limit, cache, timeout, JWT)",
         "",
         "| Requests | Rate | Unexpected answers | p50 | p99 | RSS warm (1 min) | RSS end | Growth |",
         "|--:|--:|--:|--:|--:|--:|--:|--:|",

@@ -79,8 +79,10 @@ if DATABASE_URL:
             async with db.transaction():
                 if db.dialect == "postgresql":  # NOTE: every worker runs this at once; concurrent DDL collides
                     await db.execute("SELECT pg_advisory_xact_lock(20261126)")
-                await db.execute("CREATE TABLE IF NOT EXISTS users (id integer PRIMARY KEY, name text NOT NULL)")
-                await db.execute("INSERT INTO users VALUES (1, 'ada') ON CONFLICT (id) DO NOTHING")
+                await db.execute(
+                    "CREATE TABLE IF NOT EXISTS reliability_users (id integer PRIMARY KEY, name text NOT NULL)"
+                )
+                await db.execute("INSERT INTO reliability_users VALUES (1, 'ada') ON CONFLICT (id) DO NOTHING")
         except DatabaseUnavailable:
             pass  # the routes answer 503 until the database is back
 
@@ -215,7 +217,7 @@ async def bump_counter(name: Annotated[str, msgspec.Meta(max_length=50)]):
 async def user(user_id: int):
     if db is None:
         raise HTTPException(404, "No database configured.")
-    row = await db.fetch_one("SELECT id, name FROM users WHERE id = $1", user_id)
+    row = await db.fetch_one("SELECT id, name FROM reliability_users WHERE id = $1", user_id)
     if row is None:
         raise HTTPException(404, f"There is no user {user_id}.")
     return JSONResponse(row, headers={"cache-control": "no-store"})  # always fresh: never from the cache
