@@ -188,7 +188,7 @@ def test_attached_to_an_app_with_injected_transactions(url):
         assert client.get("/notes").json() == [{"id": 1, "body": "kept"}]
         ready = client.get("/health/ready").json()
         assert ready["checks"]["database"]["status"] == "pass"
-    assert db._pool.pool is None if db.dialect == "postgresql" else db._pool.idle is None  # closed at shutdown
+    assert not db._pool.opened if db.dialect == "postgresql" else db._pool.idle is None  # closed at shutdown
 
 
 async def test_an_exhausted_pool_answers_unavailable_within_the_acquire_timeout(url):

@@ -1,19 +1,22 @@
-"""PostgreSQL through an asyncpg pool: the backend behind ``Database("postgresql://...")``.
+"""PostgreSQL through asyncpg connections in a pool of Cello's own: the backend behind
+``Database("postgresql://...")``.
 
-Rows become dicts; the statement cache, timeouts and recycling are asyncpg's own. What this module adds: a
-liveness check on acquire for a connection idle longer than ``ping_after`` (a database restarted behind an idle
-pool is found before a query fails on it), a bounded wait for a free connection, strings converted to the
-parameter types a statement declares (``WHERE id = $1`` with a path parameter's "42"), and every connection
-failure turned into ``DatabaseUnavailable``.
+Rows become dicts; the statement cache and timeouts are asyncpg's. What this module adds: the pool (see
+``PostgresPool`` for why it is not asyncpg's), a liveness check for a connection idle longer than ``ping_after``
+(a database restarted behind an idle pool is found before a query fails on it), a bounded wait for a free
+connection, strings converted to the parameter types a statement declares (``WHERE id = $1`` with a path
+parameter's "42"), and every connection failure turned into ``DatabaseUnavailable``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import decimal
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
@@ -38,29 +41,11 @@ def _require() -> Any:
     if _connection_class is None:
 
         class TimedConnection(asyncpg.Connection):  # type: ignore[misc]
-            released_at = 0.0
-            dirty = False  # held for several statements: its session state may have changed
-
-            def mark_released(self) -> None:
-                self.released_at = time.monotonic()
-
-            def mark_dirty(self) -> None:
-                self.dirty = True
+            released_at = 0.0  # when it last went back to the pool
+            queries = 0  # uses so far (recycled at max_queries)
 
         _connection_class = TimedConnection
     return asyncpg
-
-
-async def _reset_if_dirty(connection: Any) -> None:
-    """Reset a connection's session (SET, LISTEN, advisory locks...) only when it was held for several
-    statements. asyncpg rolls back an open transaction itself; one plain statement leaves nothing else behind
-    unless it is itself a session command, which belongs in ``db.connection()`` (see docs/database.md). This saves
-    the round trip asyncpg's default reset costs on every release."""
-    if connection.dirty:
-        connection.dirty = False
-        query = connection.get_reset_query()
-        if query:
-            await connection.execute(query)
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -154,109 +139,201 @@ class PostgresConnection:
 
 
 class PostgresPool:
-    """An asyncpg pool with a bounded acquire and an idle-time liveness check."""
+    """A pool of asyncpg connections, written for the per-statement path.
+
+    NOTE: asyncpg's own pool costs about three times a query's client CPU on every acquire and release (a
+    shielded task, timers, and a reset query round trip after each use), measured; here taking an idle
+    connection is a list pop and giving it back a list push. A connection goes back reset only when it was held
+    for several statements (``acquire``) or left a transaction open; one that failed, was cancelled mid-call,
+    ran ``max_queries`` statements or sat idle past ``max_idle`` is closed instead, and one idle past
+    ``ping_after`` is checked before use. When every connection is busy, callers queue for up to
+    ``acquire_timeout``.
+    """
 
     def __init__(self, url: str, *, min_size: int, max_size: int, connect_timeout: float, command_timeout: float,
                  acquire_timeout: float, statement_cache_size: int, max_idle: float, max_queries: int,
                  ping_after: float) -> None:  # fmt: skip
         self.url = url
-        self.options = {
-            "min_size": min_size,
-            "max_size": max_size,
+        self.min_size = min_size
+        self.max_size = max_size
+        self.connect_options = {
             "timeout": connect_timeout,
             "command_timeout": command_timeout,
             "statement_cache_size": statement_cache_size,
-            "max_inactive_connection_lifetime": max_idle,
-            "max_queries": max_queries,
         }
         self.acquire_timeout = acquire_timeout
+        self.max_idle = max_idle
+        self.max_queries = max_queries
         self.ping_after = ping_after
-        self.pool: Any = None
+        self.idle: list[Any] = []  # LIFO: the warmest connection first
+        self.size = 0  # connections open or opening
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.opened = False
         self.failures = _failures() if asyncpg is not None else (OSError,)
 
     async def open(self) -> None:
-        module = _require()
+        _require()
         self.failures = _failures()
-        try:
-            self.pool = await module.create_pool(
-                self.url, connection_class=_connection_class, reset=_reset_if_dirty, **self.options
-            )
-        except self.failures as exc:
-            raise DatabaseUnavailable(f"PostgreSQL at {_where(self.url)} did not answer: {type(exc).__name__}") from exc
+        self.opened = True
+        opened = await asyncio.gather(*(self._new() for _ in range(self.min_size - self.size)), return_exceptions=True)
+        for connection in opened:
+            if not isinstance(connection, BaseException):
+                self._give(connection)
+        failed = [error for error in opened if isinstance(error, BaseException)]
+        if failed:
+            raise failed[0]  # the pool stays open: the connections missing are opened when needed
 
     async def close(self) -> None:
-        pool, self.pool = self.pool, None
-        if pool is not None:
+        self.opened = False
+        idle, self.idle = self.idle, []
+        self.size -= len(idle)
+        for connection in idle:
             with contextlib.suppress(Exception):
-                await pool.close()
+                await asyncio.wait_for(connection.close(), 2)
 
     async def run(self, method: str, query: str, args: Sequence[Any], extra: tuple[Any, ...]) -> Any:
         """One statement on a connection of its own: ``PostgresConnection.<method>(query, args, *extra)``."""
-        if self.pool is None:
-            await self.open()
-        raw = await self._acquire_live()
+        raw = await self._take()
         try:
-            return await getattr(PostgresConnection(raw), method)(query, args, *extra)
-        except self.failures as exc:
-            raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
-        finally:
-            _mark_released(raw)
-            await self.pool.release(raw)
+            result = await getattr(PostgresConnection(raw), method)(query, args, *extra)
+        except BaseException as exc:
+            await self._after_failure(raw, exc)
+            if isinstance(exc, self.failures):
+                raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
+            raise
+        if raw.is_in_transaction():  # a statement that opened one ("BEGIN"): never hand it to the next caller
+            await self._release(raw, reset=True)
+        else:
+            self._give(raw)
+        return result
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[PostgresConnection]:
         """A connection held for several statements (reset when it goes back)."""
-        if self.pool is None:
-            await self.open()
-        raw = await self._acquire_live()
-        raw.mark_dirty()
+        raw = await self._take()
         try:
             yield PostgresConnection(raw)
-        except self.failures as exc:
-            raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
-        finally:
-            _mark_released(raw)
-            await self.pool.release(raw)
+        except BaseException as exc:
+            await self._after_failure(raw, exc)
+            if isinstance(exc, self.failures):
+                raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
+            raise
+        await self._release(raw, reset=True)
 
-    async def _acquire_live(self) -> Any:
-        """A connection from the pool; one idle longer than ``ping_after`` is checked first, and a dead one
-        (the database restarted behind it) is dropped for a fresh one."""
-        pool = self.pool
-        for attempt in range(2):
-            try:
-                # NOTE: with a connection idle, take it without a timeout: asyncpg's timeout wraps the acquire in
-                # wait_for and the release in a timer, several microseconds each; a new connection's own connect
-                # timeout still bounds the wait
-                if pool.get_idle_size():
-                    raw = await pool.acquire()
+    # -- the pool ---------------------------------------------------------------------------------------------
+
+    async def _take(self) -> Any:
+        if not self.opened:
+            await self.open()
+        now = time.monotonic()
+        while self.idle:
+            raw = self.idle.pop()
+            if raw.is_closed():
+                self._discard(raw)
+            elif now - raw.released_at > self.max_idle:
+                self._discard(raw, close=True)  # recycled: idle too long
+            elif now - raw.released_at < self.ping_after:
+                return raw
+            else:
+                try:
+                    await raw.execute("SELECT 1")  # idle a while: the database may have restarted behind it
+                    return raw
+                except self.failures:
+                    self._discard(raw, close=True)
+        if self.size < self.max_size:
+            self.size += 1
+            return await self._connect()
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            raw = await asyncio.wait_for(waiter, self.acquire_timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"no free connection within {self.acquire_timeout:g} s (pool of {self.max_size})"
+            ) from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()
+                if handed is not None:
+                    self._give(handed)  # handed over just as we gave up: pass it on
                 else:
-                    raw = await pool.acquire(timeout=self.acquire_timeout)
-            except TimeoutError as exc:
-                raise DatabaseUnavailable(
-                    f"no free connection within {self.acquire_timeout:g} s (pool of {self.options['max_size']})"
-                ) from exc
-            except self.failures as exc:
+                    self.size -= 1  # a slot handed over: give it back
+                    self._wake()
+            raise
+        if raw is None:  # a slot, not a connection: open one
+            return await self._connect()
+        return raw
+
+    async def _new(self) -> Any:
+        self.size += 1
+        return await self._connect()
+
+    async def _connect(self) -> Any:
+        """A new connection for a slot already counted in ``size``."""
+        try:
+            raw = await asyncpg.connect(self.url, connection_class=_connection_class, **self.connect_options)
+        except BaseException as exc:
+            self.size -= 1
+            self._wake()
+            if isinstance(exc, self.failures):
                 raise DatabaseUnavailable(
                     f"PostgreSQL at {_where(self.url)} did not answer: {type(exc).__name__}"
                 ) from exc
-            released_at = raw.released_at
-            if not released_at or time.monotonic() - released_at < self.ping_after:
-                return raw
+            raise
+        return raw
+
+    def _give(self, raw: Any) -> None:
+        """Back to the pool: to the first caller waiting, else onto the idle list."""
+        raw.released_at = time.monotonic()
+        raw.queries += 1
+        if raw.queries >= self.max_queries or not self.opened:
+            self._discard(raw, close=True)
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(raw)
+                return
+        self.idle.append(raw)
+
+    async def _release(self, raw: Any, *, reset: bool) -> None:
+        try:
+            if raw.is_in_transaction():
+                await raw.execute("ROLLBACK")
+            if reset:
+                query = raw.get_reset_query()
+                if query:
+                    await raw.execute(query)
+        except BaseException:
+            self._discard(raw, close=True)
+            raise
+        self._give(raw)
+
+    async def _after_failure(self, raw: Any, exc: BaseException) -> None:
+        """A connection whose call raised: kept when the statement was merely wrong, closed when the connection
+        failed or the call was cancelled halfway (its protocol state is unknown)."""
+        if isinstance(exc, Exception) and not isinstance(exc, self.failures) and not raw.is_closed():
             try:
-                await raw.execute("SELECT 1")
-                return raw
-            except self.failures as exc:
-                await self.pool.release(raw)  # closed: the pool replaces it
-                if attempt == 1:
-                    raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
-        raise AssertionError("unreachable")
+                await self._release(raw, reset=False)
+            except Exception:  # noqa: S110 - _release closed it already
+                pass
+            return
+        self._discard(raw, close=True)
 
+    def _discard(self, raw: Any, *, close: bool = False) -> None:
+        self.size -= 1
+        if close and not raw.is_closed():
+            raw.terminate()  # NOTE: no round trip: the server sees the socket close
+        self._wake()
 
-def _mark_released(raw: Any) -> None:
-    try:
-        raw.mark_released()
-    except AttributeError:
-        pass  # asyncpg already detached a connection it lost: nothing left to mark
+    def _wake(self) -> None:
+        """A slot freed: the first caller waiting may open a connection in it."""
+        while self.waiters and self.size < self.max_size:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.size += 1
+                waiter.set_result(None)
+                return
 
 
 def _where(url: str) -> str:
