@@ -18,6 +18,7 @@ import functools
 import os
 import platform
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -217,6 +218,8 @@ def main() -> int:
     soak_parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/test", help="PostgreSQL")
     soak_parser.set_defaults(func=soak)
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the server under test is stopped too, not left running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return int(args.func(args))
 
 

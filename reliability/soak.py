@@ -85,7 +85,7 @@ async def _load(server: LiveServer, seconds: float, rate: float, samples: list[t
         for index, request in enumerate(itertools.cycle(MIX)):
             at = started + index / rate
             now = time.monotonic()
-            if at - started >= seconds:
+            if now - started >= seconds:  # wall time: a client that falls behind its schedule still stops
                 break
             if now >= next_sample:
                 samples.append((now - started, rss_kib(server)))
@@ -114,6 +114,7 @@ def run_soak(minutes: float, rate: float, redis_url: str, database_url: str) -> 
     first, last = warm[0], warm[-1]
     growth = (last - first) / first * 100
     total = sum(tally.answers.values())
+    elapsed = samples[-1][0] if samples else minutes * 60
     unexpected = len([e for e in tally.errors if e != "..."]) + tally.errors.count("...")
     ordered = sorted(tally.latencies)
     p50 = ordered[len(ordered) // 2] * 1000 if ordered else 0
@@ -126,7 +127,7 @@ def run_soak(minutes: float, rate: float, redis_url: str, database_url: str) -> 
         "",
         "| Requests | Rate | Unexpected answers | p50 | p99 | RSS warm (1 min) | RSS end | Growth |",
         "|--:|--:|--:|--:|--:|--:|--:|--:|",
-        f"| {total:,} | {total / (minutes * 60):,.0f}/s | {unexpected} | {p50:.2f} ms | {p99:.2f} ms | "
+        f"| {total:,} | {total / elapsed:,.0f}/s | {unexpected} | {p50:.2f} ms | {p99:.2f} ms | "
         f"{first / 1024:.1f} MiB | {last / 1024:.1f} MiB | {growth:+.2f}% |",
         "",
         "Answers: " + ", ".join(f"{status}: {count:,}" for status, count in sorted(tally.answers.items())),
