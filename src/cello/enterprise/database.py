@@ -1,4 +1,4 @@
-"""The one database layer: ``Database("postgresql://...")`` (an asyncpg pool) or ``Database("sqlite:///app.db")``
+"""The one database layer: ``Database("postgresql://...")`` (asyncpg connections) or ``Database("sqlite:///app.db")``
 (the embedded default, no server), with one API for handlers, health checks and the event store.
 
     db = Database("postgresql://localhost/mydb", pool_size=20)
