@@ -79,6 +79,7 @@ class Redis:
         }
         self._client: Any = None
         self._failures: tuple[type[BaseException], ...] | None = None
+        self._in_flight: asyncio.Semaphore | None = None
         # NOTE: an open circuit raises StoreUnavailable like any outage, so every feature's fallback (fail open,
         # skip the cache) still applies - only faster than waiting for the socket timeout on every call
         self.breaker: CircuitBreaker | None = None
@@ -99,12 +100,11 @@ class Redis:
                 options = {k: v for k, v in self._options.items() if k != "health_check_interval"}
                 self._client = RedisCluster.from_url(self.url, **options)
             else:
-                # NOTE: a blocking pool: more concurrent calls than max_connections wait (up to the socket
-                # timeout) for a free connection instead of failing at once
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
-                    self.url, timeout=self._options["socket_timeout"], **self._options
-                )
-                self._client = redis.asyncio.Redis(connection_pool=pool)
+                # NOTE: the pool itself is not capped (a capped redis-py pool fails calls past its size, and its
+                # blocking variant pays a timer on every call); `call` caps the commands in flight instead, and
+                # pub/sub connections, held for as long as a subscription lasts, stay outside that cap
+                options = {**self._options, "max_connections": None}
+                self._client = redis.asyncio.Redis.from_url(self.url, **options)
         return self._client
 
     def key(self, key: str) -> str:
@@ -132,6 +132,18 @@ class Redis:
                 breaker.__enter__()
             except CircuitOpenError:
                 raise StoreUnavailable("Redis keeps failing: the circuit is open") from None
+        slots = self._in_flight
+        if slots is None:
+            slots = self._in_flight = asyncio.Semaphore(self._options["max_connections"])
+        if slots.locked():  # every connection busy: wait for one, but not for ever
+            try:
+                await asyncio.wait_for(slots.acquire(), self._options["socket_timeout"])
+            except TimeoutError:
+                if breaker is not None:
+                    breaker.__exit__(None, None, None)  # busy is not broken
+                raise StoreUnavailable(f"no free Redis connection among {self._options['max_connections']}") from None
+        else:
+            await slots.acquire()
         try:
             result = await getattr(self.client, method)(*args, **kwargs)
         except self.failures() as exc:
@@ -143,6 +155,8 @@ class Redis:
             if breaker is not None:
                 breaker.__exit__(type(exc), exc, None)
             raise
+        finally:
+            slots.release()
         if breaker is not None:
             breaker.__exit__(None, None, None)
         return result
