@@ -19,6 +19,8 @@ from .background import BackgroundRunner
 from .handlers import Endpoint, ThreadPool, compile_handler
 from .http.exceptions import (
     BadRequest,
+    BodyTimeout,
+    ClientDisconnected,
     HTTPException,
     MethodNotAllowed,
     NotFound,
@@ -394,14 +396,10 @@ async def _bad_length(request: Request) -> Response:
 
 
 async def _body_ended(request: Request) -> Response:
-    from .engine.common import ClientDisconnected
-
     raise ClientDisconnected()
 
 
 async def _body_timeout(request: Request) -> Response:
-    from .engine.common import BodyTimeout
-
     raise BodyTimeout()
 
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..http.exceptions import BodyTimeout, ClientDisconnected
 from ..http.request import ASGIRequest
 from ..http.response import BYTES, FILE, Response, to_response
 from ..realtime.websocket import ABNORMAL, POLICY, TEXT, WebSocket, WebSocketDisconnect
@@ -20,9 +21,7 @@ from .common import (
     NO_BODY,
     TOO_LARGE,
     BodyClock,
-    BodyTimeout,
     BodyTooLarge,
-    ClientDisconnected,
     body_plan,
     close_iterator,
     file_headers,

@@ -7,29 +7,12 @@ import inspect
 from collections.abc import AsyncGenerator, Awaitable, Iterator
 from typing import Any, TypeVar
 
-from ..http.exceptions import BadRequest, HTTPException, PayloadTooLarge
+from ..http.exceptions import BodyTimeout, PayloadTooLarge
 
 T = TypeVar("T")
 
 # How to obtain a request body, decided from headers before reading a byte of it.
 NO_BODY, READ_ALL, READ_CHUNKS, TOO_LARGE, BAD_LENGTH = range(5)
-
-
-class ClientDisconnected(BadRequest):
-    """The peer stopped sending before the request body was complete (closed or half-closed its side).
-
-    A 400 if it reaches the response: a client that only half-closed still reads the answer.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("The request body ended before its declared length.")
-
-
-class BodyTimeout(HTTPException):
-    """The client did not send its whole request body within ``App(body_timeout=)``."""
-
-    def __init__(self) -> None:
-        super().__init__(408, "The request body did not arrive in time.", {"connection": "close"})
 
 
 class BodyClock:

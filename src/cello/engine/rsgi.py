@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from granian.rsgi import ProtocolClosed  # type: ignore[attr-defined]
 
+from ..http.exceptions import BodyTimeout, ClientDisconnected
 from ..http.request import EMPTY_PARAMS, RSGIRequest
 from ..http.response import BYTES, FILE, JSON_TYPE, Response, dump_json, to_response
 from ..realtime.websocket import ABNORMAL, NORMAL, WebSocket, WebSocketDisconnect
@@ -24,9 +25,7 @@ from .common import (
     READ_CHUNKS,
     TOO_LARGE,
     BodyClock,
-    BodyTimeout,
     BodyTooLarge,
-    ClientDisconnected,
     body_plan,
     close_iterator,
     file_headers,

@@ -125,6 +125,23 @@ class ServiceUnavailable(HTTPException):
         self.args = (cause,)
 
 
+class ClientDisconnected(BadRequest):
+    """The peer stopped sending before the request body was complete (closed or half-closed its side).
+
+    A 400 if it reaches the response: a client that only half-closed still reads the answer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("The request body ended before its declared length.")
+
+
+class BodyTimeout(HTTPException):
+    """The client did not send its whole request body within ``App(body_timeout=)``."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "The request body did not arrive in time.", {"connection": "close"})
+
+
 class InternalServerError(HTTPException):
     def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
         super().__init__(500, detail, **kwargs)
