@@ -1,33 +1,35 @@
-"""Fixtures of the reliability suite: the live-server factory of the live tests (tests/live/_live.py), and the
-reliability marker on everything collected here. Helpers the tests import live in serving.py."""
+"""Fixtures of the reliability suite, borrowed from the test suite's conftest files (the live-server factory of
+tests/live, the server pool and app clients of tests/), and the reliability marker on everything collected here.
+Helpers the tests import live in serving.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent / "tests" / "live")]
-
-import importlib.util  # noqa: E402
-
-from _live import Factory, live_servers  # noqa: E402
+TESTS = HERE.parent / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "live")]
 
 
-def _tests_conftest():  # type: ignore[no-untyped-def]
-    """tests/conftest.py, under a name of its own (both files are "conftest" to Python)."""
-    spec = importlib.util.spec_from_file_location("cello_tests_conftest", HERE.parent / "tests" / "conftest.py")
+def _conftest(path: Path, name: str) -> ModuleType:
+    """A conftest.py of the test suite, under a name of its own (every such file is "conftest" to Python)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+_live = _conftest(TESTS / "live" / "conftest.py", "cello_live_conftest")
+live = _live.live
+live_module = _live.live_module
 # the fixtures the attack suites re-run here need (their ``face`` is set by each module)
-_shared = _tests_conftest()
+_shared = _conftest(TESTS / "conftest.py", "cello_tests_conftest")
 servers = _shared.servers
 sec_client = _shared.sec_client
 session_client = _shared.session_client
@@ -38,15 +40,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.reliability)
             item.add_marker(pytest.mark.live)
-
-
-@pytest.fixture
-def live() -> Iterator[Factory]:
-    with live_servers() as make:
-        yield make
-
-
-@pytest.fixture(scope="module")
-def live_module() -> Iterator[Factory]:
-    with live_servers() as make:
-        yield make

@@ -106,9 +106,11 @@ _ANY_JSON_VALUE = {"type": ["object", "array", "string", "number", "boolean", "n
 
 
 def _object_schema(annotation: Any) -> dict[str, Any]:
+    """msgspec's ``schema_hook``: raising NotImplementedError is how a hook declines a type, which msgspec then
+    reports as undescribable (and the OpenAPI generator leaves unschematized)."""
     if annotation is object:
         return _ANY_JSON_VALUE
-    raise NotImplementedError  # other unknown types stay undescribed
+    raise NotImplementedError
 
 
 class PydanticCodec(Codec):

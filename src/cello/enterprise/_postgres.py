@@ -28,38 +28,31 @@ except ImportError:  # pragma: no cover - the message says what to install
     asyncpg = None
 
 
-_connection_class: Any = None
+if asyncpg is not None:
+
+    class TimedConnection(asyncpg.Connection):  # type: ignore[misc]
+        released_at = 0.0  # when it last went back to the pool
+        queries = 0  # uses so far (recycled at max_queries)
+
+    # the exceptions that mean the database (not the query) is at fault
+    FAILURES: tuple[type[BaseException], ...] = (
+        OSError,
+        TimeoutError,
+        asyncpg.exceptions.PostgresConnectionError,  # class 08: the connection failed or was lost
+        asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, crashed, starting up, cancelled
+        asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory or disk
+        asyncpg.exceptions.InterfaceError,  # the connection is closed or in use on the client side
+        asyncpg.exceptions.InternalClientError,
+    )
+else:  # pragma: no cover
+    FAILURES = (OSError, TimeoutError)
 
 
-def _require() -> Any:
-    """asyncpg, and the connection class that remembers when it went back to the pool."""
-    global _connection_class
+def _require() -> None:
     if asyncpg is None:
         from ..http.exceptions import ConfigurationError
 
         raise ConfigurationError("PostgreSQL support needs asyncpg: pip install 'cello[postgres]'")
-    if _connection_class is None:
-
-        class TimedConnection(asyncpg.Connection):  # type: ignore[misc]
-            released_at = 0.0  # when it last went back to the pool
-            queries = 0  # uses so far (recycled at max_queries)
-
-        _connection_class = TimedConnection
-    return asyncpg
-
-
-def _failures() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean the database (not the query) is at fault."""
-    errors = asyncpg.exceptions
-    return (
-        OSError,
-        TimeoutError,
-        errors.PostgresConnectionError,  # class 08: the connection failed or was lost
-        errors.OperatorInterventionError,  # class 57: shutting down, crashed, starting up, cancelled
-        errors.InsufficientResourcesError,  # class 53: too many connections, out of memory or disk
-        errors.InterfaceError,  # the connection is closed or in use on the client side
-        errors.InternalClientError,
-    )
 
 
 # text → the value asyncpg's binary codecs want, by the type name a prepared statement reports
@@ -169,13 +162,13 @@ class PostgresPool:
         self.size = 0  # connections open or opening
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.opened = False
-        self.failures = _failures() if asyncpg is not None else (OSError,)
 
     async def open(self) -> None:
         _require()
-        self.failures = _failures()
         self.opened = True
-        opened = await asyncio.gather(*(self._new() for _ in range(self.min_size - self.size)), return_exceptions=True)
+        missing = max(0, self.min_size - self.size)
+        self.size += missing
+        opened = await asyncio.gather(*(self._connect() for _ in range(missing)), return_exceptions=True)
         for connection in opened:
             if not isinstance(connection, BaseException):
                 self._give(connection)
@@ -198,7 +191,7 @@ class PostgresPool:
             result = await getattr(PostgresConnection(raw), method)(query, args, *extra)
         except BaseException as exc:
             await self._after_failure(raw, exc)
-            if isinstance(exc, self.failures):
+            if isinstance(exc, FAILURES):
                 raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
             raise
         if raw.is_in_transaction():  # a statement that opened one ("BEGIN"): never hand it to the next caller
@@ -215,7 +208,7 @@ class PostgresPool:
             yield PostgresConnection(raw)
         except BaseException as exc:
             await self._after_failure(raw, exc)
-            if isinstance(exc, self.failures):
+            if isinstance(exc, FAILURES):
                 raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
             raise
         await self._release(raw, reset=True)
@@ -238,7 +231,7 @@ class PostgresPool:
                 try:
                     await raw.execute("SELECT 1")  # idle a while: the database may have restarted behind it
                     return raw
-                except self.failures:
+                except FAILURES:
                     self._discard(raw, close=True)
         if self.size < self.max_size:
             self.size += 1
@@ -264,18 +257,14 @@ class PostgresPool:
             return await self._connect()
         return raw
 
-    async def _new(self) -> Any:
-        self.size += 1
-        return await self._connect()
-
     async def _connect(self) -> Any:
         """A new connection for a slot already counted in ``size``."""
         try:
-            raw = await asyncpg.connect(self.url, connection_class=_connection_class, **self.connect_options)
+            raw = await asyncpg.connect(self.url, connection_class=TimedConnection, **self.connect_options)
         except BaseException as exc:
             self.size -= 1
             self._wake()
-            if isinstance(exc, self.failures):
+            if isinstance(exc, FAILURES):
                 raise DatabaseUnavailable(
                     f"PostgreSQL at {_where(self.url)} did not answer: {type(exc).__name__}"
                 ) from exc
@@ -312,7 +301,7 @@ class PostgresPool:
     async def _after_failure(self, raw: Any, exc: BaseException) -> None:
         """A connection whose call raised: kept when the statement was merely wrong, closed when the connection
         failed or the call was cancelled halfway (its protocol state is unknown)."""
-        if isinstance(exc, Exception) and not isinstance(exc, self.failures) and not raw.is_closed():
+        if isinstance(exc, Exception) and not isinstance(exc, FAILURES) and not raw.is_closed():
             try:
                 await self._release(raw, reset=False)
             except Exception:  # noqa: S110 - _release closed it already

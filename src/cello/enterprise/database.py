@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +34,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "Database", "DatabaseUnavailable"]
 
+logger = logging.getLogger("cello.database")
+_NO_BREAKER = contextlib.nullcontext()  # the breaker's stand-in when there is none (breaker_threshold=0)
+
 
 class Connection:
     """One connection held for several statements (``async with db.connection() as conn``)."""
 
-    __slots__ = ("_raw", "_db")
+    __slots__ = ("_raw",)
 
-    def __init__(self, raw: Any, db: Database) -> None:
+    def __init__(self, raw: Any) -> None:
         self._raw = raw
-        self._db = db
 
     async def fetch_one(self, query: str, *args: Any) -> dict[str, Any] | None:
         return await self._raw.fetch_one(query, args)  # type: ignore[no-any-return]
@@ -61,9 +64,11 @@ class Connection:
     def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:
         return self._raw.iterate(query, args, batch)  # type: ignore[no-any-return]
 
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
         """A transaction on this connection; inside another one, a savepoint."""
-        return self._db._transaction_on(self)
+        async with self._raw.transaction():
+            yield self
 
 
 class Database:
@@ -150,9 +155,7 @@ class Database:
             except DatabaseUnavailable:
                 # NOTE: a worker must start even while the database is down: calls answer 503 and readiness
                 # fails until it is back, then the pool opens on the next call
-                import logging
-
-                logging.getLogger("cello.database").warning("the database is unreachable at startup", exc_info=True)
+                logger.warning("the database is unreachable at startup", exc_info=True)
 
         app.on_startup(open_pool)
         app.on_shutdown(self.disconnect)
@@ -189,23 +192,14 @@ class Database:
     async def _run(self, method: str, query: str, args: Any, *extra: Any) -> Any:
         """One statement: on the connection this task holds, else on a pooled one, through the breaker.
 
-        NOTE: the per-statement path of every handler, written out (no context managers): each asynccontextmanager
-        layer costs a few microseconds per call.
+        NOTE: the per-statement path of every handler, written out rather than through ``_use``: each
+        asynccontextmanager layer costs a few microseconds per call (the breaker's own is a plain class).
         """
         held = self._held()
         if held is not None:
             return await getattr(held._raw, method)(query, args, *extra)
-        breaker = self.breaker
-        if breaker is None:
+        async with self.breaker or _NO_BREAKER:
             return await self._pool.run(method, query, args, extra)
-        breaker.__enter__()
-        try:
-            result = await self._pool.run(method, query, args, extra)
-        except BaseException as exc:
-            breaker.__exit__(type(exc), exc, None)
-            raise
-        breaker.__exit__(None, None, None)
-        return result
 
     async def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Rows as they stream in (a server-side cursor on PostgreSQL), ``batch`` at a time."""
@@ -232,12 +226,7 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """Commit on success, roll back on an exception; inside another transaction, a savepoint."""
-        async with self.connection() as conn, self._transaction_on(conn):
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def _transaction_on(self, conn: Connection) -> AsyncIterator[Connection]:
-        async with conn._raw.transaction():
+        async with self.connection() as conn, conn.transaction():
             yield conn
 
     async def request_connection(self) -> AsyncIterator[Connection]:
@@ -261,10 +250,5 @@ class Database:
         if current is not None:
             yield current
             return
-        breaker = self.breaker
-        if breaker is None:
-            async with self._pool.acquire() as raw:
-                yield Connection(raw, self)
-            return
-        async with breaker, self._pool.acquire() as raw:
-            yield Connection(raw, self)
+        async with self.breaker or _NO_BREAKER, self._pool.acquire() as raw:
+            yield Connection(raw)

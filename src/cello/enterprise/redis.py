@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LockNotAcquired", "Message", "Pipeline", "Redis"]
 
+_NO_BREAKER = contextlib.nullcontext()  # the breaker's stand-in when there is none (breaker_threshold=0)
+
 
 class LockNotAcquired(StoreUnavailable):
     """Another holder kept the lock past ``blocking_timeout`` (unhandled: a 503, try again shortly)."""
@@ -126,40 +128,26 @@ class Redis:
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run one client command through the circuit breaker, turning connection failures into
         ``StoreUnavailable``."""
-        breaker = self.breaker
-        if breaker is not None:
-            try:
-                breaker.__enter__()
-            except CircuitOpenError:
-                raise StoreUnavailable("Redis keeps failing: the circuit is open") from None
         slots = self._in_flight
         if slots is None:
             slots = self._in_flight = asyncio.Semaphore(self._options["max_connections"])
-        if slots.locked():  # every connection busy: wait for one, but not for ever
+        if slots.locked():  # every connection busy: wait for one, but not for ever (and busy is not broken)
             try:
                 await asyncio.wait_for(slots.acquire(), self._options["socket_timeout"])
             except TimeoutError:
-                if breaker is not None:
-                    breaker.__exit__(None, None, None)  # busy is not broken
                 raise StoreUnavailable(f"no free Redis connection among {self._options['max_connections']}") from None
         else:
             await slots.acquire()
         try:
-            result = await getattr(self.client, method)(*args, **kwargs)
-        except self.failures() as exc:
-            error = self.unavailable(exc)
-            if breaker is not None:
-                breaker.__exit__(StoreUnavailable, error, None)
-            raise error from exc
-        except BaseException as exc:
-            if breaker is not None:
-                breaker.__exit__(type(exc), exc, None)
-            raise
+            async with self.breaker or _NO_BREAKER:
+                try:
+                    return await getattr(self.client, method)(*args, **kwargs)
+                except self.failures() as exc:
+                    raise self.unavailable(exc) from exc
+        except CircuitOpenError:
+            raise StoreUnavailable("Redis keeps failing: the circuit is open") from None
         finally:
             slots.release()
-        if breaker is not None:
-            breaker.__exit__(None, None, None)
-        return result
 
     # -- values -----------------------------------------------------------------------------------------------
 
