@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
+import os
+import signal
 import time
 import uuid
 
@@ -53,6 +55,38 @@ async def test_rows_are_dicts(db):
     assert await db.fetch_val(f"SELECT count(*) FROM {t}") == 3
     assert await db.fetch_val(f"SELECT id, name FROM {t} WHERE id = 2", column=1) == "ink"
     assert await db.execute(f"UPDATE {t} SET name = $1 WHERE id > $2", "x", 1) == 2
+
+
+async def test_fetch_many_runs_a_query_per_argument_set_in_order(db):
+    t = db.table
+    await db.execute_many(f"INSERT INTO {t} (id, name) VALUES ($1, $2)", [(n, f"n{n}") for n in range(1, 6)])
+    lookup = f"SELECT id, name FROM {t} WHERE id = $1"
+    assert await db.fetch_many(lookup, [(4,), (2,), (99,), (4,)]) == [
+        {"id": 4, "name": "n4"},
+        {"id": 2, "name": "n2"},
+        {"id": 4, "name": "n4"},
+    ]
+    assert await db.fetch_many(lookup, []) == []
+    async with db.connection() as conn:  # on a held connection, and from a generator
+        rows = await conn.fetch_many(f"SELECT id FROM {t} WHERE id > $1 ORDER BY id", ((n,) for n in (3, 4)))
+    assert rows == [{"id": 4}, {"id": 5}, {"id": 5}]
+
+
+async def test_a_batch_is_one_unit(db):
+    # a run that fails undoes the runs before it, for execute_many and fetch_many alike, on both backends
+    t = db.table
+    insert = f"INSERT INTO {t} (id, name) VALUES ($1, $2)"
+    with pytest.raises(Exception, match=r"(?i)unique|constraint"):
+        await db.execute_many(insert, [(1, "a"), (2, "b"), (1, "again")])
+    with pytest.raises(Exception, match=r"(?i)unique|constraint"):
+        await db.fetch_many(insert + " RETURNING id", [(3, "c"), (3, "again")])
+    assert await db.fetch_val(f"SELECT count(*) FROM {t}") == 0
+    async with db.transaction():  # inside a transaction, a failed batch leaves the statements before it alone
+        await db.execute(insert, 7, "kept")
+        with pytest.raises(Exception, match=r"(?i)unique|constraint"):
+            await db.execute_many(insert, [(8, "x"), (8, "again")])
+        if db.dialect == "sqlite":  # PostgreSQL's whole transaction is aborted by the error; SQLite's is not
+            assert await db.fetch_many(f"SELECT id FROM {t} WHERE id = $1", [(7,), (8,)]) == [{"id": 7}]
 
 
 async def test_iterate_streams_rows_in_batches(db):
@@ -206,6 +240,63 @@ async def test_an_exhausted_pool_answers_unavailable_within_the_acquire_timeout(
             assert time.monotonic() - started < 3
         assert refused.value.status == 503 and refused.value.headers == [("retry-after", "1")]
         assert await db.fetch_val("SELECT 1") == 1  # free again
+
+
+@pytest.fixture
+def postgres():
+    pytest.importorskip("asyncpg")
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_URL
+
+
+@pytest.mark.services
+async def test_a_statement_past_the_command_timeout_is_cancelled(postgres):
+    async with Database(postgres, pool_size=2, command_timeout=0.5, breaker_threshold=0) as db:
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            await db.fetch_val("SELECT pg_sleep(5)")
+
+        async def on_a_held_connection() -> None:
+            async with db.connection() as conn:
+                assert await conn.fetch_val("SELECT 1") == 1
+                await conn.fetch_val("SELECT pg_sleep(5)")
+
+        with pytest.raises(DatabaseUnavailable, match="past the command timeout"):
+            await on_a_held_connection()
+        assert time.monotonic() - started < 3
+        assert await db.fetch_val("SELECT 1") == 1
+
+
+@pytest.mark.services
+async def test_a_database_that_stops_answering_is_given_up_on_after_the_command_timeout(postgres):
+    # the server process is frozen (SIGSTOP): no statement_timeout can answer; the pool's watchdog does
+    async with Database(postgres, pool_size=1, command_timeout=0.5, breaker_threshold=0) as db:
+        frozen: list[int] = []
+
+        async def on_a_held_connection() -> None:
+            async with db.connection() as conn:  # a new connection (no restart), then frozen in turn
+                freeze(await conn.fetch_val("SELECT pg_backend_pid()"))
+                await conn.fetch_val("SELECT 1")
+
+        def freeze(pid: int) -> None:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except PermissionError:
+                pytest.skip("freezing a PostgreSQL server process needs the right to signal it")
+            frozen.append(pid)
+
+        try:
+            freeze(await db.fetch_val("SELECT pg_backend_pid()"))
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match=r"did not answer within 0\.5 s"):
+                await db.fetch_val("SELECT 1")
+            with pytest.raises(DatabaseUnavailable, match=r"did not answer within 0\.5 s"):
+                await on_a_held_connection()
+            assert time.monotonic() - started < 6
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert await db.fetch_val("SELECT pg_backend_pid()") not in frozen
 
 
 async def test_an_unreachable_postgres_is_unavailable_then_the_breaker_opens():

@@ -112,7 +112,26 @@ class SQLiteConnection:
             assert self.raw is not None
             self.raw.executemany(query, [_named(row) for row in rows])
 
-        await self._run(run)
+        await self._run(self._atomic, run)
+
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            return [found for row in rows for found in self._query(query, row, None)]
+
+        return await self._run(self._atomic, run)  # type: ignore[no-any-return]
+
+    def _atomic(self, work: Any) -> Any:
+        """``work()`` on the connection's thread as one unit, as PostgreSQL runs a batch: all or nothing."""
+        assert self.raw is not None
+        self.raw.execute("SAVEPOINT cello_batch")  # NOTE: outside a transaction, a savepoint opens one
+        try:
+            result = work()
+        except BaseException:
+            self.raw.execute("ROLLBACK TO SAVEPOINT cello_batch")
+            self.raw.execute("RELEASE SAVEPOINT cello_batch")
+            raise
+        self.raw.execute("RELEASE SAVEPOINT cello_batch")
+        return result
 
     async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[dict[str, Any]]:
         assert self.raw is not None

@@ -61,6 +61,9 @@ class Connection:
     async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._raw.execute_many(query, rows)
 
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+        return await self._raw.fetch_many(query, rows)  # type: ignore[no-any-return]
+
     def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:
         return self._raw.iterate(query, args, batch)  # type: ignore[no-any-return]
 
@@ -187,7 +190,17 @@ class Database:
         return await self._run("execute", query, args)  # type: ignore[no-any-return]
 
     async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run a statement once for each set of arguments, in one round trip and as one unit (all or none)."""
         await self._run("execute_many", query, rows)
+
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Run a query once for each set of arguments, in one round trip, and return the rows of every run in
+        order (one per run for a lookup by key). Each run is its own statement, seeing what the earlier ones
+        wrote; like ``execute_many`` they succeed or fail as one unit.
+
+            worlds = await db.fetch_many("SELECT * FROM world WHERE id = $1", [(i,) for i in ids])
+        """
+        return await self._run("fetch_many", query, rows)  # type: ignore[no-any-return]
 
     async def _run(self, method: str, query: str, args: Any, *extra: Any) -> Any:
         """One statement: on the connection this task holds, else on a pooled one, through the breaker.
