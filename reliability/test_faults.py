@@ -16,8 +16,9 @@ from collections import Counter
 
 import httpx
 import pytest
-from _live import postgres_server, redis_server
+from _live import postgres_server
 
+from _helpers import redis_server
 from serving import app_tracebacks, serve_target
 
 pytestmark = pytest.mark.services

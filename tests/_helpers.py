@@ -9,11 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cello.testing import free_port
 
 REQUIRE_SERVICES = os.environ.get("CELLO_REQUIRE_SERVICES") == "1"
 
@@ -63,3 +69,48 @@ def chromium_browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free port: stopping it (for real, SIGKILL) disturbs nothing else."""
+
+    def __init__(self, directory: Path, *options: str) -> None:
+        self.program = require_program("redis-server", shutil.which("redis-server"))
+        self.options = options  # more redis-server arguments ("--requirepass", "...")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                   "no", "--dir", str(self.directory), *self.options]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    restart = start
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path, *options: str) -> Iterator[RedisServer]:
+    """A running ``RedisServer``, always stopped afterwards."""
+    server = RedisServer(directory, *options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from _helpers import require_program, require_service
+from _helpers import redis_server, require_program, require_service
 from cello import App
 from cello.enterprise import Redis
 from cello.enterprise.redis import LockNotAcquired
@@ -41,11 +41,12 @@ async def test_values_come_back_as_they_went_in(cache):
     assert await cache.delete("user:1", "user:2") == 1
 
 
-async def test_more_callers_than_connections_wait_their_turn():
+async def test_more_callers_than_pooled_connections_wait_their_turn():
+    # the stores' commands go through redis-py's pool, capped at max_connections
     require_service("Redis", "127.0.0.1", 6379)
     client = Redis("redis://127.0.0.1:6379", max_connections=2, prefix=f"cello-test-{uuid.uuid4().hex}:")
     try:
-        assert await asyncio.gather(*(client.incr("n") for _ in range(50))) != []
+        assert await asyncio.gather(*(client.call("incrby", client.key("n"), 1) for _ in range(50))) != []
         assert await client.get("n") == 50
     finally:
         await client.delete("n")
@@ -128,6 +129,98 @@ async def test_after_repeated_failures_the_circuit_answers_at_once():
     await dead.close()
 
 
+# -- the shared connection single commands run on -----------------------------------------------------------------
+
+
+async def test_concurrent_commands_share_one_connection_and_get_their_own_replies(cache):
+    await asyncio.gather(*(cache.set(f"k{n}", {"n": n}) for n in range(300)))
+    assert await asyncio.gather(*(cache.get(f"k{n}") for n in range(300))) == [{"n": n} for n in range(300)]
+    assert await cache.get_many(*(f"k{n}" for n in range(300))) == [{"n": n} for n in range(300)]
+    assert await cache.get_many() == []
+    assert await cache.delete(*(f"k{n}" for n in range(300))) == 300
+
+
+async def test_a_caller_that_gives_up_leaves_the_replies_in_order(cache):
+    await cache.set("a", "A")
+    await cache.set("b", "B")
+    abandoned = asyncio.ensure_future(cache.get("a"))
+    await asyncio.sleep(0)  # written, not yet answered
+    abandoned.cancel()
+    assert await cache.get("b") == "B"
+    assert await cache.get("a") == "A"
+
+
+async def test_a_command_error_is_raised_and_the_connection_stays_usable(cache):
+    import redis.exceptions
+
+    await cache.set("text", "not a number")
+    with pytest.raises(redis.exceptions.ResponseError, match="not an integer"):
+        await cache.incr("text")
+    assert await cache.get("text") == "not a number"
+
+
+def test_one_client_serves_one_event_loop_after_another():
+    require_service("Redis", "127.0.0.1", 6379)
+    client = Redis("redis://127.0.0.1:6379", prefix=f"cello-test-{uuid.uuid4().hex}:")
+    asyncio.run(client.set("k", 1))
+    assert asyncio.run(client.get("k")) == 1  # a new loop: a new connection, not the first loop's
+    assert asyncio.run(client.delete("k")) == 1
+
+
+async def test_password_and_database_from_the_url(tmp_path):
+    with redis_server(tmp_path, "--requirepass", "s3cret") as server:
+        port = server.port
+        client = Redis(f"redis://:s3cret@127.0.0.1:{port}/3")
+        other_db = Redis(f"redis://:s3cret@127.0.0.1:{port}/0")
+        wrong = Redis(f"redis://:wrong@127.0.0.1:{port}")
+        try:
+            await client.set("k", "in db 3")
+            assert await client.get("k") == "in db 3"
+            assert await other_db.get("k") is None
+            with pytest.raises(Exception, match=r"(?i)WRONGPASS|invalid"):
+                await wrong.get("k")
+        finally:
+            for each in (client, other_db, wrong):
+                await each.close()
+
+
+async def test_a_redis_that_stops_answering_fails_the_waiting_commands_within_the_timeout():
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Redis(f"redis://127.0.0.1:{port}", socket_timeout=0.3)
+    try:
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(client.get(f"k{n}") for n in range(20)), return_exceptions=True)
+        assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+        assert time.monotonic() - started < 2
+    finally:
+        await client.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+
+
+async def test_commands_recover_when_redis_comes_back(tmp_path):
+    with redis_server(tmp_path) as server:
+        client = Redis(server.url, breaker_threshold=0)
+        try:
+            await client.set("k", "before")
+            server.stop()  # SIGKILL: the shared connection is lost
+            with pytest.raises(StoreUnavailable):
+                await client.get("k")
+            server.restart()  # an empty Redis on the same port
+            assert await client.get("k") is None
+            await client.set("k", "after")
+            assert await client.get("k") == "after"
+        finally:
+            await client.close()
+
+
 @pytest.mark.parametrize("up", [True, False])
 def test_attached_redis_reports_to_the_readiness_check(up):
     require_service("Redis", "127.0.0.1", 6379)
@@ -197,6 +290,7 @@ async def test_the_same_api_on_a_cluster(cluster):
         for n, key in enumerate(keys):
             await client.set(key, {"n": n})
         assert [await client.get(key) for key in keys] == [{"n": n} for n in range(50)]
+        assert await client.get_many(*keys, "missing") == [*({"n": n} for n in range(50)), None]
         assert await client.incr("hits") == 1
         await client.hset("h", {"a": [1]})
         assert await client.hgetall("h") == {"a": [1]}
@@ -211,6 +305,7 @@ async def test_the_same_api_on_a_cluster(cluster):
                 assert message.data == "on a cluster"
                 break
         assert await client.ping()
+        assert await client.delete(*keys) == 50
     finally:
         await client.close()
 

@@ -9,11 +9,9 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -122,50 +120,6 @@ def live_servers() -> Iterator[Factory]:
             except ProcessLookupError:
                 pass
         assert not leftovers, f"server processes left running: {leftovers}"
-
-
-class RedisServer:
-    """A redis-server of a test's own on a free port: stopping it (for real, SIGKILL) disturbs nothing else."""
-
-    def __init__(self, directory: Path) -> None:
-        self.program = require_program("redis-server", shutil.which("redis-server"))
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                   "no", "--dir", str(self.directory)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-    restart = start
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[RedisServer]:
-    """A running ``RedisServer``, always stopped afterwards."""
-    server = RedisServer(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class PostgresServer:

@@ -9,9 +9,8 @@ import uuid
 
 import httpx
 import pytest
-from _live import redis_server
 
-from _helpers import require_service
+from _helpers import redis_server, require_service
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

@@ -1,9 +1,11 @@
 """The one Redis connection layer: the user-facing ``Redis`` client, and the connection the Redis store and the
 broadcast backplane use.
 
-``Redis("redis://localhost:6379")`` connects lazily (on first use, in the worker that uses it) through redis-py's
-asyncio client with a connection pool; ``Redis("redis://node1:7000", cluster=True)`` (or a ``redis+cluster://``
-URL) speaks to a Redis Cluster instead, discovering the other nodes from that one. Values are JSON (orjson), so a
+``Redis("redis://localhost:6379")`` connects lazily (on first use, in the worker that uses it). Single commands
+(get, set, get_many, incr, hashes, publish...) share one multiplexed connection per worker (see _multiplexed.py:
+concurrent requests pipeline on it); pub/sub, locks, pipelines and scripts use redis-py's asyncio client and its
+pool. ``Redis("redis://node1:7000", cluster=True)`` (or a ``redis+cluster://`` URL) speaks to a Redis Cluster
+through redis-py instead, discovering the other nodes from that one. Values are JSON (orjson), so a
 dict stored with ``set`` comes back from ``get`` as the same dict; so are hash fields, pipeline results and
 pub/sub messages. Keys are namespaced by ``prefix``. A backend that does not answer within ``socket_timeout``
 raises ``StoreUnavailable`` (a 503 when unhandled) quickly instead of hanging a request. redis-py comes with the
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
     from ..app import App
 
 __all__ = ["LockNotAcquired", "Message", "Pipeline", "Redis"]
+
+try:
+    from . import _multiplexed
+except ImportError:  # without hiredis (or redis-py), single commands go through redis-py's client
+    _multiplexed = None  # type: ignore[assignment]
 
 _NO_BREAKER = contextlib.nullcontext()  # the breaker's stand-in when there is none (breaker_threshold=0)
 
@@ -80,6 +87,8 @@ class Redis:
             "health_check_interval": health_check_interval,
         }
         self._client: Any = None
+        self._multiplexed: Any = None  # the shared connection for single commands (_multiplexed.py)
+        self._connecting: asyncio.Task[Any] | None = None
         self._failures: tuple[type[BaseException], ...] | None = None
         self._in_flight: asyncio.Semaphore | None = None
         # NOTE: an open circuit raises StoreUnavailable like any outage, so every feature's fallback (fail open,
@@ -149,54 +158,107 @@ class Redis:
         finally:
             slots.release()
 
+    async def execute(self, *command: Any) -> Any:
+        """One command (``"GET", key``), its reply as Redis gives it (bytes, int, list), on the shared connection;
+        in cluster mode (or without hiredis) through redis-py. Connection failures raise ``StoreUnavailable``."""
+        connection = self._multiplexed
+        if connection is None or not connection.usable or connection.loop is not asyncio.get_running_loop():
+            if self.cluster or _multiplexed is None:
+                return await self.call("execute_command", *command)
+            connection = None
+        try:
+            async with self.breaker or _NO_BREAKER:
+                try:
+                    if connection is None:
+                        connection = await self._connect()
+                    return await connection.send(_multiplexed.pack(*command))
+                except self.failures() as exc:
+                    raise self.unavailable(exc) from exc
+        except CircuitOpenError:
+            raise StoreUnavailable("Redis keeps failing: the circuit is open") from None
+
+    async def _connect(self) -> Any:
+        """The shared connection, opened once however many commands are waiting for it."""
+        loop = asyncio.get_running_loop()
+        if self._connecting is None or self._connecting.get_loop() is not loop:
+            self._connecting = loop.create_task(
+                _multiplexed.connect(
+                    self.url,
+                    timeout=self._options["socket_timeout"],
+                    connect_timeout=self._options["socket_connect_timeout"],
+                )
+            )
+        connecting = self._connecting
+        try:
+            connection = await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None  # failed or done: the next command starts afresh
+        self._multiplexed = connection
+        return connection
+
     # -- values -----------------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Any:
         """The JSON value stored under ``key``, or None."""
-        return _loads(await self.call("get", self.key(key)))
+        return _loads(await self.execute("GET", self.prefix + key))
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` as JSON; it expires after ``ttl`` seconds when given."""
-        await self.call("set", self.key(key), _dumps(value), px=int(ttl * 1000) if ttl else None)
+        if ttl:
+            await self.execute("SET", self.prefix + key, _dumps(value), "PX", max(1, int(ttl * 1000)))
+        else:
+            await self.execute("SET", self.prefix + key, _dumps(value))
 
     async def get_many(self, *keys: str) -> list[Any]:
         """The JSON values under ``keys`` (None where missing), in one round trip (MGET)."""
-        return [_loads(raw) for raw in await self.call("mget", [self.key(k) for k in keys])]
+        if not keys:
+            return []
+        prefix, loads = self.prefix, orjson.loads
+        names = [prefix + k for k in keys]
+        # NOTE: a cluster keeps keys in different slots on different nodes: redis-py splits the command by slot
+        found = await (self.call("mget_nonatomic", names) if self.cluster else self.execute("MGET", *names))
+        return [None if raw is None else loads(raw) for raw in found]
 
     async def delete(self, *keys: str) -> int:
-        return int(await self.call("delete", *(self.key(k) for k in keys)))
+        if not keys:
+            return 0
+        names = [self.key(k) for k in keys]
+        return int(await (self.call("delete", *names) if self.cluster else self.execute("DEL", *names)))
 
     async def exists(self, key: str) -> bool:
-        return bool(await self.call("exists", self.key(key)))
+        return bool(await self.execute("EXISTS", self.key(key)))
 
     async def incr(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` to the integer at ``key`` (0 when missing), atomically; the new value."""
-        return int(await self.call("incrby", self.key(key), amount))
+        return int(await self.execute("INCRBY", self.key(key), amount))
 
     async def expire(self, key: str, ttl: float) -> bool:
         """Let ``key`` expire after ``ttl`` seconds; False when there is no such key."""
-        return bool(await self.call("pexpire", self.key(key), max(1, int(ttl * 1000))))
+        return bool(await self.execute("PEXPIRE", self.key(key), max(1, int(ttl * 1000))))
 
     async def ttl(self, key: str) -> float | None:
         """Seconds until ``key`` expires; None when it does not exist or never expires."""
-        left = int(await self.call("pttl", self.key(key)))
+        left = int(await self.execute("PTTL", self.key(key)))
         return None if left < 0 else left / 1000
 
     # -- hashes -------------------------------------------------------------------------------------------------
 
     async def hset(self, key: str, mapping: dict[str, Any]) -> int:
         """Set fields of the hash at ``key`` (values as JSON); how many fields are new."""
-        return int(await self.call("hset", self.key(key), mapping={f: _dumps(v) for f, v in mapping.items()}))
+        pairs = [part for field, value in mapping.items() for part in (field, _dumps(value))]
+        return int(await self.execute("HSET", self.key(key), *pairs))
 
     async def hget(self, key: str, field: str) -> Any:
-        return _loads(await self.call("hget", self.key(key), field))
+        return _loads(await self.execute("HGET", self.key(key), field))
 
     async def hgetall(self, key: str) -> dict[str, Any]:
-        raw = await self.call("hgetall", self.key(key))
-        return {field.decode(): _loads(value) for field, value in raw.items()}
+        raw = await self.execute("HGETALL", self.key(key))
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)  # redis-py: a dict
+        return {field.decode(): _loads(value) for field, value in pairs}
 
     async def hdel(self, key: str, *fields: str) -> int:
-        return int(await self.call("hdel", self.key(key), *fields))
+        return int(await self.execute("HDEL", self.key(key), *fields))
 
     # -- pipelines, pub/sub, locks ---------------------------------------------------------------------------
 
@@ -212,7 +274,7 @@ class Redis:
 
     async def publish(self, channel: str, message: Any) -> int:
         """Publish ``message`` as JSON; how many subscribers received it."""
-        return int(await self.call("publish", self.key(channel), _dumps(message)))
+        return int(await self.execute("PUBLISH", self.key(channel), _dumps(message)))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str, raw: bool = False) -> AsyncIterator[AsyncIterator[Message]]:
@@ -283,7 +345,7 @@ class Redis:
     async def ping(self) -> bool:
         """Whether Redis answers now (the readiness check)."""
         try:
-            return bool(await self.call("ping"))
+            return bool(await self.execute("PING"))
         except StoreUnavailable:
             return False
 
@@ -295,6 +357,9 @@ class Redis:
         return self
 
     async def close(self) -> None:
+        connection, self._multiplexed = self._multiplexed, None
+        if connection is not None:
+            connection.abort(StoreUnavailable("the Redis client was closed"))
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
