@@ -8,15 +8,16 @@ Usage:
 Same harness as run.py (venvs, wrk, servers pinned to CPU 0, rounds, medians), with these shapes:
 
 - **db**: one random ``world`` row by id, as JSON;
-- **queries**: 20 such rows, one query each, on one connection;
+- **queries**: 20 such rows, one query each, pipelined on one connection (every framework the same way);
 - **fortunes**: every ``fortune`` row plus one added at request time, sorted, rendered by a Jinja2 template
   (HTML-escaped);
-- **updates**: 20 random rows read one by one, given new random numbers, written back in one batch;
+- **updates**: 20 random rows read one query each (pipelined), given new random numbers, written back in one
+  batch;
 - **cached**: 20 random rows from Redis (cached as JSON), one round trip.
 
 Cello (its own data layer: ``cello.enterprise.Database`` and ``Redis`` on granian), FastAPI (asyncpg and redis-py
-directly, orjson responses, uvicorn) and BlackSheep (asyncpg and redis-py, granian) are measured in the same run,
-each with a pool of 32 connections. PostgreSQL is the machine's own server (``BENCH_DB_URL``; the data goes into
+with hiredis directly, orjson responses, uvicorn) and BlackSheep (the same, granian) are measured in the same
+run, each with a pool of 32 connections. PostgreSQL is the machine's own server (``BENCH_DB_URL``; the data goes into
 a database ``cello_bench``, created by benchmarks/db_setup.py); for the run its processes are moved to CPU 1,
 with wrk, so that the server's core holds the framework alone, and moved back afterwards. Because the database
 shares wrk's core by design, the harness's check for other load on the client core is off here.
@@ -96,10 +97,14 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--shapes", help=f"comma list of shapes to measure (default all: {', '.join(SHAPES)})")
     ap.add_argument("--working-tree", action="store_true", help="measure this checkout's src/ as it is")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.warmup, args.rounds = 2.0, 1.0, 1
+    shapes = args.shapes.split(",") if args.shapes else SHAPES
+    if not set(shapes) <= set(SHAPES):
+        sys.exit(f"unknown shapes: {sorted(set(shapes) - set(SHAPES))}")
     run.NOISE_SHARE = 10.0  # the database shares the client's core on purpose (see the module docstring)
     run.VENVS_DIR.mkdir(exist_ok=True)
     run.LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -124,7 +129,7 @@ def main() -> int:
                 proc = run.start_server(target, run.VENVS_DIR / target.venv, port, log_path)
                 try:
                     run.wait_ready(proc, port, log_path)
-                    for name in target.scenarios:
+                    for name in (name for name in target.scenarios if name in shapes):
                         row = {"target": target.name, "scenario": name, "round": rnd + 1, "status": "failed"}
                         rows.append(row)
                         problem = check_shape(name, port)

@@ -69,18 +69,19 @@ VENVS: dict[str, VenvSpec] = {
     "granian-raw": VenvSpec(["granian[uvloop]", "orjson"], show=["granian", "orjson", "uvloop"]),
     # uvicorn and wsproto: for benchmarks/ws.py, which also serves Cello's WebSockets through ASGI and through
     # Cello's lean WebSocket server
-    # asyncpg, redis and jinja2 in cello, fastapi and blacksheep: for benchmarks/db.py
+    # asyncpg, redis (with hiredis, its fast reply parser) and jinja2 in cello, fastapi and blacksheep: for
+    # benchmarks/db.py
     "cello": VenvSpec(
-        ["granian[uvloop]", "PyJWT", "uvicorn[standard]", "wsproto", "asyncpg", "redis", "jinja2"],
+        ["granian[uvloop]", "PyJWT", "uvicorn[standard]", "wsproto", "asyncpg", "redis", "hiredis", "jinja2"],
         editable=REPO_ROOT,
         show=["cello", "granian", "uvloop", "PyJWT", "uvicorn", "websockets"],
     ),
     "blacksheep": VenvSpec(
-        ["blacksheep", "granian[uvloop]", "asyncpg", "redis", "jinja2", "orjson"],
+        ["blacksheep", "granian[uvloop]", "asyncpg", "redis", "hiredis", "jinja2", "orjson"],
         show=["blacksheep", "granian", "uvloop", "asyncpg"],
     ),
     "fastapi": VenvSpec(
-        ["fastapi", "uvicorn[standard]", "asyncpg", "redis", "jinja2", "orjson"],
+        ["fastapi", "uvicorn[standard]", "asyncpg", "redis", "hiredis", "jinja2", "orjson"],
         show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "asyncpg"],
     ),
     "litestar": VenvSpec(["litestar", "granian[uvloop]"], show=["litestar", "msgspec", "granian", "uvloop"]),

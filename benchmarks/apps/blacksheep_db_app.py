@@ -59,7 +59,8 @@ async def single_query():
 async def queries(request):
     count = query_count(request.query.get("queries", [None])[0])
     async with state["pool"].acquire() as conn:
-        return json_response([dict(await conn.fetchrow(WORLD_QUERY, randint(1, WORLD_ROWS))) for _ in range(count)])
+        rows = await conn.fetchmany(WORLD_QUERY, [(randint(1, WORLD_ROWS),) for _ in range(count)])
+    return json_response([dict(row) for row in rows])
 
 
 @get("/fortunes")
@@ -75,7 +76,7 @@ async def fortunes():
 async def updates(request):
     ids = sorted(random.sample(range(1, WORLD_ROWS + 1), query_count(request.query.get("queries", [None])[0])))
     async with state["pool"].acquire() as conn:
-        worlds = [dict(await conn.fetchrow(WORLD_QUERY, world_id)) for world_id in ids]
+        worlds = [dict(row) for row in await conn.fetchmany(WORLD_QUERY, [(world_id,) for world_id in ids])]
         for world in worlds:
             world["randomNumber"] = randint(1, WORLD_ROWS)
         await conn.executemany(UPDATE_QUERY, [(world["id"], world["randomNumber"]) for world in worlds])

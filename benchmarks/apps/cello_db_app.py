@@ -39,8 +39,7 @@ async def single_query(request):
 @app.get("/queries")
 async def queries(request):
     count = query_count(request.query.get("queries"))
-    async with db.connection() as conn:
-        return [await conn.fetch_one(WORLD_QUERY, randint(1, WORLD_ROWS)) for _ in range(count)]
+    return await db.fetch_many(WORLD_QUERY, [(randint(1, WORLD_ROWS),) for _ in range(count)])
 
 
 @app.get("/fortunes")
@@ -54,11 +53,10 @@ async def fortunes(request):
 @app.get("/updates")
 async def updates(request):
     ids = sorted(random.sample(range(1, WORLD_ROWS + 1), query_count(request.query.get("queries"))))
-    async with db.connection() as conn:
-        worlds = [await conn.fetch_one(WORLD_QUERY, world_id) for world_id in ids]
-        for world in worlds:
-            world["randomNumber"] = randint(1, WORLD_ROWS)
-        await conn.execute_many(UPDATE_QUERY, [(world["id"], world["randomNumber"]) for world in worlds])
+    worlds = await db.fetch_many(WORLD_QUERY, [(world_id,) for world_id in ids])
+    for world in worlds:
+        world["randomNumber"] = randint(1, WORLD_ROWS)
+    await db.execute_many(UPDATE_QUERY, [(world["id"], world["randomNumber"]) for world in worlds])
     return worlds
 
 

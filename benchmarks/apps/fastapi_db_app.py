@@ -55,7 +55,8 @@ async def single_query():
 async def queries(queries=None):
     count = query_count(queries)
     async with state["pool"].acquire() as conn:
-        return [dict(await conn.fetchrow(WORLD_QUERY, randint(1, WORLD_ROWS))) for _ in range(count)]
+        rows = await conn.fetchmany(WORLD_QUERY, [(randint(1, WORLD_ROWS),) for _ in range(count)])
+    return [dict(row) for row in rows]
 
 
 @app.get("/fortunes", response_class=HTMLResponse)
@@ -71,7 +72,7 @@ async def fortunes():
 async def updates(queries=None):
     ids = sorted(random.sample(range(1, WORLD_ROWS + 1), query_count(queries)))
     async with state["pool"].acquire() as conn:
-        worlds = [dict(await conn.fetchrow(WORLD_QUERY, world_id)) for world_id in ids]
+        worlds = [dict(row) for row in await conn.fetchmany(WORLD_QUERY, [(world_id,) for world_id in ids])]
         for world in worlds:
             world["randomNumber"] = randint(1, WORLD_ROWS)
         await conn.executemany(UPDATE_QUERY, [(world["id"], world["randomNumber"]) for world in worlds])

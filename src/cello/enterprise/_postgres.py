@@ -35,6 +35,7 @@ if asyncpg is not None:
         released_at = 0.0  # when it last went back to the pool
         queries = 0  # uses so far (recycled at max_queries)
         busy_since = 0.0  # when the statement running now started (0: none running)
+        api: PostgresConnection  # the connection with the Database API, made once
         timed_out = False  # closed by the pool's watchdog: a statement went unanswered
 
     # the exceptions that mean the database (not the query) is at fault
@@ -222,7 +223,7 @@ class PostgresPool:
         raw = await self._take()
         self.taken.add(raw)
         try:
-            result = await getattr(PostgresConnection(raw), method)(query, args, *extra)
+            result = await getattr(raw.api, method)(query, args, *extra)
         except BaseException as exc:
             await self._after_failure(raw, exc)
             if isinstance(exc, FAILURES):
@@ -240,7 +241,7 @@ class PostgresPool:
         raw = await self._take()
         self.taken.add(raw)
         try:
-            yield PostgresConnection(raw)
+            yield raw.api
         except BaseException as exc:
             await self._after_failure(raw, exc)
             if isinstance(exc, FAILURES):
@@ -290,10 +291,8 @@ class PostgresPool:
                 return raw
             else:
                 self.taken.add(raw)
-                try:
-                    await PostgresConnection(raw).execute(
-                        "SELECT 1", ()
-                    )  # idle a while: the database may have restarted
+                try:  # idle a while: the database may have restarted behind it
+                    await raw.api.execute("SELECT 1", ())
                     return raw
                 except FAILURES:
                     self._discard(raw, close=True)
@@ -333,6 +332,7 @@ class PostgresPool:
                     f"PostgreSQL at {_where(self.url)} did not answer: {type(exc).__name__}"
                 ) from exc
             raise
+        raw.api = PostgresConnection(raw)
         if self.command_timeout and self.watchdog is None:
             self._arm_watchdog()
         return raw
@@ -353,14 +353,13 @@ class PostgresPool:
         self.idle.append(raw)
 
     async def _release(self, raw: Any, *, reset: bool) -> None:
-        connection = PostgresConnection(raw)
         try:
             if raw.is_in_transaction():
-                await connection.execute("ROLLBACK", ())
+                await raw.api.execute("ROLLBACK", ())
             if reset:
                 query = raw.get_reset_query()
                 if query:
-                    await connection.execute(query, ())
+                    await raw.api.execute(query, ())
         except BaseException:
             self._discard(raw, close=True)
             raise

@@ -211,7 +211,7 @@ class Database:
         held = self._held()
         if held is not None:
             return await getattr(held._raw, method)(query, args, *extra)
-        async with self.breaker or _NO_BREAKER:
+        with self.breaker or _NO_BREAKER:  # NOTE: the breaker's sync form: no coroutine per call to enter or leave
             return await self._pool.run(method, query, args, extra)
 
     async def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:

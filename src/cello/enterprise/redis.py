@@ -167,7 +167,7 @@ class Redis:
                 return await self.call("execute_command", *command)
             connection = None
         try:
-            async with self.breaker or _NO_BREAKER:
+            with self.breaker or _NO_BREAKER:  # NOTE: the sync form: no coroutine per call to enter or leave
                 try:
                     if connection is None:
                         connection = await self._connect()
