@@ -97,7 +97,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--shapes", help=f"comma list of shapes to measure (default all: {', '.join(SHAPES)})")
+    ap.add_argument(
+        "--shapes",
+        help=f"comma list of shapes to measure (default all: {', '.join(SHAPES)}); a partial "
+        "run does not replace db-latest.md",
+    )
     ap.add_argument("--working-tree", action="store_true", help="measure this checkout's src/ as it is")
     args = ap.parse_args()
     if args.quick:
@@ -165,7 +169,8 @@ def main() -> int:
     stem = run.RESULTS_DIR / f"db-{now.strftime('%Y%m%dT%H%M%SZ')}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(text + "\n")
-    (run.RESULTS_DIR / "db-latest.md").write_text(text + "\n")
+    if shapes == SHAPES:
+        (run.RESULTS_DIR / "db-latest.md").write_text(text + "\n")
     print(text)
     return 0
 
@@ -183,7 +188,7 @@ def render(report: dict) -> str:
         "| Shape | Cello req/s | FastAPI req/s | BlackSheep req/s | Cello / best peer | Cello p50 / p99 | Goal |",
         "|---|--:|--:|--:|--:|--:|---|",
     ]
-    for shape in SHAPES:
+    for shape in (shape for shape in SHAPES if any(key[1] == shape for key in by)):  # the shapes measured
         cello = by.get(("cello", shape), {})
         peers = [by.get((peer, shape), {}).get("rps") or 0 for peer in PEERS]
         best = max(peers)
