@@ -50,6 +50,12 @@ async def test_rows_are_dicts(db):
     await db.execute_many(f"INSERT INTO {t} (id, name) VALUES ($1, $2)", [(2, "ink"), (3, "nib")])
     row = await db.fetch_one(f"SELECT id, name FROM {t} WHERE id = $1", 1)
     assert row == {"id": 1, "name": "pen"}
+    assert isinstance(row, dict) and row.name == "pen" and row["id"] == 1  # columns read as attributes too
+    assert not hasattr(row, "price")
+    with pytest.raises(AttributeError):
+        _ = row.price
+    jinja2 = pytest.importorskip("jinja2")
+    assert jinja2.Environment(autoescape=True).from_string("{{ row.id }}: {{ row.name }}").render(row=row) == "1: pen"
     assert await db.fetch_one(f"SELECT * FROM {t} WHERE id = $1", 99) is None
     assert await db.fetch_all(f"SELECT id FROM {t} ORDER BY id") == [{"id": 1}, {"id": 2}, {"id": 3}]
     assert await db.fetch_val(f"SELECT count(*) FROM {t}") == 3

@@ -3,5 +3,6 @@ SQLite, the embedded database, needs none."""
 
 from .database import Connection, Database, DatabaseUnavailable
 from .redis import Redis
+from .row import Row
 
-__all__ = ["Connection", "Database", "DatabaseUnavailable", "Redis"]
+__all__ = ["Connection", "Database", "DatabaseUnavailable", "Redis", "Row"]

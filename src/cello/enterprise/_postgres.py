@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import DatabaseUnavailable
+from .row import Row
 
 try:
     import asyncpg
@@ -83,12 +84,12 @@ class PostgresConnection:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
 
-    async def fetch_one(self, query: str, args: Sequence[Any]) -> dict[str, Any] | None:
+    async def fetch_one(self, query: str, args: Sequence[Any]) -> Row | None:
         row = await self._call(self.raw.fetchrow, query, args)
-        return None if row is None else dict(row)
+        return None if row is None else Row(row)
 
-    async def fetch_all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        return [dict(row) for row in await self._call(self.raw.fetch, query, args)]
+    async def fetch_all(self, query: str, args: Sequence[Any]) -> list[Row]:
+        return [Row(row) for row in await self._call(self.raw.fetch, query, args)]
 
     async def fetch_val(self, query: str, args: Sequence[Any], column: int) -> Any:
         return await self._call(self.raw.fetchval, query, args, column=column)
@@ -101,12 +102,12 @@ class PostgresConnection:
     async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._call(self.raw.executemany, query, ([tuple(row) for row in rows],))
 
-    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[Row]:
         # NOTE: asyncpg pipelines the runs (every Bind/Execute in one write, one Sync after the last): one round
         # trip for all, and one implicit transaction, as with executemany
-        return [dict(row) for row in await self._call(self.raw.fetchmany, query, ([tuple(row) for row in rows],))]
+        return [Row(row) for row in await self._call(self.raw.fetchmany, query, ([tuple(row) for row in rows],))]
 
-    async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[dict[str, Any]]:
+    async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[Row]:
         # a server-side cursor lives inside a transaction (a savepoint when one is already open)
         raw = self.raw
         async with raw.transaction():
@@ -119,7 +120,7 @@ class PostgresConnection:
                     return
                 finally:
                     raw.busy_since = 0.0
-                yield dict(row)
+                yield Row(row)
 
     def transaction(self) -> Any:
         return self.raw.transaction()  # nested: a savepoint

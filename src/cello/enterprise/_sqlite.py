@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import DatabaseUnavailable
+from .row import Row
 
 _savepoints = itertools.count()
 
@@ -41,9 +42,9 @@ def _named(args: Sequence[Any]) -> dict[str, Any]:
     return {str(index): _value(value) for index, value in enumerate(args, 1)}
 
 
-def _rows(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def _rows(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[Row]:
     names = [column[0] for column in cursor.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return [Row(zip(names, row, strict=True)) for row in rows]
 
 
 class SQLiteConnection:
@@ -78,7 +79,7 @@ class SQLiteConnection:
             self.raw = None
         self.thread.shutdown(wait=False)
 
-    def _query(self, query: str, args: Sequence[Any], many: int | None) -> list[dict[str, Any]]:
+    def _query(self, query: str, args: Sequence[Any], many: int | None) -> list[Row]:
         assert self.raw is not None
         cursor = self.raw.execute(query, _named(args))
         try:
@@ -87,11 +88,11 @@ class SQLiteConnection:
         finally:
             cursor.close()
 
-    async def fetch_one(self, query: str, args: Sequence[Any]) -> dict[str, Any] | None:
+    async def fetch_one(self, query: str, args: Sequence[Any]) -> Row | None:
         rows = await self._run(self._query, query, args, 1)
         return rows[0] if rows else None
 
-    async def fetch_all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    async def fetch_all(self, query: str, args: Sequence[Any]) -> list[Row]:
         return await self._run(self._query, query, args, None)  # type: ignore[no-any-return]
 
     async def fetch_val(self, query: str, args: Sequence[Any], column: int) -> Any:
@@ -114,8 +115,8 @@ class SQLiteConnection:
 
         await self._run(self._atomic, run)
 
-    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[Row]:
+        def run() -> list[Row]:
             return [found for row in rows for found in self._query(query, row, None)]
 
         return await self._run(self._atomic, run)  # type: ignore[no-any-return]
@@ -133,7 +134,7 @@ class SQLiteConnection:
         self.raw.execute("RELEASE SAVEPOINT cello_batch")
         return result
 
-    async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[dict[str, Any]]:
+    async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[Row]:
         assert self.raw is not None
         cursor = await self._run(self.raw.execute, query, _named(args))
         try:

@@ -28,6 +28,7 @@ from ..middleware.circuit import CircuitBreaker, CircuitOpenError
 from ._postgres import PostgresPool
 from ._sqlite import SQLitePool
 from .errors import DatabaseUnavailable
+from .row import Row
 
 if TYPE_CHECKING:
     from ..app import App
@@ -46,10 +47,10 @@ class Connection:
     def __init__(self, raw: Any) -> None:
         self._raw = raw
 
-    async def fetch_one(self, query: str, *args: Any) -> dict[str, Any] | None:
+    async def fetch_one(self, query: str, *args: Any) -> Row | None:
         return await self._raw.fetch_one(query, args)  # type: ignore[no-any-return]
 
-    async def fetch_all(self, query: str, *args: Any) -> list[dict[str, Any]]:
+    async def fetch_all(self, query: str, *args: Any) -> list[Row]:
         return await self._raw.fetch_all(query, args)  # type: ignore[no-any-return]
 
     async def fetch_val(self, query: str, *args: Any, column: int = 0) -> Any:
@@ -61,10 +62,10 @@ class Connection:
     async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._raw.execute_many(query, rows)
 
-    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[Row]:
         return await self._raw.fetch_many(query, rows)  # type: ignore[no-any-return]
 
-    def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:
+    def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[Row]:
         return self._raw.iterate(query, args, batch)  # type: ignore[no-any-return]
 
     @contextlib.asynccontextmanager
@@ -174,11 +175,11 @@ class Database:
 
     # -- statements -----------------------------------------------------------------------------------------------
 
-    async def fetch_one(self, query: str, *args: Any) -> dict[str, Any] | None:
+    async def fetch_one(self, query: str, *args: Any) -> Row | None:
         """The first row as a dict, or None."""
         return await self._run("fetch_one", query, args)  # type: ignore[no-any-return]
 
-    async def fetch_all(self, query: str, *args: Any) -> list[dict[str, Any]]:
+    async def fetch_all(self, query: str, *args: Any) -> list[Row]:
         return await self._run("fetch_all", query, args)  # type: ignore[no-any-return]
 
     async def fetch_val(self, query: str, *args: Any, column: int = 0) -> Any:
@@ -193,7 +194,7 @@ class Database:
         """Run a statement once for each set of arguments, in one round trip and as one unit (all or none)."""
         await self._run("execute_many", query, rows)
 
-    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    async def fetch_many(self, query: str, rows: Iterable[Sequence[Any]]) -> list[Row]:
         """Run a query once for each set of arguments, in one round trip, and return the rows of every run in
         order (one per run for a lookup by key). Each run is its own statement, seeing what the earlier ones
         wrote; like ``execute_many`` they succeed or fail as one unit.
@@ -214,7 +215,7 @@ class Database:
         with self.breaker or _NO_BREAKER:  # NOTE: the breaker's sync form: no coroutine per call to enter or leave
             return await self._pool.run(method, query, args, extra)
 
-    async def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[dict[str, Any]]:
+    async def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[Row]:
         """Rows as they stream in (a server-side cursor on PostgreSQL), ``batch`` at a time."""
         async with self._use() as conn:
             async for row in conn.iterate(query, *args, batch=batch):
