@@ -1,7 +1,7 @@
 """PostgreSQL through asyncpg connections in a pool of Cello's own: the backend behind
 ``Database("postgresql://...")``.
 
-Rows become dicts; the statement cache and connect timeout are asyncpg's. What this module adds: the pool (see
+Rows become ``Row`` dicts; the statement cache and connect timeout are asyncpg's. What this module adds: the pool (see
 ``PostgresPool`` for why it is not asyncpg's), the command timeout (see ``PostgresPool._watch``), a liveness
 check for a connection idle longer than ``ping_after`` (a database restarted behind an idle pool is found before
 a query fails on it), a bounded wait for a free connection, strings converted to the parameter types a statement
@@ -297,6 +297,9 @@ class PostgresPool:
                     return raw
                 except FAILURES:
                     self._discard(raw, close=True)
+                except BaseException:
+                    self._discard(raw, close=True)  # cancelled mid-check: its state is unknown, its slot freed
+                    raise
         if self.size < self.max_size:
             self.size += 1
             return await self._connect()
