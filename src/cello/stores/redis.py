@@ -101,11 +101,14 @@ class RedisStore(Store):
             raise self.redis.unavailable(exc) from exc
 
     async def get(self, key: str) -> bytes | None:
-        value = await self.redis.call("get", self._key(key))
+        value = await self.redis.execute("GET", self._key(key))  # the shared connection: no pool checkout
         return bytes(value) if value is not None else None
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        await self.redis.call("set", self._key(key), value, px=max(1, int(ttl * 1000)) if ttl else None)
+        if ttl:
+            await self.redis.execute("SET", self._key(key), value, "PX", max(1, int(ttl * 1000)))
+        else:
+            await self.redis.execute("SET", self._key(key), value)
 
     async def delete(self, *keys: str) -> int:
         if not keys:
