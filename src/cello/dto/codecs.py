@@ -73,15 +73,11 @@ class MsgspecCodec(Codec):
                         exc = retry
                 raise ValidationFailed(msgspec_errors(exc, location, _loads_or_none(data))) from None
         except msgspec.DecodeError as exc:
-            raise ValidationFailed(
-                [{"loc": list(location), "msg": f"Invalid JSON: {exc}", "type": "json_invalid", "input": None}]
-            ) from None
+            raise _invalid_json(location, str(exc)) from None
         except UnicodeDecodeError:  # msgspec's answer to invalid UTF-8 inside a JSON string
-            error = {"loc": list(location), "msg": "Invalid JSON: not valid UTF-8", "type": "json_invalid"}
-            raise ValidationFailed([{**error, "input": None}]) from None
+            raise _invalid_json(location, "not valid UTF-8") from None
         except RecursionError:  # msgspec's answer to nesting deeper than the interpreter's stack allows
-            error = {"loc": list(location), "msg": "Invalid JSON: nested too deeply", "type": "json_invalid"}
-            raise ValidationFailed([{**error, "input": None}]) from None
+            raise _invalid_json(location, "nested too deeply") from None
 
     def convert(self, value: Any, location: Sequence[str | int], *, from_strings: bool = False) -> Any:
         try:
@@ -98,6 +94,11 @@ class MsgspecCodec(Codec):
         )
         components.update(named)
         return schema  # type: ignore[no-any-return]
+
+
+def _invalid_json(location: Sequence[str | int], reason: str) -> ValidationFailed:
+    return ValidationFailed([{"loc": list(location), "msg": f"Invalid JSON: {reason}", "type": "json_invalid",
+                              "input": None}])  # fmt: skip
 
 
 # ``object`` (as in ``dict[str, object]``) holds any JSON value; msgspec needs it spelled out (an empty schema

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, where
 from .row import Row
 
 try:
@@ -333,7 +333,7 @@ class PostgresPool:
             self._wake()
             if isinstance(exc, FAILURES):
                 raise DatabaseUnavailable(
-                    f"PostgreSQL at {_where(self.url)} did not answer: {type(exc).__name__}"
+                    f"PostgreSQL at {where(self.url)} did not answer: {type(exc).__name__}"
                 ) from exc
             raise
         raw.api = PostgresConnection(raw)
@@ -395,9 +395,3 @@ class PostgresPool:
                 self.size += 1
                 waiter.set_result(None)
                 return
-
-
-def _where(url: str) -> str:
-    """host:port/database of a URL, without credentials (for logs)."""
-    rest = url.partition("://")[2]
-    return rest.rpartition("@")[2].partition("?")[0]

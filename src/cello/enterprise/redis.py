@@ -25,6 +25,7 @@ import orjson
 from ..http.exceptions import ConfigurationError
 from ..middleware.circuit import CircuitBreaker, CircuitOpenError
 from ..stores.base import StoreUnavailable
+from .errors import where
 
 if TYPE_CHECKING:
     from ..app import App
@@ -123,8 +124,7 @@ class Redis:
 
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The error to raise for a connection failure: it names host and port, never credentials."""
-        where = self.url.partition("://")[2].rpartition("@")[2]  # host:port, never credentials
-        return StoreUnavailable(f"Redis at {where} did not answer: {type(exc).__name__}")
+        return StoreUnavailable(f"Redis at {where(self.url)} did not answer: {type(exc).__name__}")
 
     def failures(self) -> tuple[type[BaseException], ...]:
         """The exceptions that mean Redis (not the command) is at fault."""
