@@ -14,7 +14,7 @@ import pytest
 
 from _helpers import require_service
 from cello import App, Depends
-from cello.enterprise import Connection, Database, DatabaseUnavailable
+from cello.enterprise import Connection, Database, DatabaseUnavailable, InvalidQueryArgument
 from cello.middleware import CircuitOpenError
 from cello.testing import TestClient
 
@@ -104,6 +104,35 @@ async def test_iterate_streams_rows_in_batches(db):
 async def test_a_path_parameter_string_finds_an_integer_key(db):
     await db.execute(f"INSERT INTO {db.table} (id, name) VALUES ($1, $2)", 7, "seven")
     assert (await db.fetch_one(f"SELECT name FROM {db.table} WHERE id = $1", "7")) == {"name": "seven"}
+
+
+async def test_a_value_the_database_refuses_is_an_invalid_argument_naming_its_position(db, caplog):
+    t = db.table
+    await db.execute(f"INSERT INTO {t} (id, name) VALUES ($1, $2)", 1, "one")
+    lookup = f"SELECT name FROM {t} WHERE name = $1 AND id = $2"
+    for refused in (10**30, {"a": 1}):  # past any integer column; a value no driver binds
+        with pytest.raises(InvalidQueryArgument) as caught:
+            await db.fetch_one(lookup, "one", refused)
+        assert (caught.value.status, caught.value.position, caught.value.extra) == (422, 2, {"argument": 2})
+        assert "SELECT" not in caught.value.detail and str(refused) not in caught.value.detail
+    assert caplog.records[-1].levelname == "WARNING" and caplog.records[-1].name == "cello.database"
+    with pytest.raises(InvalidQueryArgument, match=r"\$1"):
+        await db.fetch_many(f"SELECT name FROM {t} WHERE id = $1", [(1,), (10**30,)])
+    with pytest.raises(InvalidQueryArgument):
+        async for _ in db.iterate(f"SELECT name FROM {t} WHERE id = $1", 10**30):
+            pass
+
+    async def insert_two_in_a_transaction() -> None:
+        async with db.transaction():
+            await db.execute(f"INSERT INTO {t} (id, name) VALUES ($1, $2)", 2, "two")
+            await db.execute(f"INSERT INTO {t} (id, name) VALUES ($1, $2)", 10**30, "huge")
+
+    with pytest.raises(InvalidQueryArgument):  # inside a transaction: rolled back, and the connection goes on
+        await insert_two_in_a_transaction()
+    assert await db.fetch_all(f"SELECT id FROM {t}") == [{"id": 1}]
+    with pytest.raises(Exception, match=r"(?i)syntax") as caught:  # the statement's own fault stays as it was
+        await db.fetch_one(f"SELEC name FROM {t} WHERE id = $1", 1)
+    assert not isinstance(caught.value, InvalidQueryArgument)
 
 
 async def test_transactions_commit_roll_back_and_nest(db):

@@ -5,8 +5,8 @@ Rows become ``Row`` dicts; the statement cache and connect timeout are asyncpg's
 ``PostgresPool`` for why it is not asyncpg's), the command timeout (see ``PostgresPool._watch``), a liveness
 check for a connection idle longer than ``ping_after`` (a database restarted behind an idle pool is found before
 a query fails on it), a bounded wait for a free connection, strings converted to the parameter types a statement
-declares (``WHERE id = $1`` with a path parameter's "42"), and every connection failure turned into
-``DatabaseUnavailable``.
+declares (``WHERE id = $1`` with a path parameter's "42"), every connection failure turned into
+``DatabaseUnavailable``, and a value PostgreSQL would not take for its parameter into ``InvalidQueryArgument``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import asyncio
 import contextlib
 import datetime
 import decimal
+import re
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from .errors import DatabaseUnavailable, where
+from .errors import DatabaseUnavailable, InvalidQueryArgument, refused_argument, where
 from .row import Row
 
 try:
@@ -76,6 +77,25 @@ _FROM_TEXT: dict[str, Callable[[str], Any]] = {
 }
 
 
+_ARGUMENT = re.compile(r"query argument \$(\d+)")
+
+
+def _refused(error: Exception, args: Sequence[Any]) -> InvalidQueryArgument:
+    """A data exception (class 22) of a statement with arguments, taken as a value's fault (most come from the
+    client: text that is no number, a number out of range, a string too long for its column).
+
+    asyncpg names the argument it could not encode ("invalid input for query argument $1: ..."); PostgreSQL names
+    none, but quotes the text it could not read ('invalid input syntax for type integer: "abc"'), which finds the
+    argument when exactly one is that text.
+    """
+    message = str(error)
+    named = _ARGUMENT.search(message)
+    if named is not None:
+        return refused_argument(int(named.group(1)), error)
+    quoted = [index for index, arg in enumerate(args, 1) if isinstance(arg, str) and f'"{arg}"' in message]
+    return refused_argument(quoted[0] if len(quoted) == 1 else None, error)
+
+
 class PostgresConnection:
     """One pooled connection with the ``Database`` API."""
 
@@ -118,6 +138,10 @@ class PostgresConnection:
                     row = await rows.__anext__()
                 except StopAsyncIteration:
                     return
+                except asyncpg.exceptions.DataError as exc:
+                    if not args:
+                        raise
+                    raise _refused(exc, args) from exc
                 finally:
                     raw.busy_since = 0.0
                 yield Row(row)
@@ -129,12 +153,19 @@ class PostgresConnection:
         raw = self.raw
         raw.busy_since = time.monotonic()  # for the pool's watchdog (the command timeout)
         try:
-            return await method(query, *args, **options)
-        except (asyncpg.exceptions.DataError, TypeError) as exc:
-            converted = await self._from_text(query, args)
-            if converted is None:
-                raise exc from None
-            return await method(query, *converted, **options)
+            try:
+                return await method(query, *args, **options)
+            except (asyncpg.exceptions.DataError, TypeError) as exc:
+                # NOTE: only a value the driver could not encode is worth converting; the server's refusal (it has a
+                # severity) has aborted any transaction this runs in, so even preparing the statement would fail
+                converted = None if getattr(exc, "severity", None) else await self._from_text(query, args)
+                if converted is None:
+                    raise exc from None
+                return await method(query, *converted, **options)
+        except asyncpg.exceptions.DataError as exc:
+            if not args:
+                raise  # the statement itself is at fault, not a value
+            raise _refused(exc, args) from exc
         finally:
             raw.busy_since = 0.0
 

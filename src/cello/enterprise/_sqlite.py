@@ -13,13 +13,14 @@ import contextlib
 import datetime
 import decimal
 import itertools
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, refused_argument
 from .row import Row
 
 _savepoints = itertools.count()
@@ -40,6 +41,49 @@ def _value(value: Any) -> Any:
 
 def _named(args: Sequence[Any]) -> dict[str, Any]:
     return {str(index): _value(value) for index, value in enumerate(args, 1)}
+
+
+# what SQLite (or sqlite3, binding) raises for a value it will not take: a type it cannot bind, an integer past
+# 64 bits, text that is no UTF-8, a blob past its size limit, a value a STRICT column or INTEGER PRIMARY KEY refuses
+_VALUE_ERRORS = (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.DataError, OverflowError, UnicodeEncodeError)
+_SQLITE_MISMATCH, _SQLITE_CONSTRAINT_DATATYPE = 20, 3091
+_BINDING = re.compile(r"Error binding parameter :?(\d+)")
+
+
+def _reraise(error: Exception, runs: Sequence[Sequence[Any]]) -> NoReturn:
+    """Raise ``InvalidQueryArgument`` when ``error`` (one of ``_VALUE_ERRORS``) is about a value among a
+    statement's arguments (``runs``: one sequence of values per run), else ``error`` itself: the statement's own
+    fault (a missing binding, a constraint, a syntax error)."""
+    if not any(runs):
+        raise error
+    position = None  # SQLite's own refusals name a column, not an argument
+    if isinstance(error, sqlite3.ProgrammingError):
+        named = _BINDING.match(str(error))
+        if named is None:
+            raise error
+        position = int(named.group(1))
+    elif isinstance(error, sqlite3.IntegrityError) and error.sqlite_errorcode not in (
+        _SQLITE_MISMATCH,
+        _SQLITE_CONSTRAINT_DATATYPE,
+    ):
+        raise error  # unique, foreign key, check, not null: the data's rules, not a value's type
+    culprit = {OverflowError: _too_large, UnicodeEncodeError: _not_utf8}.get(type(error))
+    if culprit is not None:
+        position = next((i for run in runs for i, value in enumerate(run, 1) if culprit(value)), None)
+    raise refused_argument(position, error) from error
+
+
+def _too_large(value: Any) -> bool:
+    return isinstance(value, int) and not -(2**63) <= value < 2**63
+
+
+def _not_utf8(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+    return False
 
 
 def _rows(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> list[Row]:
@@ -79,9 +123,16 @@ class SQLiteConnection:
             self.raw = None
         self.thread.shutdown(wait=False)
 
-    def _query(self, query: str, args: Sequence[Any], many: int | None) -> list[Row]:
+    def _execute(self, query: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        """One statement, on the connection's thread; a value SQLite will not take is ``InvalidQueryArgument``."""
         assert self.raw is not None
-        cursor = self.raw.execute(query, _named(args))
+        try:
+            return self.raw.execute(query, _named(args))
+        except _VALUE_ERRORS as exc:
+            _reraise(exc, [args])
+
+    def _query(self, query: str, args: Sequence[Any], many: int | None) -> list[Row]:
+        cursor = self._execute(query, args)
         try:
             rows = cursor.fetchall() if many is None else cursor.fetchmany(many)
             return _rows(cursor, rows)
@@ -101,17 +152,21 @@ class SQLiteConnection:
 
     async def execute(self, query: str, args: Sequence[Any]) -> int:
         def run() -> int:
-            assert self.raw is not None
-            cursor = self.raw.execute(query, _named(args))
+            cursor = self._execute(query, args)
             cursor.close()
             return max(cursor.rowcount, 0)
 
         return await self._run(run)  # type: ignore[no-any-return]
 
     async def execute_many(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
+        runs = [list(row) for row in rows]
+
         def run() -> None:
             assert self.raw is not None
-            self.raw.executemany(query, [_named(row) for row in rows])
+            try:
+                self.raw.executemany(query, [_named(row) for row in runs])
+            except _VALUE_ERRORS as exc:
+                _reraise(exc, runs)
 
         await self._run(self._atomic, run)
 
@@ -135,8 +190,7 @@ class SQLiteConnection:
         return result
 
     async def iterate(self, query: str, args: Sequence[Any], batch: int) -> AsyncIterator[Row]:
-        assert self.raw is not None
-        cursor = await self._run(self.raw.execute, query, _named(args))
+        cursor = await self._run(self._execute, query, args)
         try:
             while rows := await self._run(cursor.fetchmany, batch):
                 for row in _rows(cursor, rows):
