@@ -234,7 +234,7 @@ def test_pydantic_constraint_error(client):
 
 
 def test_invalid_json_body_is_422_with_location(client):
-    errors = errors_of(client.post("/struct", content=b"{nope"))
+    errors = errors_of(client.post("/struct", content=b"{nope", headers={"content-type": "application/json"}))
     assert errors[0]["loc"] == ["body"]
     assert errors[0]["type"] == "json_invalid"
 
@@ -343,3 +343,20 @@ def test_a_huge_number_with_trailing_garbage_is_422_not_500():
         response = client.post("/object", content=b"5" * 90 + b":0", headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["type"] == "json_invalid"
+
+
+def test_an_app_may_read_json_bodies_of_any_content_type():
+    lenient = App(strict_content_type=False)
+
+    @lenient.post("/struct")
+    def create(item: ItemStruct):
+        return {"name": item.name}
+
+    @lenient.post("/strict", strict_content_type=True)  # a route's own choice wins over the app's
+    def strict(item: ItemStruct):
+        return {"name": item.name}
+
+    with TestClient(lenient) as client:
+        body = b'{"name": "pen", "price": 1}'
+        assert client.post("/struct", content=body, headers={"content-type": "text/plain"}).json() == {"name": "pen"}
+        assert client.post("/strict", content=body, headers={"content-type": "text/plain"}).status_code == 415

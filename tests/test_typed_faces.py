@@ -166,3 +166,43 @@ def test_pydantic_body_and_typed_result(client):
     refused = client.post("/orders", json={"sku": "A1", "quantity": 0})
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["loc"] == ["body", "quantity"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "text/json",
+    ],
+)
+def test_a_json_body_parameter_refuses_a_body_not_sent_as_json(client, content_type):
+    # a cross-site form or fetch() may send these without a CORS preflight: they must not reach the handler
+    client.delete("/log")
+    headers = {"content-type": content_type} if content_type else {}
+    for path in ("/items", "/any-json", "/shops/3/items"):
+        response = client.post(path, content=b'{"name": "forged"}', headers=headers)
+        assert response.status_code == 415, (path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "application/json" in response.json()["detail"]
+    assert client.get("/log").json() == {"log": []}  # the handler never ran
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json", "application/vnd.api+json"],
+)
+def test_a_json_body_parameter_reads_json_media_types(client, content_type):
+    response = client.post("/items", content=b'{"name": "pen"}', headers={"content-type": content_type})
+    assert response.json() == {"name": "pen"}
+
+
+def test_the_content_type_check_can_be_turned_off_and_request_json_reads_any_body(client):
+    plain = {"content-type": "text/plain"}
+    assert client.post("/items-from-any-client", content=b'{"name": "pen"}', headers=plain).json() == {"name": "pen"}
+    assert client.post("/items-from-any-client", content=b'{"name": "pen"}').json() == {"name": "pen"}
+    assert client.post("/raw-json", content=b'{"a": 1}', headers=plain).json() == {"read": {"a": 1}}
+    assert client.post("/items", headers=plain).status_code == 422  # no body at all: missing, as before

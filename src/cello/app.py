@@ -54,6 +54,7 @@ class AppConfig:
     websocket_idle_timeout: float | None = None
     websocket_threads: int = 1000
     body_timeout: float = 30.0
+    strict_content_type: bool = True
 
 
 def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
@@ -91,6 +92,9 @@ class App(Registrar):
     ``websocket_idle_timeout``: seconds a WebSocket peer may stay silent before it is closed (1001); None: never.
     ``websocket_threads``: threads for plain ``def`` WebSocket handlers, one per open connection (a pool of its
     own, apart from ``threadpool_size``).
+    ``strict_content_type``: JSON body parameters read only bodies sent as JSON (``application/json`` or a
+    ``+json`` type), else 415 — a defence against cross-site requests; ``False`` reads any body, for clients that
+    cannot set the header (per route: ``strict_content_type=False``). ``request.json()`` reads any body anyway.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class App(Registrar):
         websocket_idle_timeout: float | None = None,
         websocket_threads: int = 1000,
         body_timeout: float = 30.0,
+        strict_content_type: bool = True,
     ) -> None:
         super().__init__()
         if max_body_size < 0 or threadpool_size < 1:
@@ -141,6 +146,7 @@ class App(Registrar):
             websocket_idle_timeout=websocket_idle_timeout,
             websocket_threads=websocket_threads,
             body_timeout=body_timeout,
+            strict_content_type=strict_content_type,
         )
         # dependency -> replacement, consulted on every resolution (tests swap real services for stand-ins here)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}

@@ -72,6 +72,8 @@ class Dispatcher:
 
     def _endpoint(self, route: Route) -> Endpoint:
         config = self.app.config
+        if not config.strict_content_type:  # the app's default; a route's own option wins
+            route.meta.setdefault("strict_content_type", False)
         if not route.is_websocket:
             return compile_handler(route, self.pool, config.threadpool)
         from .realtime.websocket import websocket_endpoint  # NOTE: only apps with WebSocket routes import it

@@ -239,3 +239,31 @@ def create_order(order: Order, user: str = Depends(current_user)) -> Order:
 @app.get("/resources")
 def read_resources():
     return {"events": resources}
+
+
+# -- JSON bodies only from requests that say they are JSON ---------------------------------------------------
+
+
+class Item(pydantic.BaseModel):
+    name: str
+
+
+@app.post("/items")
+def create_item(item: Item):
+    log.append(f"created {item.name}")
+    return {"name": item.name}
+
+
+@app.post("/items-from-any-client", strict_content_type=False)
+def create_item_from_any_client(item: Item):
+    return {"name": item.name}
+
+
+@app.post("/any-json")
+def any_json(document: dict):
+    return document
+
+
+@app.post("/raw-json")
+def raw_json(request: Request):
+    return {"read": request.json()}

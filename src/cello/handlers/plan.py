@@ -28,7 +28,7 @@ import msgspec
 
 from ..dto.codecs import codec_for, is_model, strip_annotated
 from ..dto.errors import ValidationFailed
-from ..http.exceptions import ConfigurationError
+from ..http.exceptions import ConfigurationError, UnsupportedMediaType
 from ..http.request import Request
 from ..params import UNSET, Body, Depends, File, Header, Param, Path, Query
 
@@ -73,13 +73,15 @@ def read_signature(call: Callable[..., Any], route: Route | None, *, kind: str =
         raise ConfigurationError(f"cannot read the signature of {call!r}") from None
     hints = _type_hints(call)
     path_params = _path_param_types(route)
+    # JSON bodies only from requests that say they are JSON (see _require_json); a route may opt out
+    strict_json = route is None or route.meta.get("strict_content_type", True) is not False
     parameters = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     # on a WebSocket route the socket (a Request too) is also recognised by the names people give it
     socket_names = ("ws", "websocket") if route is not None and route.is_websocket else ()
     slots = []
     for parameter in parameters:
         annotation = hints.get(parameter.name, parameter.annotation)
-        slot = _classify(parameter, annotation, path_params, call, kind, socket_names)
+        slot = _classify(parameter, annotation, path_params, call, kind, socket_names, strict_json)
         # Flask habit: a lone parameter without annotation or default under another name (`req`) is the request
         if (
             len(parameters) == 1
@@ -155,6 +157,7 @@ def _classify(
     owner: Any,
     kind: str,
     socket_names: tuple[str, ...] = (),
+    strict_json: bool = True,
 ) -> Slot:
     name = parameter.name
     default = UNSET if parameter.default is parameter.empty else parameter.default
@@ -192,7 +195,7 @@ def _classify(
     slot = Slot(name, marker.source, _wire_name(name, marker), annotation, default, marker)
     if marker.source == "path" and name not in path_params:
         raise ConfigurationError(f"{_where(owner)}: Path() parameter {name!r} is not in the route's path")
-    slot.extract = _extractor(slot, path_params.get(name), owner)
+    slot.extract = _extractor(slot, path_params.get(name), owner, strict_json)
     if marker.source == "path":
         produced, target = path_params.get(name), _with_constraints(slot)
         slot.passthrough = target is Any or (produced is not None and target is produced)
@@ -246,14 +249,14 @@ def _is_sequence(annotation: Any) -> bool:
 # -- extractors -------------------------------------------------------------------------------------------
 
 
-def _extractor(slot: Slot, produced: Any, owner: Any) -> Extractor | None:
+def _extractor(slot: Slot, produced: Any, owner: Any, strict_json: bool) -> Extractor | None:
     source = slot.source
     if source == "path":
         return _path_extractor(slot, produced)
     if source in ("query", "header", "cookie"):
         return _scalar_extractor(slot, owner)
     if source == "body":
-        return _body_extractor(slot)
+        return _body_extractor(slot, strict_json)
     return None  # form and file slots are filled from the parsed form (cello.handlers.forms)
 
 
@@ -338,7 +341,7 @@ def _multi_source(request: Request, source: str) -> Any:
     raise ConfigurationError("cookies cannot repeat; use a scalar cookie parameter")
 
 
-def _body_extractor(slot: Slot) -> Extractor:
+def _body_extractor(slot: Slot, strict_json: bool) -> Extractor:
     marker = slot.marker
     assert isinstance(marker, Body)
     target = _with_constraints(slot)
@@ -350,6 +353,8 @@ def _body_extractor(slot: Slot) -> Extractor:
                 if required:
                     raise ValidationFailed([_missing(("body",))])
                 return default
+            if strict_json:
+                _require_json(request)
             return request.json()
 
         return any_json
@@ -359,6 +364,8 @@ def _body_extractor(slot: Slot) -> Extractor:
         location = ("body", key)
 
         def embedded(request: Request) -> Any:
+            if request.body and strict_json:
+                _require_json(request)
             document = request.json() if request.body else {}
             if not isinstance(document, dict) or key not in document:
                 if required:
@@ -376,6 +383,8 @@ def _body_extractor(slot: Slot) -> Extractor:
             if required:
                 raise ValidationFailed([_missing(("body",))])
             return default
+        if strict_json:
+            _require_json(request)
         if fast_decode is not None:
             try:
                 return fast_decode(data)
@@ -384,6 +393,18 @@ def _body_extractor(slot: Slot) -> Extractor:
         return decode(data)
 
     return body_value
+
+
+def _require_json(request: Request) -> None:
+    """Refuse a JSON body parameter's body unless the request says it is JSON (``application/json`` or a
+    ``+json`` type): a cross-site ``text/plain`` POST, or one with no Content-Type (a Blob), needs no CORS
+    preflight, so a cookie-authenticated JSON endpoint that read any body would be open to CSRF."""
+    value = request.header("content-type")
+    if value == "application/json":  # NOTE: by far the most common: no parsing
+        return
+    media = (value or "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.endswith("+json") and "/" in media):
+        raise UnsupportedMediaType("The body must be sent as JSON: Content-Type application/json or a +json type.")
 
 
 def _missing(location: tuple[str | int, ...]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Registrar:
         iterates ``request.stream()``. ``body_limit``: this route's maximum body size in bytes.
         ``middleware``: this route's own middleware, inside the app's and blueprints'. ``guards``: access rules
         (``cello.security.Role("admin")``…), checked after every middleware, so after authentication.
+        ``strict_content_type=False``: JSON body parameters read bodies of any Content-Type (see ``App``).
         """
         methods = list(methods)
         if guards:
