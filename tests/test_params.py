@@ -139,7 +139,7 @@ def errors_of(response):
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
     assert body["status"] == 422
-    assert body["title"] == "Unprocessable Content" or body["title"] == "Unprocessable Entity"
+    assert body["title"] == "Unprocessable Content"
     return body["errors"]
 
 

@@ -21,7 +21,7 @@ def refused(response: httpx.Response, *secrets: str, argument: int | None = 1) -
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
-    assert problem["status"] == 422
+    assert (problem["status"], problem["title"]) == (422, "Unprocessable Content")  # RFC 9110's name on every Python
     assert problem.get("argument") == argument
     told = str({key: value for key, value in problem.items() if key != "instance"})  # instance: the request's path
     for leaked in (*SQL_WORDS, *secrets):

@@ -147,9 +147,14 @@ class InternalServerError(HTTPException):
         super().__init__(500, detail, **kwargs)
 
 
+# RFC 9110's names where older Pythons still give RFC 7231's ("Unprocessable Entity" until 3.13): one title
+# for one status whatever the interpreter
+_RFC_9110 = {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+
+
 def _phrase(status: int) -> str:
     try:
-        return HTTPStatus(status).phrase
+        return _RFC_9110.get(status) or HTTPStatus(status).phrase
     except ValueError:
         return "Error"
 
