@@ -206,3 +206,18 @@ def test_the_content_type_check_can_be_turned_off_and_request_json_reads_any_bod
     assert client.post("/items-from-any-client", content=b'{"name": "pen"}').json() == {"name": "pen"}
     assert client.post("/raw-json", content=b'{"a": 1}', headers=plain).json() == {"read": {"a": 1}}
     assert client.post("/items", headers=plain).status_code == 422  # no body at all: missing, as before
+
+
+def test_an_optional_body_is_read_from_the_body(client):
+    for path in ("/optional/model", "/optional/typing"):
+        assert client.post(path, json={"name": "pen"}).json() == {"item": "pen"}
+        assert client.post(path).json() == {"item": None}
+        refused = client.post(path, json={"name": 5})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["body", "name"]
+    assert client.post("/optional/list", json=[{"name": "a"}, {"name": "b"}]).json() == {"items": ["a", "b"]}
+    assert client.post("/optional/list").json() == {"items": None}
+    assert client.post("/optional/struct", json={"name": "ada", "age": 36}).json() == {"profile": "ada"}
+    assert client.post("/optional/struct").json() == {"profile": None}
+    operation = client.get("/openapi.json").json()["paths"]["/optional/model"]["post"]
+    assert not operation.get("parameters")  # not a query parameter
+    assert operation["requestBody"]["required"] is False

@@ -267,3 +267,28 @@ def any_json(document: dict):
 @app.post("/raw-json")
 def raw_json(request: Request):
     return {"read": request.json()}
+
+
+# -- optional bodies -----------------------------------------------------------------------------------------
+
+from typing import Optional  # noqa: E402
+
+
+@app.post("/optional/model")
+def optional_model(item: Item | None = None):
+    return {"item": None if item is None else item.name}
+
+
+@app.post("/optional/typing")
+def optional_typing(item: Optional[Item] = None):  # noqa: UP045 - the spelling under test
+    return {"item": None if item is None else item.name}
+
+
+@app.post("/optional/list")
+def optional_list(items: list[Item] | None = None):
+    return {"items": None if items is None else [item.name for item in items]}
+
+
+@app.post("/optional/struct")
+def optional_struct(profile: Profile | None = None):
+    return {"profile": None if profile is None else profile.name}

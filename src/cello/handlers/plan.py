@@ -188,7 +188,7 @@ def _classify(
             marker = Path()
         elif _is_upload(plain):
             marker = File()
-        elif is_model(plain) or plain is dict or typing.get_origin(plain) is dict or _is_model_list(plain):
+        elif _is_body_type(strip_annotated(_optional_inner(plain))):
             marker = Body()
         else:
             marker = Query()
@@ -229,7 +229,11 @@ def _is_upload(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, UploadFile)
 
 
-def _is_model_list(annotation: Any) -> bool:
+def _is_body_type(annotation: Any) -> bool:
+    """A structured type, a dict, or a list of structured types: read from the JSON body (``Optional`` unwrapped
+    by the caller: ``Item | None`` is an optional body, not a query parameter)."""
+    if is_model(annotation) or annotation is dict or typing.get_origin(annotation) is dict:
+        return True
     return typing.get_origin(annotation) is list and any(is_model(arg) for arg in typing.get_args(annotation))
 
 
