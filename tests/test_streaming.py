@@ -67,6 +67,25 @@ def raw_exchange(server, payload: bytes, expect_responses: int) -> bytes:
         return data
 
 
+@pytest.mark.parametrize("path", ["/r/failing-stream", "/r/failing-stream-sync"])
+def test_a_stream_that_fails_after_its_first_chunk_ends_at_once(server, path):
+    # granian's RSGI can only end the body (the client sees it end early), an ASGI server aborts the connection;
+    # either way the client is not left waiting for a body that will never come
+    started = time.monotonic()
+    received = b""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        try:
+            with client.stream("GET", path) as response:
+                assert response.status_code == 200
+                for chunk in response.iter_raw():
+                    received += chunk
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            pass
+        assert time.monotonic() - started < 5
+        assert received == b"first\n"
+        assert client.get("/r/closed-streams").status_code == 200  # the worker serves on
+
+
 def test_head_sends_no_body_on_a_kept_alive_connection(server):
     request = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /r/text HTTP/1.1\r\nHost: x\r\n\r\n"
     data = raw_exchange(server, request, 2)

@@ -267,6 +267,25 @@ def r_endless_sync():
     return StreamingResponse(produce())
 
 
+@app.get("/r/failing-stream")
+async def r_failing_stream():
+    async def produce():
+        yield b"first\n"
+        await asyncio.sleep(0.05)
+        raise RuntimeError("the producer failed")
+
+    return StreamingResponse(produce(), media_type="text/plain")
+
+
+@app.get("/r/failing-stream-sync")
+def r_failing_stream_sync():
+    def produce():
+        yield b"first\n"
+        raise RuntimeError("the producer failed")
+
+    return StreamingResponse(produce(), media_type="text/plain")
+
+
 @app.get("/r/closed-streams")
 def r_closed_streams():
     return closed_streams

@@ -161,8 +161,17 @@ async def _send(proto: Any, request: RSGIRequest, response: Response, pool: Any)
             producer.cancel()
         await asyncio.gather(producer, return_exceptions=True)
         await close_iterator(iterator)
+        # NOTE: granian ends the body only when the transport is freed (RSGI has no call to end or abort it); a
+        # failed producer's traceback would keep it alive, and the client waiting, until the garbage collector ran
+        del transport
     if producer.done() and not producer.cancelled() and producer.exception() is not None:
-        raise producer.exception()  # type: ignore[misc]
+        # the status and headers are out: a failure can only end the body early (an ASGI server aborts instead)
+        logger.error(
+            "the response stream of %s %s failed; its body ends early",
+            request.method,
+            request.path,
+            exc_info=producer.exception(),
+        )
 
 
 # -- WebSocket ------------------------------------------------------------------------------------------------
