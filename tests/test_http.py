@@ -108,6 +108,21 @@ def test_trailing_slash_redirect_keeps_query(client):
     assert client.get("/api", follow_redirects=False).status_code == 200  # "/api/" registered as the prefix root
 
 
+@pytest.mark.parametrize(
+    ("path", "location", "name"),
+    [
+        ("/cat/a%3Fb/", "/cat/a%3Fb", "a?b"),  # a "?" that is data must not start a query in Location
+        ("/cat/a%23b/?x=1", "/cat/a%23b?x=1", "a#b"),  # nor a "#" a fragment
+        ("/cat/caf%C3%A9/", "/cat/caf%C3%A9", "café"),
+        ("/cat/100%25/", "/cat/100%25", "100%"),
+    ],
+)
+def test_a_trailing_slash_redirect_keeps_the_percent_encoding(client, path, location, name):
+    response = client.get(path, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (308, location)
+    assert client.get(location).json() == {"name": name}  # following it asks for the same resource
+
+
 def test_blueprints_nest_with_hooks(client):
     response = client.get("/api/v1/ping")
     assert response.json() == {"pong": True, "trail": ["api", "v1"]}

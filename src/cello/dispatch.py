@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from .background import BackgroundRunner
 from .handlers import Endpoint, ThreadPool, compile_handler
@@ -416,5 +417,8 @@ async def _redirect_slash(request: Request) -> Response:
     path = request.path
     target = path[:-1] if path.endswith("/") else path + "/"
     query = request.query_string
+    # NOTE: the path arrives percent-decoded: encoded again, a "%3F" or "%23" in it stays data instead of starting
+    # a query or a fragment in Location (RFC 3986's path characters stay as they are)
+    location = quote(target, safe="/:@!$&'()*+,;=")
     # 308 keeps the method and body, unlike 301/302
-    return RedirectResponse(target + ("?" + query if query else ""), status=308)
+    return RedirectResponse(location + ("?" + query if query else ""), status=308)

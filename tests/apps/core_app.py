@@ -55,6 +55,11 @@ def state(request):
 # -- params -----------------------------------------------------------------------------------------------
 
 
+@app.get("/cat/{name}")
+def category(name: str):
+    return {"name": name}
+
+
 @app.get("/users/{user_id}/posts/{post_id}")
 def user_post(request):
     return {"user_id": request.params["user_id"], "post_id": request.params["post_id"]}
