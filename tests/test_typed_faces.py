@@ -60,6 +60,38 @@ def test_missing_file_is_422(client):
     assert response.json()["errors"][0]["loc"] == ["file", "file"]
 
 
+def browser_form(*parts: str) -> tuple[bytes, dict[str, str]]:
+    """A multipart body as a browser sends it, from ready-made part heads and contents."""
+    body = "".join(f"--B\r\n{part}\r\n" for part in parts) + "--B--\r\n"
+    return body.encode(), {"content-type": "multipart/form-data; boundary=B"}
+
+
+EMPTY_FILE_INPUT = (
+    'Content-Disposition: form-data; name="file"; filename=""\r\nContent-Type: application/octet-stream\r\n\r\n'
+)
+NOTE = 'Content-Disposition: form-data; name="note"\r\n\r\nhello'
+
+
+def test_an_empty_file_input_is_no_upload(client):
+    body, headers = browser_form(EMPTY_FILE_INPUT, NOTE)
+    assert client.post("/upload-optional", content=body, headers=headers).json() == {"file": None, "note": "hello"}
+    refused = client.post("/upload", content=body, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {"loc": ["file", "file"], "msg": "Field required", "type": "missing", "input": None}
+    ]
+
+
+def test_a_text_field_where_a_file_is_expected_says_so(client):
+    body, headers = browser_form('Content-Disposition: form-data; name="file"\r\n\r\nnot a file')
+    for path in ("/upload", "/upload-optional"):
+        errors = client.post(path, content=body, headers=headers).json()["errors"]
+        assert errors == [
+            {"loc": ["file", "file"], "msg": "Input should be a file upload, not a text field", "type": "file_type",
+             "input": "not a file"}
+        ]  # fmt: skip
+
+
 def test_upload_limits(client):
     assert client.post("/upload-limited", files={"file": ("x", b"1" * 1000)}).json() == {"size": 1000}
     too_big = client.post("/upload-limited", files={"file": ("x", b"1" * 1001)})

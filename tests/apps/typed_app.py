@@ -55,6 +55,11 @@ async def upload(file: UploadFile, note: str = Form("none")):
     }
 
 
+@app.post("/upload-optional")
+async def upload_optional(file: UploadFile | None = File(None), note: str = Form("none")):
+    return {"file": None if file is None else file.filename, "note": note}
+
+
 @app.post("/uploads")
 async def uploads(files: Annotated[list[UploadFile], File()], title: Annotated[str, Form()]):
     return {"title": title, "names": [f.filename for f in files], "sizes": [f.size for f in files]}

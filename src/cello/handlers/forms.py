@@ -59,8 +59,12 @@ def _filler(slot: Slot) -> Callable[[Any], Awaitable[Any]]:
         wants_bytes = element is bytes
 
         async def files(form: Any) -> Any:
-            uploads = [value for value in form.getlist(key) if isinstance(value, UploadFile)]
+            values = form.getlist(key)
+            uploads = [value for value in values if isinstance(value, UploadFile) and not _no_file_chosen(value)]
             if not uploads:
+                text = next((value for value in values if isinstance(value, str)), None)
+                if text is not None:
+                    raise ValidationFailed([_not_a_file(location, text)])
                 if required:
                     raise ValidationFailed([_missing(location)])
                 return default
@@ -107,3 +111,13 @@ def _filler(slot: Slot) -> Callable[[Any], Awaitable[Any]]:
         return convert(value)
 
     return scalar
+
+
+def _no_file_chosen(upload: UploadFile) -> bool:
+    """A browser's file input left empty: sent as a part with ``filename=""`` and no content."""
+    return not upload.filename and upload.size == 0
+
+
+def _not_a_file(location: tuple[str, ...], text: str) -> dict[str, Any]:
+    return {"loc": list(location), "msg": "Input should be a file upload, not a text field", "type": "file_type",
+            "input": text}  # fmt: skip
