@@ -253,3 +253,16 @@ def test_an_optional_body_is_read_from_the_body(client):
     operation = client.get("/openapi.json").json()["paths"]["/optional/model"]["post"]
     assert not operation.get("parameters")  # not a query parameter
     assert operation["requestBody"]["required"] is False
+
+
+def test_list_headers_and_queries_read_and_documented(client):
+    from openapi_spec_validator import validate
+
+    response = client.get("/lists?tags=x&tags=y&ids=2", headers=[("x-tags", "a, b"), ("x-tags", "c")])
+    assert response.json() == {"x_tags": ["a", "b", "c"], "tags": ["x", "y"], "ids": [2]}
+    assert client.get("/lists", headers={"x-tags": "a"}).json() == {"x_tags": ["a"], "tags": ["a"], "ids": [1]}
+    assert client.get("/lists?ids=1&ids=2&ids=3&ids=4", headers={"x-tags": "a"}).status_code == 422
+    document = client.get("/openapi.json").json()
+    validate(document)  # a list header is style "simple": "form" is for queries and cookies only
+    styles = {p["name"]: (p["style"], p["explode"]) for p in document["paths"]["/lists"]["get"]["parameters"]}
+    assert styles == {"x-tags": ("simple", False), "tags": ("form", True), "ids": ("form", True)}

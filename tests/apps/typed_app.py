@@ -20,6 +20,7 @@ from cello import (
     Header,
     HTTPException,
     MultipartLimits,
+    Query,
     Request,
     UploadFile,
 )
@@ -297,3 +298,15 @@ def optional_list(items: list[Item] | None = None):
 @app.post("/optional/struct")
 def optional_struct(profile: Profile | None = None):
     return {"profile": None if profile is None else profile.name}
+
+
+# -- list parameters -------------------------------------------------------------------------------------------
+
+
+@app.get("/lists")
+def lists(
+    x_tags: list[str] = Header(),
+    tags: list[str] = Query(["a"], min_length=1),
+    ids: Annotated[list[int], Query(max_length=3)] = [1],  # noqa: B006 - a declaration, read once
+):
+    return {"x_tags": x_tags, "tags": tags, "ids": ids}

@@ -290,8 +290,12 @@ def _scalar_extractor(slot: Slot, owner: Any) -> Extractor:
     if _is_sequence(target):
         convert_many = _sequence_converter(target, location)
 
+        split = source == "header"  # RFC 9110: a list header's lines are one comma-separated list
+
         def many(request: Request) -> Any:
             values = _multi_source(request, source).getlist(key)
+            if split:
+                values = [item for value in values for item in map(str.strip, value.split(",")) if item]
             if not values:
                 if required:
                     raise ValidationFailed([_missing(location)])

@@ -223,7 +223,10 @@ def _parameter(slot: Slot, components: dict[str, Any]) -> dict[str, Any] | None:
         if marker.examples:
             parameter["examples"] = {str(i): {"value": v} for i, v in enumerate(marker.examples)}
     if typing.get_origin(strip_annotated(_optional_inner(slot.annotation))) in (list, set, tuple):
-        parameter["style"], parameter["explode"] = "form", True
+        if slot.source == "header":  # one comma-separated value or repeated lines: the only style headers have
+            parameter["style"], parameter["explode"] = "simple", False
+        else:
+            parameter["style"], parameter["explode"] = "form", True
     return parameter
 
 
