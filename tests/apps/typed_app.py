@@ -307,6 +307,6 @@ def optional_struct(profile: Profile | None = None):
 def lists(
     x_tags: list[str] = Header(),
     tags: list[str] = Query(["a"], min_length=1),
-    ids: Annotated[list[int], Query(max_length=3)] = [1],  # noqa: B006 - a declaration, read once
+    ids: Annotated[list[int], Query(max_length=3)] = [1],
 ):
     return {"x_tags": x_tags, "tags": tags, "ids": ids}

@@ -163,7 +163,7 @@ async def _send(proto: Any, request: RSGIRequest, response: Response, pool: Any)
         await close_iterator(iterator)
         # NOTE: granian ends the body only when the transport is freed (RSGI has no call to end or abort it); a
         # failed producer's traceback would keep it alive, and the client waiting, until the garbage collector ran
-        del transport
+        transport = None
     if producer.done() and not producer.cancelled() and producer.exception() is not None:
         # the status and headers are out: a failure can only end the body early (an ASGI server aborts instead)
         logger.error(
