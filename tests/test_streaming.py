@@ -121,3 +121,16 @@ def test_a_body_cut_short_is_a_400_not_a_500(server):
         assert b"application/problem+json" in data
     with httpx.Client(base_url=server.url) as client:
         assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/echo/body", "/echo/json"])
+@pytest.mark.parametrize("chunks", [b"zz\r\nabc\r\n0\r\n\r\n", b"5\r\nabc\r\n0\r\n\r\n"])
+def test_broken_chunked_framing_is_a_400(server, path, chunks):
+    # a chunk size that is not hex, and one that overruns its data: never read as an empty or a garbled body
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+                     + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)  # fmt: skip
+        data = sock.recv(65536)
+    assert data.startswith(b"HTTP/1.1 400"), data[:300]
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post(path, json={"a": 1}).status_code == 200  # the worker serves on

@@ -72,7 +72,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
         if method != "GET" and method != "HEAD":
             limit = route.body_limit if route.body_limit is not None else default_limit
             if route.stream:
-                receive = _streamer(proto, limit, clock)
+                receive = _streamer(proto, limit, clock, scope.http_version)
             else:
                 headers = scope.headers
                 plan = body_plan(
@@ -87,7 +87,7 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                         route = dispatcher.body_timeout
                 elif plan == READ_CHUNKS:
                     try:
-                        body = await _read_limited(proto, limit, clock)
+                        body = await _read_limited(proto, limit, clock, scope.http_version)
                     except BodyTooLarge:
                         route = dispatcher.too_large
                     except ClientDisconnected:
@@ -97,7 +97,8 @@ def rsgi_handler(app: App) -> Callable[[Any, Any], Any]:
                 elif plan != NO_BODY:
                     route = dispatcher.too_large if plan == TOO_LARGE else dispatcher.bad_length
         elif route.stream:
-            receive = _streamer(proto, default_limit if route.body_limit is None else route.body_limit, clock)
+            limit = default_limit if route.body_limit is None else route.body_limit
+            receive = _streamer(proto, limit, clock, scope.http_version)
 
         request = RSGIRequest(app, scope, method, path, params, body, receive)
         request.route = route
@@ -252,11 +253,17 @@ def _websocket_handler(app: App) -> Callable[[Any, Any], Any]:
     return handle
 
 
-def _streamer(proto: Any, limit: int, clock: BodyClock) -> Callable[[], AsyncIterator[bytes]]:
+def _streamer(proto: Any, limit: int, clock: BodyClock, http_version: str) -> Callable[[], AsyncIterator[bytes]]:
+    # NOTE: granian ends a body with one empty chunk, and hands over an HTTP/1.1 body whose chunked framing broke
+    # (an invalid chunk size) as an empty chunk followed by that end; request trailers, which nothing here reads,
+    # arrive the same way and are refused with it. In HTTP/2 an empty DATA frame is a legitimate way to end a body.
+    framed = http_version.startswith("1")
+
     async def receive() -> AsyncIterator[bytes]:
         seen = 0
         chunks = aiter(proto)
         deadline = clock.deadline()
+        ending = False
         while True:
             try:
                 chunk = await clock.read(anext(chunks), deadline)
@@ -264,6 +271,13 @@ def _streamer(proto: Any, limit: int, clock: BodyClock) -> Callable[[], AsyncIte
                 return
             except ProtocolClosed:
                 raise ClientDisconnected() from None
+            if not chunk:
+                if ending:
+                    raise ClientDisconnected()
+                ending = framed
+                continue
+            if ending:
+                raise ClientDisconnected()
             seen += len(chunk)
             if seen > limit:
                 raise BodyTooLarge()
@@ -272,8 +286,8 @@ def _streamer(proto: Any, limit: int, clock: BodyClock) -> Callable[[], AsyncIte
     return receive
 
 
-async def _read_limited(proto: Any, limit: int, clock: BodyClock) -> bytes:
-    return b"".join([chunk async for chunk in _streamer(proto, limit, clock)()])
+async def _read_limited(proto: Any, limit: int, clock: BodyClock, http_version: str) -> bytes:
+    return b"".join([chunk async for chunk in _streamer(proto, limit, clock, http_version)()])
 
 
 def _last_resort(proto: Any, request: RSGIRequest, exc: Exception) -> None:

@@ -126,13 +126,14 @@ class ServiceUnavailable(HTTPException):
 
 
 class ClientDisconnected(BadRequest):
-    """The peer stopped sending before the request body was complete (closed or half-closed its side).
+    """The request body broke off before it was complete: the peer closed (or half-closed) its side, or the
+    body's framing is broken (an invalid chunk size), which some engines report the same way.
 
     A 400 if it reaches the response: a client that only half-closed still reads the answer.
     """
 
     def __init__(self) -> None:
-        super().__init__("The request body ended before its declared length.")
+        super().__init__("The request body is incomplete: it ended early or its chunked framing is invalid.")
 
 
 class BodyTimeout(HTTPException):
