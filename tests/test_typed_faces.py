@@ -266,3 +266,23 @@ def test_list_headers_and_queries_read_and_documented(client):
     validate(document)  # a list header is style "simple": "form" is for queries and cookies only
     styles = {p["name"]: (p["style"], p["explode"]) for p in document["paths"]["/lists"]["get"]["parameters"]}
     assert styles == {"x-tags": ("simple", False), "tags": ("form", True), "ids": ("form", True)}
+
+
+def test_an_error_inside_a_dict_names_its_key_and_value(client):
+    errors = client.post("/counts", json={"apples": 1, "pears": "many"}).json()["errors"]
+    assert errors == [
+        {"loc": ["body", "pears"], "msg": "Expected `int`, got `str`", "type": "type_error", "input": "many"}
+    ]
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"NaN", b"Infinity", b"-Infinity", b"1" + b"0" * 400])
+def test_a_number_that_is_not_finite_is_refused_unless_the_field_takes_it(client, number):
+    body = b'{"value": ' + number + b"}"
+    json_type = {"content-type": "application/json"}
+    for path in ("/measures", "/readings"):  # pydantic and msgspec alike
+        response = client.post(path, content=body, headers=json_type)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["errors"][0]["loc"][0] == "body"
+    assert client.post("/measures", content=b'{"value": 1e300}', headers=json_type).json() == {"value": 1e300}
+    # a field that says it takes them (Field(allow_inf_nan=True)) still does
+    assert client.post("/any-number", content=body, headers=json_type).json() == {"finite": False}

@@ -310,3 +310,38 @@ def lists(
     ids: Annotated[list[int], Query(max_length=3)] = [1],
 ):
     return {"x_tags": x_tags, "tags": tags, "ids": ids}
+
+
+# -- where an error is, and numbers that are not finite ------------------------------------------------------
+
+
+@app.post("/counts")
+def counts(counts: dict[str, int]):
+    return counts
+
+
+class Measure(pydantic.BaseModel):
+    value: float
+
+
+class Reading(msgspec.Struct):
+    value: float
+
+
+class AnyNumber(pydantic.BaseModel):
+    value: float = pydantic.Field(allow_inf_nan=True)
+
+
+@app.post("/measures")
+def measure(measure: Measure):
+    return {"value": measure.value}
+
+
+@app.post("/readings")
+def reading(reading: Reading):
+    return {"value": reading.value}
+
+
+@app.post("/any-number")
+def any_number(number: AnyNumber):
+    return {"finite": number.value == number.value and abs(number.value) != float("inf")}

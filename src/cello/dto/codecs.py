@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,7 +72,7 @@ class MsgspecCodec(Codec):
                         return msgspec.convert(_INTEGRAL_FLOATS.decode(data), self.annotation, strict=True)
                     except msgspec.ValidationError as retry:
                         exc = retry
-                raise ValidationFailed(msgspec_errors(exc, location, _loads_or_none(data))) from None
+                raise ValidationFailed(msgspec_errors(exc, location, _loads_or_none(data), self.annotation)) from None
         except msgspec.DecodeError as exc:
             raise _invalid_json(location, str(exc)) from None
         except UnicodeDecodeError:  # msgspec's answer to invalid UTF-8 inside a JSON string
@@ -83,7 +84,7 @@ class MsgspecCodec(Codec):
         try:
             return msgspec.convert(value, self.annotation, strict=not from_strings)
         except msgspec.ValidationError as exc:
-            raise ValidationFailed(msgspec_errors(exc, location, value)) from None
+            raise ValidationFailed(msgspec_errors(exc, location, value, self.annotation)) from None
 
     def encode_json(self, value: Any) -> bytes:
         return self._encoder.encode(value)
@@ -120,10 +121,19 @@ class PydanticCodec(Codec):
         from pydantic import TypeAdapter
 
         self._adapter: Any = TypeAdapter(annotation)
+        # NOTE: pydantic reads NaN, Infinity and 1e400 as floats by default, and they leave again as JSON null: a
+        # client's value would change without a word. msgspec refuses them; so does this codec, unless the type
+        # takes them on purpose (pydantic's prebuilt model validators cannot be told otherwise)
+        self._finite = _refuses_non_finite(self._adapter)
 
     def decode_json(self, data: bytes, location: Sequence[str | int] = ("body",)) -> Any:
         from pydantic import ValidationError
 
+        if self._finite and _NON_FINITE_SUSPECT.search(data) is not None:
+            try:
+                orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise _invalid_json(location, str(exc).partition(":")[0]) from None  # orjson names the position
         try:
             return self._adapter.validate_json(data)
         except ValidationError as exc:
@@ -151,6 +161,33 @@ class PydanticCodec(Codec):
             components[name] = schema
             return {"$ref": REF_TEMPLATE.format(name=name)}
         return schema
+
+
+# what can make pydantic's JSON parser produce a NaN or an infinity: its NaN and Infinity tokens, a number with a
+# three-digit exponent, a run of 300 digits; a match is only a suspect, strict JSON (orjson) decides
+_NON_FINITE_SUSPECT = re.compile(rb"NaN|Infinity|[0-9][eE]\+?[0-9]{3}|[0-9]{300}")
+
+
+def _refuses_non_finite(adapter: Any) -> bool:
+    """Whether the type has a float that does not take NaN or infinities on purpose (``Field(allow_inf_nan=True)``,
+    or ``allow_inf_nan=True`` in the config of a model around it)."""
+
+    def refuses(node: Any, allowed: bool) -> bool:
+        if isinstance(node, list):
+            return any(refuses(item, allowed) for item in node)
+        if not isinstance(node, dict):
+            return False
+        config = node.get("config")
+        if isinstance(config, dict) and "allow_inf_nan" in config:
+            allowed = bool(config["allow_inf_nan"])
+        if node.get("type") == "float" and not node.get("allow_inf_nan", allowed):
+            return True
+        return any(refuses(value, allowed) for value in node.values())
+
+    try:
+        return refuses(adapter.core_schema, False)
+    except Exception:  # a schema pydantic has not built yet (forward references): it cannot be read
+        return True
 
 
 def _integral(literal: str) -> float | int:

@@ -8,12 +8,16 @@ inside it (field names and list indexes). msgspec reports a JSON path in its mes
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
 ErrorItem = dict[str, Any]
 
 _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MSGSPEC_KEY = re.compile(r"^(?P<msg>.*?) - at `key` in `\$(?P<path>[^`]*)`$", re.S)  # a dict's key, not its value
+_ANY_KEY = "..."  # msgspec's name for "some key of this dict" in a path
 _PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[([^\]]*)\]")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
 
@@ -26,15 +30,21 @@ class ValidationFailed(Exception):
         self.errors = errors
 
 
-def msgspec_errors(exc: Exception, location: Sequence[str | int], document: Any = None) -> list[ErrorItem]:
-    """One error from a msgspec ValidationError; ``document`` (the decoded input) supplies the offending value."""
+def msgspec_errors(
+    exc: Exception, location: Sequence[str | int], document: Any = None, annotation: Any = None
+) -> list[ErrorItem]:
+    """One error from a msgspec ValidationError; ``document`` (the decoded input) supplies the offending value and,
+    with ``annotation`` (the type it was checked against), the keys msgspec leaves unnamed inside dicts."""
     text = str(exc)
-    match = _MSGSPEC_PATH.match(text)
+    at_key = _MSGSPEC_KEY.match(text)
+    match = at_key or _MSGSPEC_PATH.match(text)
     message = match.group("msg") if match else text
     path: list[str | int] = []
     if match and match.group("path"):
         for name, index, key in _PATH_TOKEN.findall(match.group("path")):
             path.append(int(index) if index else (name or key))
+    if (at_key or _ANY_KEY in path) and annotation is not None:
+        path = _named_keys(annotation, document, path, bad_key=at_key is not None) or path
     kind = "value_error"
     missing = _MISSING.match(message)
     if missing:
@@ -44,8 +54,85 @@ def msgspec_errors(exc: Exception, location: Sequence[str | int], document: Any 
     else:
         if message.startswith("Expected"):
             kind = "type_error" if "got" in message else "value_error"
-        value = _lookup(document, path)
+        value = path[-1] if at_key and path else _lookup(document, path)
     return [{"loc": [*location, *path], "msg": message, "type": kind, "input": value}]
+
+
+def _named_keys(annotation: Any, document: Any, path: list[str | int], *, bad_key: bool) -> list[str | int] | None:
+    """``path`` with each ``...`` replaced by the first key of that dict whose value is not of the dict's value
+    type, and, for an error about a key (``bad_key``), the first key not of the key type appended; None when the
+    types cannot be followed (a union, say). Runs only for a request that failed, once per value on its path."""
+    import msgspec
+
+    named: list[str | int] = []
+    node, kind = document, annotation
+    for step in [*path, None] if bad_key else path:
+        kind = _plain(kind)
+        if step == _ANY_KEY or step is None:
+            if not isinstance(node, dict) or typing.get_origin(kind) is not dict:
+                return None
+            key_type, value_type = typing.get_args(kind) or (Any, Any)
+            if step is None:
+                culprit = next((key for key in node if not _converts(key, key_type, msgspec, strict=False)), None)
+                return None if culprit is None else [*named, culprit]
+            culprit = next((key for key, value in node.items() if not _converts(value, value_type, msgspec)), None)
+            if culprit is None:
+                return None
+            step, kind = culprit, value_type
+        else:
+            kind = _member_type(kind, step)
+            if kind is _UNKNOWN:
+                return None
+        named.append(step)
+        node = _lookup(node, [step])
+    return named
+
+
+_UNKNOWN = object()
+
+
+def _plain(annotation: Any) -> Any:
+    """The type under ``Annotated`` and ``| None``."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+def _member_type(annotation: Any, step: str | int) -> Any:
+    """The type of one member of a container or structured type (``_UNKNOWN`` when it cannot be told)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, set, frozenset) and args:
+        return args[0]
+    if origin is tuple and args:
+        return args[0] if len(args) == 2 and args[1] is Ellipsis else args[step] if isinstance(step, int) else _UNKNOWN
+    if origin is dict and args:
+        return args[1]
+    if isinstance(annotation, type):
+        import msgspec
+
+        if issubclass(annotation, msgspec.Struct):
+            return next((f.type for f in msgspec.structs.fields(annotation) if f.encode_name == step), _UNKNOWN)
+        try:
+            return typing.get_type_hints(annotation).get(str(step), _UNKNOWN)
+        except Exception:  # annotations that do not resolve here
+            return _UNKNOWN
+    return _UNKNOWN
+
+
+def _converts(value: Any, annotation: Any, msgspec: Any, *, strict: bool = True) -> bool:
+    try:
+        msgspec.convert(value, annotation, strict=strict)
+    except (msgspec.ValidationError, TypeError):
+        return False
+    return True
 
 
 def pydantic_errors(exc: Any, location: Sequence[str | int]) -> list[ErrorItem]:
