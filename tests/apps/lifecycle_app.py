@@ -8,6 +8,7 @@ that a server which will not stop is still torn down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from cello import App
+from cello.realtime import EventSourceResponse
 
 app = App()
 
@@ -51,6 +53,27 @@ def info(request):
         "http_version": request.http_version,
         "module": __name__,
     }
+
+
+@app.get("/events")
+async def events():
+    """An event stream that never ends by itself: only the client leaving or the server stopping ends it."""
+
+    async def ticks():
+        n = 0
+        while True:
+            n += 1
+            yield {"n": n}
+            await asyncio.sleep(0.1)
+
+    return EventSourceResponse(ticks(), ping=1)
+
+
+@app.websocket("/ws")
+async def echo(ws):
+    await ws.accept()
+    while True:
+        await ws.send_text(await ws.receive_text())
 
 
 if __name__ == "__main__":

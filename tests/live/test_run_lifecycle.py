@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -117,3 +118,58 @@ def test_examples_hello_runs_as_a_script(live):
     assert (posted["user_id"], posted["post_id"]) == (7, 42)
     server.stop()
     assert server.returncode == 0, server.output()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_to_the_process_group_with_streams_open_always_ends_the_server(live, tmp_path, workers):
+    # what a terminal does on Ctrl-C: SIGINT to every process of the group, while the main process also stops its
+    # workers with SIGTERM; then a second Ctrl-C and a SIGTERM, as an impatient user sends. It once hung for good
+    # (granian's stop call blocks when made a third time).
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    for attempt in range(6):
+        marks_dir = tmp_path / str(attempt)
+        marks_dir.mkdir()
+        server: LiveServer = live(
+            [sys.executable, SCRIPT, "{port}"],
+            ready_path="/__ready",
+            env={"CELLO_MARKS_DIR": str(marks_dir), "CELLO_RUN_OPTIONS": json.dumps({"workers": workers})},
+        ).start()
+        port = int(server.url.rsplit(":", 1)[1])
+        with connect(f"ws://127.0.0.1:{port}/ws", close_timeout=1) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=5) == "hi"
+            stream = socket.create_connection(("127.0.0.1", port), timeout=10)
+            stream.sendall(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
+            received = b""
+            while b"data:" not in received:
+                received += stream.recv(4096)
+            started = time.monotonic()
+            os.killpg(server.pgid, signal.SIGINT)
+            impatient = attempt % 2 == 1
+            if impatient:  # "stop now": the goodbye may be cut short, the stop may not
+                time.sleep(0.05)
+                os.killpg(server.pgid, signal.SIGINT)
+                os.kill(server.pid, signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                _read_until_closed(ws)
+            while chunk := stream.recv(4096):
+                received += chunk
+            stream.close()
+        deadline = time.monotonic() + 15
+        while server.processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.processes(), f"attempt {attempt}: still running {time.monotonic() - started:.1f} s later"
+        if not impatient:
+            # a close frame (granian's RSGI interface sends it without a code: 1005), not a dropped connection
+            assert closed.value.rcvd is not None, attempt
+            assert received.endswith(b"0\r\n\r\n"), received[-80:]  # the event stream ended, not cut off
+        server.stop()
+        assert len(marks(marks_dir, "shutdown")) == workers, server.output()  # every worker ran its shutdown hooks
+
+
+def _read_until_closed(ws) -> None:
+    while True:
+        ws.recv(timeout=10)

@@ -153,11 +153,31 @@ def _load_in_worker(target: App | str) -> Any:
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    app: Any = target
     if isinstance(target, str):
         from granian._internal import load_target
 
-        return load_target(target)
-    return target
+        app = load_target(target)
+    from ..app import App
+
+    if isinstance(app, App):
+        _drain_before_stopping(app)
+    return app
+
+
+def _drain_before_stopping(app: App) -> None:
+    """Make the worker's stop signals drain ``app`` first, and reach granian only once (``cello.engine.signals``).
+
+    NOTE: granian's workers import ``set_loop_signals`` from ``granian._signals`` when they start, after this
+    loader ran: replacing it there is the one place to step in. A granian without it keeps its own behaviour.
+    """
+    from granian import _signals
+
+    from .signals import graceful_loop_signals
+
+    original = getattr(_signals, "set_loop_signals", None)
+    if original is not None:
+        _signals.set_loop_signals = graceful_loop_signals(app, original)
 
 
 def _reload_paths(target: str) -> list[Path]:
