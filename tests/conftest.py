@@ -111,3 +111,4 @@ sec_client = _app_client("security_app:app", "tests/apps/security_app.py: JWT, B
 session_client = _app_client("sessions_app:app", "tests/apps/sessions_app.py: sessions and CSRF.")
 headers_client = _app_client("headers_app:app", "tests/apps/headers_app.py: security headers.")
 ws_client = _app_client("realtime_app:app", "tests/apps/realtime_app.py: WebSocket and SSE routes.")
+habits_client = _app_client("habits_app:app", "tests/apps/habits_app.py: FastAPI habits that must work in Cello.")

@@ -51,7 +51,7 @@ class Param:
         max_length: int | None = None,
         pattern: str | None = None,
     ) -> None:
-        self.default = default
+        self.default = UNSET if default is Ellipsis else default  # Query(...): FastAPI's way to say "required"
         self.alias = alias
         self.title = title
         self.description = description

@@ -100,6 +100,12 @@ def test_run_reload_serves_and_picks_up_edits(live, tmp_path):
         return int(response.json()["version"]) if response.status_code == 200 else None
 
     assert version() == 1
+    # the app's own data files changing (a SQLite database and its -wal/-shm files, a log) restart nothing
+    for name in ("app.db", "app.db-wal", "app.db-shm", "server.log", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x" * 100)
+    time.sleep(1.5)  # well past the watcher's tick
+    assert "Changes detected" not in server.output()
+    assert version() == 1
     source.write_text(textwrap.dedent(APP_SOURCE.format(version=2)))
     deadline = time.monotonic() + 20.0
     while version() != 2 and time.monotonic() < deadline:

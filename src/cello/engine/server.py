@@ -138,6 +138,7 @@ def _run_granian(app: App | str, host: str, port: int, **options: Any) -> None:
         workers_kill_timeout=options["workers_kill_timeout"],
         reload=reload,
         reload_paths=_reload_paths(target) if reload else None,
+        reload_filter=_source_files_filter() if reload else None,
     )
     # NOTE: forked workers inherit this process's memory, so the loader may simply hand over the object
     server.serve(target_loader=functools.partial(_load_in_worker, target if by_name else app), wrap_loader=False)
@@ -189,6 +190,21 @@ def _reload_paths(target: str) -> list[Path]:
         if not directory.is_relative_to(paths[0]):
             paths.append(directory)
     return paths
+
+
+def _source_files_filter() -> Any:
+    """What ``reload`` watches: Python source files only. NOTE: granian's default filter takes every file, so an
+    app's own SQLite database (its -wal and -shm files change on every write) restarted the workers in a loop."""
+    try:
+        import watchfiles
+    except ImportError:  # granian says what to install
+        return None
+
+    # NOTE: a class of our own: granian adds its ignore lists to the filter class it is given
+    class SourceFiles(watchfiles.PythonFilter):  # type: ignore[misc]
+        pass
+
+    return SourceFiles
 
 
 def import_string_of(app: App) -> str:

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..dto.codecs import codec_for, is_model, strip_annotated
 from ..dto.errors import ValidationFailed
 from ..http.exceptions import RequestValidationError
 from ..http.request import Request
-from ..http.response import JSON_TYPE, Response, to_response
+from ..http.response import JSON_TYPE, Response, dump_json, to_response
 from ..params import UNSET
 from .plan import Signature, read_signature
 
@@ -244,7 +246,12 @@ def result_encoder(annotation: Any, status_code: int | None = None) -> Callable[
         if result is None or isinstance(result, Response):
             return result
         if model is None or not isinstance(result, model):
-            result = codec.convert(result, ("response",))
+            try:
+                result = codec.convert(result, ("response",))
+            except ValidationFailed:
+                # another model's instance (a UserIn where a UserOut is declared, a Struct for a pydantic model):
+                # as plain data it converts, undeclared fields dropped; data that still does not fit stays an error
+                result = codec.convert(orjson.loads(dump_json(result)), ("response",))
         response = Response(None, status)
         response.body = codec.encode_json(result)
         response.raw_headers = list(headers)

@@ -93,6 +93,11 @@ def read_signature(call: Callable[..., Any], route: Route | None, *, kind: str =
             slot = Slot(parameter.name, "request", parameter.name, Request)
         slots.append(slot)
     returns = hints.get("return", signature.return_annotation)
+    if route is not None and kind == "handler" and "response_model" in route.meta:
+        # FastAPI's route option: results are converted to (and filtered by) this type; None: sent as they are
+        returns = route.meta["response_model"]
+        if returns is None:
+            returns = inspect.Signature.empty
     return Signature(
         call=call,
         slots=slots,
@@ -357,7 +362,7 @@ def _body_extractor(slot: Slot, strict_json: bool) -> Extractor:
     if target is Any:
 
         def any_json(request: Request) -> Any:
-            if not request.body:
+            if not request._body:
                 if required:
                     raise ValidationFailed([_missing(("body",))])
                 return default
@@ -372,9 +377,9 @@ def _body_extractor(slot: Slot, strict_json: bool) -> Extractor:
         location = ("body", key)
 
         def embedded(request: Request) -> Any:
-            if request.body and strict_json:
+            if request._body and strict_json:
                 _require_json(request)
-            document = request.json() if request.body else {}
+            document = request.json() if request._body else {}
             if not isinstance(document, dict) or key not in document:
                 if required:
                     raise ValidationFailed([_missing(location)])

@@ -28,14 +28,21 @@ class HTTPException(CelloError):
 
     def __init__(
         self,
-        status: int,
+        status: int | None = None,
         detail: str | None = None,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         *,
         title: str | None = None,
         type: str = "about:blank",
         extra: Mapping[str, Any] | None = None,
+        status_code: int | None = None,
     ) -> None:
+        if status is None:  # ``status_code=`` is Starlette's and FastAPI's spelling of ``status``
+            if status_code is None:
+                raise TypeError("HTTPException needs a status: HTTPException(404) or HTTPException(status_code=404)")
+            status = status_code
+        elif status_code is not None:
+            raise TypeError("give HTTPException its status once: status or status_code")
         self.status = status
         self.detail = detail
         self.title = title or _phrase(status)

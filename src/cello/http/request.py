@@ -34,6 +34,40 @@ EMPTY_PARAMS: dict[str, Any] = {}
 _UNSET: Any = object()
 
 
+class RequestBody(bytes):
+    """A request's body: bytes that may also be called and awaited (``await request.body()``, the Starlette
+    spelling), so code written either way reads it."""
+
+    __slots__ = ()
+
+    def __call__(self) -> RequestBody:
+        return self
+
+    def __await__(self) -> Any:
+        return self
+        yield  # pragma: no cover - makes this a generator, i.e. awaitable
+
+
+class JSONObject(dict[str, Any]):
+    """A JSON object from ``request.json()``: a dict that may also be awaited (``await request.json()``)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return self
+        yield  # pragma: no cover - makes this a generator, i.e. awaitable
+
+
+class JSONArray(list[Any]):
+    """A JSON array from ``request.json()``: a list that may also be awaited."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return self
+        yield  # pragma: no cover - makes this a generator, i.e. awaitable
+
+
 class State:
     """Free-form attributes for one request (``request.state.user = ...``)."""
 
@@ -253,8 +287,12 @@ class Request:
     # -- body ---------------------------------------------------------------------------------------------
 
     @property
-    def body(self) -> bytes:
-        return self._body
+    def body(self) -> RequestBody:
+        """The body's bytes; also callable and awaitable, so Starlette's ``await request.body()`` works too."""
+        body = self._body
+        if body.__class__ is not RequestBody:
+            body = self._body = RequestBody(body)
+        return body
 
     def text(self) -> str:
         charset = "utf-8"
@@ -268,14 +306,18 @@ class Request:
             raise BadRequest(f"The request body is not valid {charset} text.") from None
 
     def json(self) -> Any:
+        """The body parsed as JSON (whatever its Content-Type). An object or an array may also be awaited, so
+        Starlette's ``await request.json()`` works too."""
         if self._json is not _UNSET:
             return self._json
         if not self._body:
             raise BadRequest("The request body is empty; JSON was expected.")
         try:
-            self._json = orjson.loads(self._body)
+            value = orjson.loads(self._body)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"The request body is not valid JSON: {_json_reason(exc)}") from None
+        kind = value.__class__
+        self._json = JSONObject(value) if kind is dict else JSONArray(value) if kind is list else value
         return self._json
 
     def form(self) -> FormData:

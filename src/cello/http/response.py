@@ -31,13 +31,16 @@ HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
 def _json_default(obj: Any) -> Any:
-    # msgspec Structs, sets, Decimals and anything with a __json__ are what users hand back most often
-    # beyond what orjson knows natively; imported lazily so the core import stays small.
+    # msgspec Structs, pydantic models, sets, Decimals and anything with a __json__ are what users hand back most
+    # often beyond what orjson knows natively; imported lazily so the core import stays small.
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     to_builtins = getattr(obj, "__json__", None)
     if to_builtins is not None:
         return to_builtins()
+    serializer = getattr(obj, "__pydantic_serializer__", None)
+    if serializer is not None:  # a pydantic model, returned as FastAPI lets one be
+        return serializer.to_python(obj, mode="json")
     import decimal
 
     if isinstance(obj, decimal.Decimal):

@@ -28,7 +28,7 @@ class BodyLimit:
     async def __call__(self, request: Any, call_next: CallNext) -> Response:
         declared = request.header("content-length")
         too_large = (declared is not None and declared.isdigit() and int(declared) > self.max_bytes) or len(
-            request.body
+            request._body
         ) > self.max_bytes
         if too_large:
             error = PayloadTooLarge(f"The request body is larger than {self.max_bytes} bytes.")

@@ -14,6 +14,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 # A middleware is ``async (request, call_next) -> Response``; call_next(request) runs the rest of the chain.
 Middleware = Callable[[Any, Callable[[Any], Any]], Any]
 
+# what a route may say beside its handler, read by the parts named (a misspelt option must not pass unnoticed)
+ROUTE_OPTIONS = frozenset(
+    {
+        "status_code",  # the status of results that are not responses; the documented success status
+        "response_model",  # the type results are converted to and documented as (None: as returned)
+        "tags", "summary", "description", "deprecated", "include_in_schema", "responses",  # OpenAPI
+        "security", "public",  # OpenAPI security; public: readable without credentials behind an app-wide auth
+        "multipart",  # MultipartLimits for this route's forms
+        "csrf_exempt",  # enable_csrf skips this route
+        "security_headers",  # this route's own security headers
+        "strict_content_type",  # False: JSON body parameters read bodies of any Content-Type
+    }
+)  # fmt: skip
+
 
 class Registrar:
     """Collects routes, hooks and middleware; App and Blueprint both are one."""
@@ -49,6 +63,14 @@ class Registrar:
         (``cello.security.Role("admin")``…), checked after every middleware, so after authentication.
         ``strict_content_type=False``: JSON body parameters read bodies of any Content-Type (see ``App``).
         """
+        unknown = meta.keys() - ROUTE_OPTIONS
+        if unknown:
+            known = ", ".join(
+                sorted({"name", "threadpool", "stream", "body_limit", "middleware", "guards"} | ROUTE_OPTIONS)
+            )
+            raise ConfigurationError(
+                f"{path}: unknown route option(s) {', '.join(sorted(unknown))}; the options are {known}"
+            )
         methods = list(methods)
         if guards:
             from ..security.guards import as_guard  # NOTE: imported only by apps that use guards
