@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,9 +24,16 @@ def load_app(target: str) -> App:
         module_name = filename.removesuffix(".py")
     elif "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise  # a module the app itself imports is missing: its traceback says where
+        raise SystemExit(f"cannot find the module {module_name!r} (looked from {os.getcwd()})") from None
     value: Any = module
     for part in attr.split("."):
+        if not hasattr(value, part):
+            raise SystemExit(f"{module_name} has no attribute {attr!r}: name the App as module:attribute")
         value = getattr(value, part)
     if not isinstance(value, App):
         raise SystemExit(f"{target} is a {type(value).__name__}, not a cello App")
@@ -35,6 +43,9 @@ def load_app(target: str) -> App:
 def _run(args: argparse.Namespace) -> int:
     if args.websocket_server:
         from .engine.wsserver import run as run_websockets
+
+        # granian sets up logging for itself; the lean server has only this, so that it says where it listens
+        logging.basicConfig(level=args.log_level.upper(), format="[%(levelname)s] %(message)s")
 
         run_websockets(load_app(args.target), host=args.host, port=args.port, ping_interval=args.ping_interval or None,
                        ping_timeout=args.ping_timeout, send_timeout=args.send_timeout,
@@ -91,18 +102,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cello", description="Run and inspect Cello applications.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="serve an app: cello run module:app")
+    run = commands.add_parser(
+        "run", help="serve an app: cello run module:app", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     run.add_argument("target", help="module:attribute of the App (default attribute: app)")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    run.add_argument("--port", type=int, default=8000, help="port to listen on")
     run.add_argument("--workers", type=int, default=1, help="worker processes (cluster mode when > 1)")
-    run.add_argument("--http", choices=["auto", "1", "2"], default="auto")
+    run.add_argument("--http", choices=["auto", "1", "2"], default="auto", help="HTTP/1.1, HTTP/2 or both")
     run.add_argument("--http3", action="store_true", help="also serve HTTP/3 over QUIC (hypercorn + aioquic)")
     run.add_argument("--ssl-certfile")
     run.add_argument("--ssl-keyfile")
     run.add_argument("--reload", action="store_true", help="restart workers when source files change")
-    run.add_argument("--interface", choices=["rsgi", "asgi"], default="rsgi")
-    run.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    run.add_argument("--interface", choices=["rsgi", "asgi"], default="rsgi", help="granian's interface to the app")
+    run.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="log level"
+    )
     run.add_argument("--access-log", action="store_true")
     run.add_argument("--backpressure", type=int, default=None, help="max concurrent requests per worker")
     run.add_argument(

@@ -52,6 +52,34 @@ def test_routes_rejects_what_is_not_an_app():
     assert "not a cello App" in result.stderr
 
 
+def test_a_target_that_cannot_be_found_is_named_without_a_traceback():
+    for target, message in [
+        ("nosuch:app", "cannot find the module 'nosuch'"),
+        ("nosuch.deeper:app", "cannot find the module 'nosuch.deeper'"),
+        ("core_app:nosuch", "core_app has no attribute 'nosuch'"),
+    ]:
+        for command in ("routes", "openapi", "run"):
+            result = cello(command, target)
+            assert result.returncode != 0
+            assert message in result.stderr, (command, result.stderr)
+            assert "Traceback" not in result.stderr
+
+
+def test_run_help_shows_the_defaults():
+    text = cello("run", "--help").stdout
+    assert "(default: 127.0.0.1)" in text
+    assert "(default: 8000)" in text
+
+
+@pytest.mark.live
+def test_the_lean_websocket_server_says_where_it_listens(live):
+    server: LiveServer = live("realtime_app:app", "cello-ws", ready_path="/__ready").start()
+    deadline = time.monotonic() + 5
+    while "WebSocket server on" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"WebSocket server on ws://127.0.0.1:{server.port}" in server.output()
+
+
 def test_run_reports_configuration_mistakes_in_one_line(certs):
     tls = ["--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key]
     for args, message in [
