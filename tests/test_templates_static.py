@@ -119,3 +119,17 @@ def test_static_on_a_blueprint_and_url_for(tmp_path):
         assert response.text == "console.log(1)"
         assert response.headers["content-type"].startswith(("text/javascript", "application/javascript"))
         assert client.get("/admin/assets/").status_code == 404  # index=None
+
+
+def test_a_missing_template_or_static_folder_fails_at_registration(tmp_path, monkeypatch):
+    from cello import App, ConfigurationError, Templates
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"template directory 'templates' does not exist .*working directory"):
+        App(templates="templates")
+    with pytest.raises(ConfigurationError, match="template directory 'views' does not exist"):
+        Templates([tmp_path, "views"])
+    with pytest.raises(ConfigurationError, match=r"static directory 'public' does not exist .*working directory"):
+        App().static("/static", "public")
+    (tmp_path / "templates").mkdir()
+    assert App(templates="templates").templates is not None  # relative to the working directory

@@ -24,7 +24,10 @@ def static_handler(directory: str | os.PathLike[str], index: str | None = "index
     """
     root = Path(directory).resolve()
     if not root.is_dir():
-        raise ConfigurationError(f"static directory {directory!r} does not exist")
+        raise ConfigurationError(
+            f"static directory {os.fspath(directory)!r} does not exist (a relative path is read from the working "
+            f"directory, {os.getcwd()})"
+        )
     root_text = str(root)
 
     # NOTE: a plain function run inline on the loop: resolving and stat-ing a local path are cached metadata

@@ -42,8 +42,14 @@ class Templates:
             import jinja2
         except ImportError:
             raise ConfigurationError("templates need Jinja2: pip install 'cello[templates]'") from None
-        directories = directory if isinstance(directory, list) else [directory]
-        loader = jinja2.FileSystemLoader([os.fspath(d) for d in directories])
+        directories = [os.fspath(d) for d in (directory if isinstance(directory, list) else [directory])]
+        for path in directories:  # NOTE: a missing folder would show only as a 500 on the first render
+            if not os.path.isdir(path):
+                raise ConfigurationError(
+                    f"template directory {path!r} does not exist (a relative path is read from the working "
+                    f"directory, {os.getcwd()})"
+                )
+        loader = jinja2.FileSystemLoader(directories)
         autoescape = jinja2.select_autoescape(disabled_extensions=("txt",), default_for_string=True, default=True)
         # `autoescape` is select_autoescape(default=True): on for every template but .txt ones
         self._sync = jinja2.Environment(loader=loader, autoescape=autoescape, auto_reload=auto_reload)  # noqa: S701

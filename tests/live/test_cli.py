@@ -65,6 +65,14 @@ def test_a_target_that_cannot_be_found_is_named_without_a_traceback():
             assert "Traceback" not in result.stderr
 
 
+def test_a_missing_templates_folder_stops_run_in_one_line(tmp_path):
+    (tmp_path / "site_app.py").write_text("from cello import App\n\napp = App(templates='templates')\n")
+    result = cello("run", "site_app:app", cwd=str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.count("template directory 'templates' does not exist") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_run_help_shows_the_defaults():
     text = cello("run", "--help").stdout
     assert "(default: 127.0.0.1)" in text
