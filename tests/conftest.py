@@ -112,3 +112,56 @@ session_client = _app_client("sessions_app:app", "tests/apps/sessions_app.py: se
 headers_client = _app_client("headers_app:app", "tests/apps/headers_app.py: security headers.")
 ws_client = _app_client("realtime_app:app", "tests/apps/realtime_app.py: WebSocket and SSE routes.")
 habits_client = _app_client("habits_app:app", "tests/apps/habits_app.py: FastAPI habits that must work in Cello.")
+
+
+@pytest.fixture
+def seed_snippet(tmp_path: Path) -> Iterator[Path]:
+    """The seed's "Database & Redis" snippet (tests/apps/seed_database_app.py) as a module ``seed_app`` in a folder
+    of its own, its code as written, but its two addresses pointing at services of the test's own: a throwaway
+    PostgreSQL database holding the ``users`` table (dropped afterwards) and a redis-server on a free port — so
+    the suite never writes to a user's ``mydb`` or to their Redis."""
+    import asyncio
+    import uuid
+
+    from _helpers import redis_server, require_service
+
+    pytest.importorskip("asyncpg")
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    database = f"cello_seed_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(f"CREATE DATABASE {database}"))
+    try:
+        with redis_server(tmp_path) as redis:
+            source = (APPS_DIR / "seed_database_app.py").read_text()
+            for written, ours in (("postgresql://localhost/mydb", f"postgresql://localhost/{database}"),
+                                  ("redis://localhost:6379", redis.url)):  # fmt: skip
+                assert written in source
+                source = source.replace(written, ours)
+            folder = tmp_path / "seed"
+            folder.mkdir()
+            (folder / "seed_app.py").write_text(source)
+            asyncio.run(_create_users(f"postgresql://localhost/{database}"))
+            yield folder
+    finally:
+        sys.modules.pop("seed_app", None)
+        asyncio.run(_postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+
+
+async def _postgres_admin(statement: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect("postgresql://localhost/postgres")
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+async def _create_users(url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("CREATE TABLE users (id integer PRIMARY KEY, name text, email text)")
+        await connection.execute("INSERT INTO users VALUES (1, 'Ada', 'ada@example.org')")
+    finally:
+        await connection.close()

@@ -1,56 +1,47 @@
-"""The seed's "Database & Redis" snippet, unchanged, against the real PostgreSQL and Redis: the first request
-reads the row from the database and stores it in Redis, the next one is answered from Redis. And a variant on
-SQLite that needs no server at all."""
+"""The seed's "Database & Redis" snippet, as written, against a real PostgreSQL and Redis (a throwaway database and
+a redis-server of the test's own: see the ``seed_snippet`` fixture): the first request reads the row from the
+database and stores it in Redis, the next one is answered from Redis. And a variant on SQLite that needs no server
+at all."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import importlib
+import sys
 
 import pytest
 
-from _helpers import require_service
 from cello.testing import AsyncTestClient, TestClient
 
 
-async def prepare(name: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect("postgresql://localhost/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = 'mydb'"):
-            await admin.execute("CREATE DATABASE mydb")
-    finally:
-        await admin.close()
-    mydb = await asyncpg.connect("postgresql://localhost/mydb")
-    try:
-        await mydb.execute("CREATE TABLE IF NOT EXISTS users (id integer PRIMARY KEY, name text, email text)")
-        await mydb.execute("DELETE FROM users WHERE id = 1")
-        await mydb.execute("INSERT INTO users VALUES (1, $1, 'ada@example.org')", name)
-    finally:
-        await mydb.close()
-
-
 @pytest.mark.services
-def test_the_seed_snippet_reads_through_the_redis_cache():
-    pytest.importorskip("asyncpg")
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
+def test_the_seed_snippet_reads_through_the_redis_cache(seed_snippet):
+    import asyncpg
     import redis
 
-    name = f"Ada {uuid.uuid4().hex[:6]}"
-    asyncio.run(prepare(name))
-    redis.Redis.from_url("redis://localhost:6379").delete("user:1")
-    from seed_database_app import app
+    sys.path.insert(0, str(seed_snippet))
+    try:
+        seed_app = importlib.import_module("seed_app")
+    finally:
+        sys.path.remove(str(seed_snippet))
+    cached = redis.Redis.from_url(seed_app.cache.url)
 
-    with TestClient(app) as client:
+    async def rename(name: str) -> None:
+        connection = await asyncpg.connect(seed_app.db.url)
+        try:
+            await connection.execute("UPDATE users SET name = $1 WHERE id = 1", name)
+        finally:
+            await connection.close()
+
+    with TestClient(seed_app.app) as client:
         first = client.get("/users/1")
         assert first.status_code == 200
-        assert first.json() == {"id": 1, "name": name, "email": "ada@example.org"}
-        assert redis.Redis.from_url("redis://localhost:6379").exists("user:1")
-        asyncio.run(prepare("changed in the database"))
-        assert client.get("/users/1").json()["name"] == name  # from Redis now
+        assert first.json() == {"id": 1, "name": "Ada", "email": "ada@example.org"}
+        assert cached.exists("user:1")
+        asyncio.run(rename("changed in the database"))
+        assert client.get("/users/1").json()["name"] == "Ada"  # from Redis now
         assert client.get("/users/2").status_code == 204  # no such user: the handler returns None
+    cached.close()
 
 
 async def test_the_seed_snippet_on_sqlite_needs_no_server():

@@ -1,4 +1,5 @@
-# The seed's "Database & Redis" snippet, as written (tests/test_seed_database.py creates mydb and its users table).
+# The seed's "Database & Redis" snippet, as written. The tests run it against services of their own (the seed_snippet
+# fixture in tests/conftest.py puts a throwaway database and a redis-server of the test's in its two addresses).
 # fmt: off
 from cello import App
 from cello.enterprise import Database, Redis

@@ -5,8 +5,6 @@ server logs a warning and no traceback; a fault of the statement itself stays a 
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -37,14 +35,8 @@ def errors_server(live_module):
 
 
 @pytest.mark.services
-def test_the_seed_snippet_answers_422_for_a_path_value_that_is_no_integer(live):
-    pytest.importorskip("asyncpg")
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
-    from test_seed_database import prepare
-
-    asyncio.run(prepare("Ada"))
-    server = live("seed_database_app:app", ready_path="/openapi.json").start()
+def test_the_seed_snippet_answers_422_for_a_path_value_that_is_no_integer(live, seed_snippet):
+    server = live("seed_app:app", ready_path="/openapi.json", env={"PYTHONPATH": str(seed_snippet)}).start()
 
     problem = refused(httpx.get(server.url + "/users/abc", timeout=5), "abc")
     assert problem["detail"].startswith("The database refused query argument $1:")
