@@ -19,7 +19,6 @@ _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S
 _MSGSPEC_KEY = re.compile(r"^(?P<msg>.*?) - at `key` in `\$(?P<path>[^`]*)`$", re.S)  # a dict's key, not its value
 _ANY_KEY = "..."  # msgspec's name for "some key of this dict" in a path
 _PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[([^\]]*)\]")
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
 
 
 class ValidationFailed(Exception):
@@ -45,17 +44,116 @@ def msgspec_errors(
             path.append(int(index) if index else (name or key))
     if (at_key or _ANY_KEY in path) and annotation is not None:
         path = _named_keys(annotation, document, path, bad_key=at_key is not None) or path
-    kind = "value_error"
-    missing = _MISSING.match(message)
-    if missing:
-        path.append(missing.group("field"))
-        kind = "missing"
-        value = _lookup(document, path[:-1])
+    field = _FIELD.match(message)
+    if field:  # msgspec names the field in the message, at its object's path
+        path.append(field.group("field"))
+        value = _lookup(document, path[:-1] if field.group("kind") == "missing" else path)
     else:
-        if message.startswith("Expected"):
-            kind = "type_error" if "got" in message else "value_error"
         value = path[-1] if at_key and path else _lookup(document, path)
-    return [{"loc": [*location, *path], "msg": message, "type": kind, "input": value}]
+    text, kind = _in_pydantic_words(message, annotation, path)
+    return [{"loc": [*location, *path], "msg": text, "type": kind, "input": value}]
+
+
+# msgspec's messages in pydantic's words and error types, so that one 422 reads the same whichever library
+# found each problem (scalar parameters, msgspec bodies, pydantic bodies)
+_NOUNS = {
+    "int": ("a valid integer", "int_type"),
+    "float": ("a valid number", "float_type"),
+    "str": ("a valid string", "string_type"),
+    "bool": ("a valid boolean", "bool_type"),
+    "array": ("a valid list", "list_type"),
+    "object": ("a valid dictionary", "dict_type"),
+    "bytes": ("valid bytes", "bytes_type"),
+    "null": ("None", "none_required"),
+    "datetime": ("a valid datetime", "datetime_type"),
+    "date": ("a valid date", "date_type"),
+    "time": ("a valid time", "time_type"),
+    "duration": ("a valid timedelta", "time_delta_type"),
+    "uuid": ("a valid UUID", "uuid_type"),
+    "decimal": ("a valid decimal", "decimal_type"),
+}
+_BOUNDS = {
+    ">=": ("greater than or equal to", "greater_than_equal"),
+    ">": ("greater than", "greater_than"),
+    "<=": ("less than or equal to", "less_than_equal"),
+    "<": ("less than", "less_than"),
+}
+_PARSING = {
+    "Invalid RFC3339 encoded datetime": ("Input should be a valid datetime", "datetime_parsing"),
+    "Invalid RFC3339 encoded date": ("Input should be a valid date", "date_parsing"),
+    "Invalid RFC3339 encoded time": ("Input should be a valid time", "time_parsing"),
+    "Invalid ISO8601 duration": ("Input should be a valid timedelta", "time_delta_parsing"),
+    "Invalid UUID": ("Input should be a valid UUID", "uuid_parsing"),
+    "Invalid decimal string": ("Input should be a valid decimal", "decimal_parsing"),
+    "Invalid base64 encoded string": ("Input should be valid base64", "bytes_invalid_encoding"),
+    "Number out of range": ("Input should be a number in the supported range", "number_out_of_range"),
+}
+_FIELD = re.compile(r"^Object (?:(?P<kind>missing) required|contains unknown) field `(?P<field>[^`]+)`$")
+_GOT = re.compile(r"^Expected `(?P<type>[^`]+)`, got `[^`]+`$")
+_BOUND = re.compile(r"^Expected `(?P<type>[^`]+)` (?P<op>>=|>|<=|<) (?P<limit>\S+)$")
+_LENGTH = re.compile(r"^Expected `(?P<type>str|array|object)` of length (?P<op>>=|<=) (?P<limit>\d+)$")
+_MULTIPLE = re.compile(r"^Expected `[^`]+` that's a multiple of (?P<limit>\S+)$")
+_PATTERN = re.compile(r"^Expected `str` matching regex (?P<pattern>.+)$", re.S)
+
+
+def _in_pydantic_words(message: str, annotation: Any, path: Sequence[str | int]) -> tuple[str, str]:
+    """``(msg, type)`` as pydantic words the same problem; msgspec's own message where it has no counterpart."""
+    field = _FIELD.match(message)
+    if field:
+        return (
+            ("Field required", "missing")
+            if field.group("kind")
+            else ("Extra inputs are not permitted", "extra_forbidden")
+        )
+    if message in _PARSING:
+        return _PARSING[message]
+    if found := _GOT.match(message):
+        noun, kind = _NOUNS.get(found.group("type"), (f"of type {found.group('type')}", "type_error"))
+        return f"Input should be {noun}", kind
+    if found := _BOUND.match(message):
+        phrase, kind = _BOUNDS[found.group("op")]
+        return f"Input should be {phrase} {found.group('limit')}", kind
+    if found := _LENGTH.match(message):
+        limit = int(found.group("limit"))
+        at_least = found.group("op") == ">="
+        if found.group("type") == "str":
+            unit = "character" if limit == 1 else "characters"
+            what, kind = "String", "string_too_short" if at_least else "string_too_long"
+        else:
+            unit = "item" if limit == 1 else "items"
+            what = "List" if found.group("type") == "array" else "Dictionary"
+            kind = "too_short" if at_least else "too_long"
+        return f"{what} should have {'at least' if at_least else 'at most'} {limit} {unit}", kind
+    if found := _MULTIPLE.match(message):
+        return f"Input should be a multiple of {found.group('limit')}", "multiple_of"
+    if found := _PATTERN.match(message):
+        return f"String should match pattern {found.group('pattern')}", "string_pattern_mismatch"
+    if message.startswith("Invalid enum value"):
+        allowed = _allowed_values(annotation, path)
+        if allowed:
+            listed = [repr(value) for value in allowed]
+            return "Input should be " + (
+                " or ".join(listed) if len(listed) < 3 else ", ".join(listed[:-1]) + " or " + listed[-1]
+            ), "enum"
+        return "Input should be one of the allowed values", "enum"
+    return message, "value_error"
+
+
+def _allowed_values(annotation: Any, path: Sequence[str | int]) -> list[Any]:
+    """The values an enum or ``Literal`` at ``path`` inside ``annotation`` takes (empty: cannot be told)."""
+    import enum
+
+    kind = annotation
+    for step in path:
+        kind = _member_type(_plain(kind), step)
+        if kind is _UNKNOWN:
+            return []
+    kind = _plain(kind)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return [member.value for member in kind]
+    if typing.get_origin(kind) is typing.Literal:
+        return list(typing.get_args(kind))
+    return []
 
 
 def _named_keys(annotation: Any, document: Any, path: list[str | int], *, bad_key: bool) -> list[str | int] | None:
@@ -136,9 +234,18 @@ def _converts(value: Any, annotation: Any, msgspec: Any, *, strict: bool = True)
 
 
 def pydantic_errors(exc: Any, location: Sequence[str | int]) -> list[ErrorItem]:
-    """Errors from a pydantic ValidationError, keeping its own types and messages."""
+    """Errors from a pydantic ValidationError, keeping its own types and messages.
+
+    NOTE: for JSON that does not parse, pydantic's ``input`` is the whole raw body (bytes, which would go back to
+    the client base64-encoded): it is dropped, as on the msgspec side.
+    """
     return [
-        {"loc": [*location, *item["loc"]], "msg": item["msg"], "type": item["type"], "input": item.get("input")}
+        {
+            "loc": [*location, *item["loc"]],
+            "msg": item["msg"],
+            "type": item["type"],
+            "input": None if item["type"] == "json_invalid" else item.get("input"),
+        }
         for item in exc.errors(include_url=False, include_context=False)
     ]
 
