@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from _helpers import require_service
+from _helpers import redis_server, require_service
 from cello.testing import TestClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -177,13 +177,16 @@ def test_database_example_on_sqlite(tmp_path, monkeypatch):
 
 
 @pytest.mark.services
-def test_database_example_on_postgres_with_a_redis_cache(monkeypatch):
+def test_database_example_on_postgres_with_a_redis_cache(monkeypatch, tmp_path):
     pytest.importorskip("asyncpg")
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", "127.0.0.1", 6379)
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379")
-    app = load("database").app
+    with redis_server(tmp_path) as redis:  # the example's cache keys go to a Redis of the test's own
+        monkeypatch.setenv("REDIS_URL", redis.url)
+        _notes_through_the_cache(load("database").app)
+
+
+def _notes_through_the_cache(app) -> None:
     title = f"pg-{uuid.uuid4().hex[:8]}"
     with TestClient(app) as client:
         note = client.post("/notes", json={"title": title}).json()
