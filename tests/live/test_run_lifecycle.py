@@ -138,6 +138,9 @@ def test_ctrl_c_to_the_process_group_with_streams_open_always_ends_the_server(li
             env={"CELLO_MARKS_DIR": str(marks_dir), "CELLO_RUN_OPTIONS": json.dumps({"workers": workers})},
         ).start()
         port = int(server.url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 15  # every worker up (the ready check reached only one)
+        while len(marks(marks_dir, "startup")) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
         with connect(f"ws://127.0.0.1:{port}/ws", close_timeout=1) as ws:
             ws.send("hi")
             assert ws.recv(timeout=5) == "hi"

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cello.engine")
 
 DRAIN_DEADLINE = 5.0
-CLOSE_FLUSH = 0.1  # seconds granian is given to write the close frames of the WebSockets a drain closed
+CLOSE_FLUSH = 0.25  # seconds granian is given to write the close frames of the WebSockets a drain closed
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _loop_handlers_installed = False  # this process's event loop already drains on the signals (graceful_loop_signals)
@@ -79,11 +79,15 @@ class _GracefulStop:
 
     async def _drain_then_stop(self) -> None:
         try:
-            closing = bool(self.app.dispatcher.websockets)
+            sockets = self.app.dispatcher.websockets
+            closing = bool(sockets)
             await _drain(self.app)
             if closing:
                 # NOTE: an RSGI close returns before granian has written the close frame, and a worker that stops
-                # at once may drop it: give the engine a moment to flush
+                # at once drops it: let the handlers end, then give the engine a moment to flush
+                deadline = self.loop.time() + DRAIN_DEADLINE
+                while sockets and self.loop.time() < deadline:
+                    await asyncio.sleep(0.01)
                 await asyncio.sleep(CLOSE_FLUSH)
         finally:
             self.stop()
