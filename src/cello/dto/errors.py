@@ -97,7 +97,7 @@ _PATTERN = re.compile(r"^Expected `str` matching regex (?P<pattern>.+)$", re.S)
 
 
 def _in_pydantic_words(message: str, annotation: Any, path: Sequence[str | int]) -> tuple[str, str]:
-    """``(msg, type)`` as pydantic words the same problem; msgspec's own message where it has no counterpart."""
+    """``(msg, type)`` as pydantic would put the same problem; msgspec's own message where it has none."""
     field = _FIELD.match(message)
     if field:
         return (
