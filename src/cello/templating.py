@@ -37,6 +37,7 @@ class Templates:
         globals: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
         auto_reload: bool = True,
+        autoescape: bool = True,
     ) -> None:
         try:
             import jinja2
@@ -50,12 +51,16 @@ class Templates:
                     f"directory, {os.getcwd()})"
                 )
         loader = jinja2.FileSystemLoader(directories)
-        autoescape = jinja2.select_autoescape(disabled_extensions=("txt",), default_for_string=True, default=True)
-        # `autoescape` is select_autoescape(default=True): on for every template but .txt ones
-        self._sync = jinja2.Environment(loader=loader, autoescape=autoescape, auto_reload=auto_reload)  # noqa: S701
+        # on for every template but .txt ones, and for template text given inline; off everywhere when asked
+        escaping = (
+            jinja2.select_autoescape(disabled_extensions=("txt",), default_for_string=True, default=True)
+            if autoescape
+            else False
+        )
+        self._sync = jinja2.Environment(loader=loader, autoescape=escaping, auto_reload=auto_reload)  # noqa: S701
         self._async = jinja2.Environment(
             loader=loader,
-            autoescape=autoescape,  # noqa: S701
+            autoescape=escaping,  # noqa: S701
             auto_reload=auto_reload,
             enable_async=True,
         )
@@ -96,6 +101,12 @@ class Templates:
 
     def render(self, name: str, context: Mapping[str, Any] | None = None, request: Request | None = None) -> str:
         return str(self._sync.get_template(name).render(self._context(context, request)))
+
+    def render_string(
+        self, source: str, context: Mapping[str, Any] | None = None, request: Request | None = None
+    ) -> str:
+        """Render template text given inline (autoescaped like an HTML template)."""
+        return str(self._sync.from_string(source).render(self._context(context, request)))
 
     async def render_async(
         self, name: str, context: Mapping[str, Any] | None = None, request: Request | None = None

@@ -250,6 +250,28 @@ class Response:
             samesite=samesite,
         )
 
+    # -- the reference API's constructors (``return Response.json({...}, status=201)``) ---------------------------
+
+    @staticmethod
+    def json(content: Any, status: int = 200, headers: HeadersArg = None) -> JSONResponse:
+        return JSONResponse(content, status, headers)
+
+    @staticmethod
+    def html(content: str, status: int = 200, headers: HeadersArg = None) -> HTMLResponse:
+        return HTMLResponse(content, status, headers)
+
+    @staticmethod
+    def text(content: str, status: int = 200, headers: HeadersArg = None) -> PlainTextResponse:
+        return PlainTextResponse(content, status, headers)
+
+    @staticmethod
+    def redirect(url: str, status: int = 302, headers: HeadersArg = None) -> RedirectResponse:
+        return RedirectResponse(url, status, headers)
+
+    @staticmethod
+    def no_content(headers: HeadersArg = None) -> Response:
+        return Response(None, 204, headers)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.status}>"
 

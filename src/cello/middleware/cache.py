@@ -9,8 +9,8 @@ request headers.
 
 Every cached response gets an ``ETag``; a request whose ``If-None-Match`` matches gets 304. Responses carry
 ``Cache-Control: max-age=<ttl>`` unless they set their own, and ``X-Cache: hit`` or ``miss``.
-Invalidation: ``await app.cache.invalidate("/books/3")`` (every variant of that path) and
-``await app.cache.invalidate_tag("books")``.
+Invalidation: ``await app.cache.invalidate("/books/3")`` (every variant of that path),
+``await app.cache.invalidate_tag("books")``, or ``app.invalidate_cache(tags=["books"])`` from any handler.
 The memory store is the default; a ``RedisStore`` shares the cache between workers and machines. A store that is
 down is bypassed (logged), never an error.
 """
@@ -70,6 +70,15 @@ class ResponseCache:
         """Forget every answer cached under ``tag``; returns how many were removed."""
         return await self._forget(self.prefix + "tag:" + tag)
 
+    async def invalidate_many(self, tags: Iterable[str] = (), paths: Iterable[str] = ()) -> int:
+        """Forget every answer cached under any of ``tags`` or for any of ``paths``; how many were removed."""
+        removed = 0
+        for tag in tags:
+            removed += await self.invalidate_tag(tag)
+        for path in paths:
+            removed += await self.invalidate(path)
+        return removed
+
     async def _forget(self, group: str) -> int:
         try:
             keys = await self.store.tagged(group)
@@ -84,16 +93,25 @@ class ResponseCache:
 class Cache:
     """The caching middleware; ``ttl``/``tags`` override the app cache's defaults for the routes it wraps."""
 
+    # the framework's own endpoints (metrics, health, OpenAPI, static files) are left alone (cello.dispatch)
+    framework_routes = False
+
     def __init__(
         self,
         ttl: float | None = None,
         tags: Iterable[str] = (),
         cache: ResponseCache | None = None,
         defer_to_routes: bool = False,
+        methods: Iterable[str] = ("GET", "HEAD"),
+        exclude_paths: Iterable[str] = (),
     ) -> None:
         self.ttl = ttl
         self.tags = tuple(tags)
         self._cache = cache
+        self.methods = frozenset(method.upper() for method in methods)
+        # exact paths, or prefixes written "prefix*"
+        self.excluded = frozenset(path for path in exclude_paths if not path.endswith("*"))
+        self.excluded_prefixes = tuple(path[:-1] for path in exclude_paths if path.endswith("*"))
         # the app-wide instance steps aside for routes that carry their own @cache (their ttl and tags win)
         self.defer_to_routes = defer_to_routes
 
@@ -104,7 +122,9 @@ class Cache:
         return cache
 
     async def __call__(self, request: Any, call_next: CallNext) -> Response:
-        if request.method not in ("GET", "HEAD"):
+        if request.method not in self.methods or request.path in self.excluded:
+            return await call_next(request)
+        if self.excluded_prefixes and request.path.startswith(self.excluded_prefixes):
             return await call_next(request)
         route = request.route
         if self.defer_to_routes and route is not None and any(type(m) is Cache for m in route.middleware):

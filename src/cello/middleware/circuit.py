@@ -3,7 +3,7 @@
 A circuit is **closed** (calls go through) until failures cross a threshold — ``failure_threshold`` consecutive
 failures, or a ``failure_ratio`` of at least ``minimum_calls`` recent calls — then **open** (calls are refused
 at once) for ``reset_timeout`` seconds, then **half-open**: up to ``half_open_max_calls`` trial calls go
-through; a success closes the circuit, a failure opens it again.
+through at a time; ``success_threshold`` successes (one by default) close the circuit, a failure opens it again.
 
 Three ways to use one:
 
@@ -51,7 +51,7 @@ class CircuitOpenError(HTTPException):
 class _Circuit:
     """The state of one circuit."""
 
-    __slots__ = ("breaker", "name", "state", "failures", "opened_at", "trials", "recent")
+    __slots__ = ("breaker", "name", "state", "failures", "opened_at", "trials", "successes", "recent")
 
     def __init__(self, breaker: CircuitBreaker, name: str) -> None:
         self.breaker = breaker
@@ -59,7 +59,8 @@ class _Circuit:
         self.state = CLOSED
         self.failures = 0  # consecutive
         self.opened_at = 0.0
-        self.trials = 0
+        self.trials = 0  # half-open: trial calls under way
+        self.successes = 0  # half-open: trial calls that succeeded
         self.recent: deque[tuple[float, bool]] = deque()
 
     def allow(self) -> bool:
@@ -69,7 +70,7 @@ class _Circuit:
             if time.monotonic() - self.opened_at < self.breaker.reset_timeout:
                 return False
             self._move(HALF_OPEN)
-            self.trials = 0
+            self.trials = self.successes = 0
         if self.trials >= self.breaker.half_open_max_calls:
             return False
         self.trials += 1
@@ -81,12 +82,16 @@ class _Circuit:
     def record(self, success: bool) -> None:
         breaker = self.breaker
         if self.state == HALF_OPEN:
-            self._move(CLOSED if success else OPEN)
-            if success:
+            self.trials = max(0, self.trials - 1)
+            if not success:
+                self._move(OPEN)
+                self.opened_at = time.monotonic()
+                return
+            self.successes += 1
+            if self.successes >= breaker.success_threshold:  # enough trials went through: close
+                self._move(CLOSED)
                 self.failures = 0
                 self.recent.clear()
-            else:
-                self.opened_at = time.monotonic()
             return
         now = time.monotonic()
         if breaker.failure_ratio is not None:
@@ -119,8 +124,12 @@ class CircuitBreaker:
 
     ``failure_statuses``: response statuses that count as failures (as middleware; default 5xx but not 503s the
     breaker produced itself). ``exceptions``: exception types that count as failures (others pass through
-    without counting).
+    without counting). ``half_open_max_calls``: trial calls let through at once while half-open;
+    ``success_threshold``: trial calls that must succeed before the circuit closes again.
     """
+
+    # the framework's own endpoints (metrics, health, OpenAPI, static files) are left alone (cello.dispatch)
+    framework_routes = False
 
     def __init__(
         self,
@@ -132,12 +141,16 @@ class CircuitBreaker:
         window: float = 60.0,
         reset_timeout: float = 30.0,
         half_open_max_calls: int = 1,
+        success_threshold: int = 1,
         failure_statuses: Callable[[int], bool] = lambda status: status >= 500,
         exceptions: tuple[type[BaseException], ...] = (Exception,),
         per_route: bool = False,
     ) -> None:
-        if failure_threshold < 1 or reset_timeout <= 0 or half_open_max_calls < 1:
-            raise ValueError("failure_threshold >= 1, reset_timeout > 0 and half_open_max_calls >= 1 are needed")
+        if failure_threshold < 1 or reset_timeout <= 0 or half_open_max_calls < 1 or success_threshold < 1:
+            raise ValueError(
+                "failure_threshold >= 1, reset_timeout > 0, half_open_max_calls >= 1 and success_threshold >= 1 "
+                "are needed"
+            )
         if failure_ratio is not None and not 0 < failure_ratio <= 1:
             raise ValueError("failure_ratio must be in (0, 1]")
         self.name = name
@@ -147,6 +160,7 @@ class CircuitBreaker:
         self.window = window
         self.reset_timeout = reset_timeout
         self.half_open_max_calls = half_open_max_calls
+        self.success_threshold = success_threshold
         self.failure_statuses = failure_statuses
         self.exceptions = exceptions
         self.per_route = per_route
