@@ -165,3 +165,8 @@ async def _create_users(url: str) -> None:
         await connection.execute("INSERT INTO users VALUES (1, 'Ada', 'ada@example.org')")
     finally:
         await connection.close()
+
+
+framework_client = _app_client("framework_routes_app:app", "tests/apps/framework_routes_app.py: framework routes.")
+reference_client = _app_client("reference_app:app", "tests/apps/reference_app.py: the reference API's names.")
+ordered_client = _app_client("framework_routes_app:ordered", "framework_routes_app.ordered: the canonical order.")

@@ -37,6 +37,16 @@ from .realtime.websocket import Message, WebSocket, WebSocketDisconnect
 from .routing import Blueprint, register_converter
 from .templating import TemplateResponse, Templates
 
+
+def __getattr__(name: str) -> object:
+    # NOTE: names whose modules an app that does not use them should not import (PEP 562)
+    if name == "HealthCheckConfig":
+        from .middleware.health import HealthCheckConfig
+
+        return HealthCheckConfig
+    raise AttributeError(f"module 'cello' has no attribute {name!r}")
+
+
 __all__ = [
     "URL",
     "Address",
@@ -60,6 +70,7 @@ __all__ = [
     "HTTPException",
     "Header",
     "Headers",
+    "HealthCheckConfig",
     "JSONResponse",
     "Message",
     "MethodNotAllowed",

@@ -6,6 +6,7 @@ engine adapters in ``cello.engine`` hold the request-time code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .dto.errors import ValidationErrorFormat
 from .http.exceptions import ConfigurationError
-from .http.response import HTMLResponse, Response
 from .http.uploads import MultipartLimits
 from .openapi.config import OpenAPIConfig
 from .routing.blueprint import Registrar
 from .routing.router import Route, Router
+from .shortcuts import Shortcuts
 from .templating import Templates
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def _parse_proxies(proxies: Iterable[str]) -> frozenset[Any]:
     return frozenset(parsed)
 
 
-class App(Registrar):
+class App(Registrar, Shortcuts):
     """A Cello application.
 
     ``debug``: 500 responses carry the exception and traceback (never in production).
@@ -154,6 +155,9 @@ class App(Registrar):
         self._templates: Templates | None = None
         self._response_cache: Any = None
         self._health: Any = None
+        self._ranks: dict[int, int] = {}  # middleware installed by enable_* -> its place in shortcuts.ORDER
+        self.singletons: dict[str, Any] = {}  # register_singleton: handler parameters filled by name
+        self._loop: Any = None  # the event loop the app started on (a worker's)
         if templates is not None:
             self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.state: dict[str, Any] = {}
@@ -212,13 +216,15 @@ class App(Registrar):
                 super().add_route(route)
 
     def collect_routes(self) -> list[Route]:
-        """Every route, blueprints flattened, plus the OpenAPI document and documentation pages."""
+        """Every route, blueprints flattened, plus the OpenAPI document, documentation pages and health checks."""
         from .openapi.ui import openapi_routes
 
         documentation = openapi_routes(self)
         for route in documentation:
             route.meta["public"] = True  # readable without credentials, also behind an app-wide authenticator
-        return [*super().collect_routes(), *documentation]
+            route.meta["framework"] = True  # the framework's own: see cello.shortcuts
+        health = self._health.routes() if self._health is not None else []
+        return [*super().collect_routes(), *documentation, *health]
 
     def openapi(self) -> dict[str, Any]:
         """The app's OpenAPI 3.1 document (as served at ``/openapi.json``)."""
@@ -288,6 +294,7 @@ class App(Registrar):
             await stack.aclose()
             raise
         self._lifespan_stack = stack
+        self._loop = asyncio.get_running_loop()
         from .engine.signals import chain_shutdown_signals
 
         # WebSockets and event streams are told goodbye before the server stops (see cello.engine.signals)
@@ -332,122 +339,6 @@ class App(Registrar):
     def templates(self, templates: Templates) -> None:
         templates.bind(self)
         self._templates = templates
-
-    async def render(self, name: str, status: int = 200, headers: Any = None, **context: Any) -> HTMLResponse:
-        """Render a template asynchronously into an HTML response: ``return await app.render("a.html", x=1)``."""
-        return HTMLResponse(await self.templates.render_async(name, context), status, headers)
-
-    # -- middleware shortcuts -----------------------------------------------------------------------------
-    # NOTE: the seed's documentation teaches these names; each builds a middleware from cello.middleware (imported
-    # only when called, so apps that use none pay nothing) and installs it, returning it for later reference.
-
-    def enable_cors(self, config: Any = None, **options: Any) -> Any:
-        from .middleware.cors import CORS
-
-        return self.use(CORS(config, **options))
-
-    def enable_compression(self, **options: Any) -> Any:
-        from .middleware.compression import Compression
-
-        return self.use(Compression(**options))
-
-    def enable_logging(self, **options: Any) -> Any:
-        from .middleware.access_log import AccessLog
-
-        return self.use(AccessLog(**options))
-
-    def enable_request_id(self, **options: Any) -> Any:
-        from .middleware.request_id import RequestId
-
-        return self.use(RequestId(**options))
-
-    def enable_body_limit(self, max_bytes: int) -> None:
-        """Refuse bodies over ``max_bytes`` with 413, before reading them (the engine-level limit)."""
-        if max_bytes < 0:
-            raise ConfigurationError("max_bytes must be >= 0")
-        self.config.max_body_size = max_bytes
-
-    def enable_timeout(self, seconds: float) -> Any:
-        from .middleware.limits import Timeout
-
-        return self.use(Timeout(seconds))
-
-    def enable_rate_limit(self, config: Any = None, **options: Any) -> Any:
-        from .middleware.ratelimit import RateLimit
-
-        return self.use(RateLimit(config, **options))
-
-    def enable_caching(self, store: Any = None, **options: Any) -> Any:
-        """Cache the app's cacheable GET answers (``ttl``, ``vary``, ``cache_authenticated``, ``max_body``)."""
-        from .middleware.cache import Cache, ResponseCache
-
-        self._response_cache = ResponseCache(store, **options)
-        return self.use(Cache(cache=self._response_cache, defer_to_routes=True))
-
-    def enable_circuit_breaker(self, **options: Any) -> Any:
-        from .middleware.circuit import CircuitBreaker
-
-        return self.use(CircuitBreaker(**options))
-
-    def enable_prometheus(self, path: str = "/metrics", **options: Any) -> Any:
-        """Export request metrics (and the rate limiters' and breakers') at ``path``."""
-        from .middleware.metrics import Prometheus
-
-        exporter = Prometheus(path, **options)
-
-        async def metrics() -> Response:
-            return Response(exporter.export(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-        self.add_route(Route(path, ["GET"], metrics, name="metrics", meta={"include_in_schema": False}))
-        self.shutdown_hooks.append(exporter.worker_stopped)
-        return self.use(exporter)
-
-    def enable_health_checks(self, **options: Any) -> Any:
-        """``/health/live`` and ``/health/ready``; add checks with ``@app.health_check(name)``."""
-        from .middleware.health import HealthChecks
-
-        self._health = HealthChecks(**options)
-        for route in self._health.routes():
-            self.add_route(route)
-        return self._health
-
-    def health_check(self, name: str, timeout: float | None = None) -> Callable[[F], F]:
-        """Register a readiness check: ``@app.health_check("database")`` over a sync or async function."""
-
-        def decorator(check: F) -> F:
-            if self._health is None:
-                self.enable_health_checks()
-            self._health.add(name, check, timeout)
-            return check
-
-        return decorator
-
-    def enable_security_headers(self, **options: Any) -> Any:
-        """CSP, HSTS (over TLS), X-Frame-Options, nosniff, Referrer-Policy… (``cello.security.SecurityHeaders``)."""
-        from .security.headers import SecurityHeaders
-
-        return self.use(SecurityHeaders(**options))
-
-    def enable_sessions(self, config: Any = None, **options: Any) -> Any:
-        """``request.session``: signed-cookie sessions, or server-side ones in a store (``SessionConfig``)."""
-        from .security.sessions import Sessions
-
-        return self.use(Sessions(config, **options))
-
-    def enable_csrf(self, config: Any = None, **options: Any) -> Any:
-        """Double-submit CSRF protection for unsafe methods (``cello.security.CSRFConfig``)."""
-        from .security.csrf import CSRF
-
-        return self.use(CSRF(config, **options))
-
-    @property
-    def cache(self) -> Any:
-        """The app's response cache (``ResponseCache``): invalidate with ``await app.cache.invalidate(path)``."""
-        if self._response_cache is None:
-            from .middleware.cache import ResponseCache
-
-            self._response_cache = ResponseCache()
-        return self._response_cache
 
     def dependency_scope(self, request: Any = None) -> contextlib.AbstractAsyncContextManager[Resolver]:
         """Resolve dependencies outside a route: ``async with app.dependency_scope() as deps:

@@ -76,12 +76,12 @@ class Dispatcher:
         if not config.strict_content_type:  # the app's default; a route's own option wins
             route.meta.setdefault("strict_content_type", False)
         if not route.is_websocket:
-            return compile_handler(route, self.pool, config.threadpool)
+            return compile_handler(route, self.pool, config.threadpool, self.app.singletons)
         from .realtime.websocket import websocket_endpoint  # NOTE: only apps with WebSocket routes import it
 
         # a plain def handler runs in the WebSocket pool, arranged by websocket_endpoint; compile it as inline
         return websocket_endpoint(  # type: ignore[no-any-return]
-            route, lambda r: compile_handler(r, self.pool, False), self.websocket_pool
+            route, lambda r: compile_handler(r, self.pool, False, self.app.singletons), self.websocket_pool
         )
 
     async def close_websockets(self, code: int = 1001) -> None:
@@ -185,6 +185,10 @@ class Dispatcher:
         app = self.app
         owners = route.owners
         middleware = [*app.middleware, *(m for o in owners for m in o.middleware), *route.middleware]
+        if route.meta.get("framework"):
+            # the framework's own endpoints (metrics, health, OpenAPI, static files) must keep answering when the
+            # app's routes fail or are limited: no rate limit, cache, breaker, timeout, session, CSRF or app guard
+            middleware = [layer for layer in middleware if getattr(layer, "framework_routes", True)]
         before = [*app.before_request_hooks, *(h for o in owners for h in o.before_request_hooks)]
         after = [*(h for o in reversed(owners) for h in o.after_request_hooks), *app.after_request_hooks]
         if not (middleware or before or after):

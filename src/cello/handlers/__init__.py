@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -61,11 +61,13 @@ class ThreadPool:
             self._executor = None
 
 
-def compile_handler(route: Route, pool: ThreadPool, threadpool_default: bool) -> Endpoint:
+def compile_handler(
+    route: Route, pool: ThreadPool, threadpool_default: bool, singletons: Mapping[str, Any] | None = None
+) -> Endpoint:
     from ..di import PLAIN, split_slots
 
     handler = route.handler
-    signature = read_signature(handler, route)
+    signature = read_signature(handler, route, singletons=singletons)
     route.signature = signature
     use_pool = threadpool_default if route.threadpool is None else route.threadpool
     extractors, specials, dependencies = split_slots(signature.slots, route)

@@ -21,7 +21,7 @@ import inspect
 import types
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -65,8 +65,15 @@ class Signature:
     return_annotation: Any = UNSET
 
 
-def read_signature(call: Callable[..., Any], route: Route | None, *, kind: str = "handler") -> Signature:
-    """Classify every parameter of ``call``; ``route`` supplies the path parameters (None outside routes)."""
+def read_signature(
+    call: Callable[..., Any],
+    route: Route | None,
+    *,
+    kind: str = "handler",
+    singletons: Mapping[str, Any] | None = None,
+) -> Signature:
+    """Classify every parameter of ``call``; ``route`` supplies the path parameters (None outside routes),
+    ``singletons`` the app's values handed over by parameter name (``App.register_singleton``)."""
     try:
         signature = inspect.signature(call)
     except (TypeError, ValueError):
@@ -81,7 +88,7 @@ def read_signature(call: Callable[..., Any], route: Route | None, *, kind: str =
     slots = []
     for parameter in parameters:
         annotation = hints.get(parameter.name, parameter.annotation)
-        slot = _classify(parameter, annotation, path_params, call, kind, socket_names, strict_json)
+        slot = _classify(parameter, annotation, path_params, call, kind, socket_names, strict_json, singletons)
         # Flask habit: a lone parameter without annotation or default under another name (`req`) is the request
         if (
             len(parameters) == 1
@@ -163,6 +170,7 @@ def _classify(
     kind: str,
     socket_names: tuple[str, ...] = (),
     strict_json: bool = True,
+    singletons: Mapping[str, Any] | None = None,
 ) -> Slot:
     name = parameter.name
     default = UNSET if parameter.default is parameter.empty else parameter.default
@@ -191,6 +199,9 @@ def _classify(
             return Slot(name, "background", name, annotation)
         if name in path_params:
             marker = Path()
+        elif singletons and name in singletons and _fits(singletons[name], plain):
+            value = singletons[name]
+            return Slot(name, "singleton", name, annotation, extract=lambda request: value)
         elif _is_upload(plain):
             marker = File()
         elif _is_body_type(strip_annotated(_optional_inner(plain))):
@@ -217,6 +228,11 @@ def _wire_name(name: str, marker: Param) -> str:
 
 def _where(owner: Any) -> str:
     return getattr(owner, "__qualname__", None) or repr(owner)
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """A singleton fills a parameter without annotation, or one whose (class) annotation it is an instance of."""
+    return annotation is Any or not isinstance(annotation, type) or isinstance(value, annotation)
 
 
 def _is_background(annotation: Any) -> bool:

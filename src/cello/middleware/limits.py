@@ -40,6 +40,9 @@ class Timeout:
     """``app.use(Timeout(5.0))``: 504 problem+json when the rest of the chain takes longer than ``seconds``.
     WebSocket connections are not timed (use ``App(websocket_idle_timeout=...)`` for silent peers)."""
 
+    # the framework's own endpoints (metrics, health, OpenAPI, static files) are left alone (cello.dispatch)
+    framework_routes = False
+
     def __init__(self, seconds: float) -> None:
         if seconds <= 0:
             raise ValueError("seconds must be > 0")

@@ -107,6 +107,9 @@ class LoadSampler:
 class RateLimit:
     """The rate-limit middleware. ``RateLimit(config)`` or ``RateLimit(requests=..., window=..., ...)``."""
 
+    # the framework's own endpoints (metrics, health, OpenAPI, static files) are left alone (cello.dispatch)
+    framework_routes = False
+
     def __init__(self, config: RateLimitConfig | None = None, **options: Any) -> None:
         config = config or RateLimitConfig(**options)
         if config.requests < 1 or config.window <= 0:

@@ -146,7 +146,7 @@ class Registrar:
         handler = static_handler(directory, index=index, follow_symlinks=follow_symlinks)
         self.add_route(
             Route(join_path(prefix, "/{path:path}"), ["GET"], handler, name=name, threadpool=False,
-                  meta={"include_in_schema": False, "static": os.fspath(directory)})
+                  meta={"include_in_schema": False, "static": os.fspath(directory), "framework": True})
         )  # fmt: skip
 
     # -- hooks and middleware ---------------------------------------------------------------------------

@@ -77,6 +77,9 @@ class CSRFConfig:
 class CSRF:
     """The CSRF middleware: ``CSRF(config)`` or ``CSRF(secret=..., trusted_origins=[...], ...)``."""
 
+    # the framework's own endpoints (metrics, health, OpenAPI, static files) are left alone (cello.dispatch)
+    framework_routes = False
+
     def __init__(self, config: CSRFConfig | None = None, **options: Any) -> None:
         if config is not None and options:
             raise ConfigurationError("pass CSRF either a CSRFConfig or keyword options, not both")

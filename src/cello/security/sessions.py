@@ -194,6 +194,9 @@ class Sessions:
     Signed-cookie sessions run as enter/leave hooks (no await anywhere); server-side ones await their store.
     """
 
+    # the framework's own endpoints (metrics, health, OpenAPI, static files) are left alone (cello.dispatch)
+    framework_routes = False
+
     def __init__(self, config: SessionConfig | None = None, **options: Any) -> None:
         if config is not None and options:
             raise ConfigurationError("pass Sessions either a SessionConfig or keyword options, not both")
