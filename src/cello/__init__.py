@@ -44,6 +44,10 @@ def __getattr__(name: str) -> object:
         from .middleware.health import HealthCheckConfig
 
         return HealthCheckConfig
+    if name == "OpenTelemetryConfig":
+        from .telemetry import OpenTelemetryConfig
+
+        return OpenTelemetryConfig
     raise AttributeError(f"module 'cello' has no attribute {name!r}")
 
 
@@ -77,6 +81,7 @@ __all__ = [
     "MultipartLimits",
     "NotFound",
     "OpenAPIConfig",
+    "OpenTelemetryConfig",
     "Path",
     "PayloadTooLarge",
     "PlainTextResponse",

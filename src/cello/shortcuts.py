@@ -2,7 +2,7 @@
 ``cello.middleware`` / ``cello.security``, imported only when called, and installs it.
 
 **Order.** Whatever order they are called in, the middleware they install take their place in one canonical
-order, outermost first: request id, metrics, access log, security headers, CORS, compression, sessions, CSRF,
+order, outermost first: telemetry, request id, metrics, access log, security headers, CORS, compression, sessions, CSRF,
 authentication, guards, rate limit, cache, circuit breaker, timeout. So a cached answer still counts against the
 rate limit, and the breaker sees what the handler did, not what the cache served. ``app.use(...)`` keeps the
 order it is called in, after the conveniences installed before it.
@@ -46,6 +46,7 @@ _TEMPLATES = ("template_dir", "auto_escape", "globals")
 
 # the canonical order of the middleware the conveniences install, outermost first
 ORDER = (
+    "telemetry",
     "request_id",
     "metrics",
     "access_log",
@@ -280,6 +281,15 @@ class Shortcuts:
                              meta={"include_in_schema": False, "framework": True}))  # fmt: skip
         self.shutdown_hooks.append(exporter.worker_stopped)
         return self._install(exporter, "metrics")
+
+    def enable_telemetry(self, config: Any = None, **options: Any) -> Any:
+        """OpenTelemetry traces (and request metrics) of every request, database statement, Redis command and
+        circuit-breaker call (``cello.telemetry.OpenTelemetryConfig``; ``pip install 'cello[telemetry]'``)."""
+        from . import telemetry
+
+        options = _checked("enable_telemetry", options, telemetry.OpenTelemetryConfig, config=config)
+        middleware = telemetry.enable(self, config or telemetry.OpenTelemetryConfig(**options))  # type: ignore[arg-type]
+        return self._install(middleware, "telemetry")
 
     # -- routes of the framework's own ----------------------------------------------------------------
 

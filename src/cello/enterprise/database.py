@@ -23,11 +23,12 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import telemetry
 from ..http.exceptions import ConfigurationError
 from ..middleware.circuit import CircuitBreaker, CircuitOpenError
 from ._postgres import PostgresPool
 from ._sqlite import SQLitePool
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, where
 from .row import Row
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ class Database:
                                     busy_timeout=command_timeout)  # fmt: skip
         else:
             raise ConfigurationError(f"unsupported database URL {url!r}: use postgresql:// or sqlite://")
+        # what spans name: the database (PostgreSQL) or the file (SQLite)
+        self._namespace = where(url).rpartition("/")[2] if self.dialect == "postgresql" else url.rpartition("/")[2]
         self.breaker: CircuitBreaker | None = None
         if breaker_threshold > 0:
             self.breaker = CircuitBreaker(
@@ -127,6 +130,7 @@ class Database:
                 failure_threshold=breaker_threshold,
                 reset_timeout=breaker_reset,
                 exceptions=(DatabaseUnavailable,),
+                traced=False,  # the statements have spans of their own
             )
         # the connection the current task holds inside transaction() / connection(); tasks started meanwhile
         # inherit the variable, but not the connection (one connection serves one task at a time)
@@ -209,11 +213,26 @@ class Database:
         NOTE: the per-statement path of every handler, written out rather than through ``_use``: each
         asynccontextmanager layer costs a few microseconds per call (the breaker's own is a plain class).
         """
+        if telemetry.tracer is not None:
+            return await self._run_traced(method, query, args, extra)
         held = self._held()
         if held is not None:
             return await getattr(held._raw, method)(query, args, *extra)
         with self.breaker or _NO_BREAKER:  # NOTE: the breaker's sync form: no coroutine per call to enter or leave
             return await self._pool.run(method, query, args, extra)
+
+    async def _run_traced(self, method: str, query: str, args: Any, extra: tuple[Any, ...]) -> Any:
+        """``_run`` inside a client span (``cello.telemetry``), its lines repeated so the untraced path keeps
+        its single coroutine."""
+        operation = query.lstrip().split(None, 1)[0].upper() if query.strip() else "QUERY"
+        attributes = {"db.system": self.dialect, "db.namespace": self._namespace, "db.query.text": query,
+                      "db.operation.name": operation}  # fmt: skip
+        with telemetry.client_span(f"{operation} {self._namespace}".rstrip(), attributes):
+            held = self._held()
+            if held is not None:
+                return await getattr(held._raw, method)(query, args, *extra)
+            with self.breaker or _NO_BREAKER:
+                return await self._pool.run(method, query, args, extra)
 
     async def iterate(self, query: str, *args: Any, batch: int = 100) -> AsyncIterator[Row]:
         """Rows as they stream in (a server-side cursor on PostgreSQL), ``batch`` at a time."""

@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from .. import telemetry
 from ..http.exceptions import ConfigurationError
 from ..middleware.circuit import CircuitBreaker, CircuitOpenError
 from ..stores.base import StoreUnavailable
@@ -38,6 +41,7 @@ except ImportError:  # without hiredis (or redis-py), single commands go through
     _multiplexed = None  # type: ignore[assignment]
 
 _NO_BREAKER = contextlib.nullcontext()  # the breaker's stand-in when there is none (breaker_threshold=0)
+_TRACING: ContextVar[bool] = ContextVar("cello_redis_traced", default=False)  # a command's span is open
 
 
 class LockNotAcquired(StoreUnavailable):
@@ -80,6 +84,7 @@ class Redis:
     ) -> None:
         self.cluster = cluster or url.startswith("redis+cluster://")
         self.url = url.replace("redis+cluster://", "redis://", 1)
+        self._address = urlsplit(self.url).hostname or ""  # what spans name as the server
         self.prefix = prefix
         self._options: dict[str, Any] = {
             "max_connections": max_connections,
@@ -96,7 +101,7 @@ class Redis:
         # skip the cache) still applies - only faster than waiting for the socket timeout on every call
         self.breaker: CircuitBreaker | None = None
         if breaker_threshold > 0:
-            self.breaker = CircuitBreaker(name="redis", failure_threshold=breaker_threshold,
+            self.breaker = CircuitBreaker(name="redis", failure_threshold=breaker_threshold, traced=False,
                                           reset_timeout=breaker_reset, exceptions=(StoreUnavailable,))  # fmt: skip
 
     @property
@@ -137,6 +142,9 @@ class Redis:
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run one client command through the circuit breaker, turning connection failures into
         ``StoreUnavailable``."""
+        if telemetry.tracer is not None and not _TRACING.get():
+            operation = str(args[0]) if method == "execute_command" and args else method
+            return await self._traced(operation, self.call(method, *args, **kwargs))
         slots = self._in_flight
         if slots is None:
             slots = self._in_flight = asyncio.Semaphore(self._options["max_connections"])
@@ -161,6 +169,8 @@ class Redis:
     async def execute(self, *command: Any) -> Any:
         """One command (``"GET", key``), its reply as Redis gives it (bytes, int, list), on the shared connection;
         in cluster mode (or without hiredis) through redis-py. Connection failures raise ``StoreUnavailable``."""
+        if telemetry.tracer is not None and not _TRACING.get():
+            return await self._traced(str(command[0]), self.execute(*command))
         connection = self._multiplexed
         if connection is None or not connection.usable or connection.loop is not asyncio.get_running_loop():
             if self.cluster or _multiplexed is None:
@@ -176,6 +186,17 @@ class Redis:
                     raise self.unavailable(exc) from exc
         except CircuitOpenError:
             raise StoreUnavailable("Redis keeps failing: the circuit is open") from None
+
+    async def _traced(self, operation: str, command: Any) -> Any:
+        """``command`` (a coroutine of ``call`` or ``execute``) inside a client span (``cello.telemetry``)."""
+        operation = operation.upper()
+        attributes = {"db.system": "redis", "db.operation.name": operation, "server.address": self._address}
+        token = _TRACING.set(True)  # NOTE: the command itself, started below, must not make a span again
+        try:
+            with telemetry.client_span(operation, attributes):
+                return await command
+        finally:
+            _TRACING.reset(token)
 
     async def _connect(self) -> Any:
         """The shared connection, opened once however many commands are waiting for it."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
+from .. import telemetry
 from ..http.response import Response
 from .base import HookMiddleware
 
@@ -61,6 +62,10 @@ class AccessLog(HookMiddleware):
             "client": client.host if client else None,
             "request_id": request.context.get("request_id"),
         }
+        if telemetry.tracer is not None:  # the trace this request is part of (cello.telemetry)
+            ids = telemetry.current_ids()
+            if ids is not None:
+                fields["trace_id"], fields["span_id"] = ids
         if self.format == "json":
             message = orjson.dumps(fields).decode()
         else:

@@ -25,9 +25,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .. import telemetry
 from ..http.exceptions import HTTPException
 from ..http.response import ProblemResponse, Response
 from . import _metrics
@@ -36,6 +38,16 @@ from ._types import CallNext
 F = TypeVar("F", bound=Callable[..., Any])
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+# the spans of the traced calls under way in this task, innermost last (see CircuitBreaker.__enter__)
+_SPANS: ContextVar[tuple[Any, ...]] = ContextVar("cello_breaker_spans", default=())
+
+
+def _end_span(error: BaseException | None) -> None:
+    spans = _SPANS.get()
+    _SPANS.set(spans[:-1])
+    spans[-1].__exit__(type(error) if error is not None else None, error, error.__traceback__ if error else None)
 
 
 class CircuitOpenError(HTTPException):
@@ -124,7 +136,8 @@ class CircuitBreaker:
 
     ``failure_statuses``: response statuses that count as failures (as middleware; default 5xx but not 503s the
     breaker produced itself). ``exceptions``: exception types that count as failures (others pass through
-    without counting). ``half_open_max_calls``: trial calls let through at once while half-open;
+    without counting). ``traced``: calls through it get a span while telemetry is on (``cello.telemetry``).
+    ``half_open_max_calls``: trial calls let through at once while half-open;
     ``success_threshold``: trial calls that must succeed before the circuit closes again.
     """
 
@@ -145,6 +158,7 @@ class CircuitBreaker:
         failure_statuses: Callable[[int], bool] = lambda status: status >= 500,
         exceptions: tuple[type[BaseException], ...] = (Exception,),
         per_route: bool = False,
+        traced: bool = True,
     ) -> None:
         if failure_threshold < 1 or reset_timeout <= 0 or half_open_max_calls < 1 or success_threshold < 1:
             raise ValueError(
@@ -164,6 +178,7 @@ class CircuitBreaker:
         self.failure_statuses = failure_statuses
         self.exceptions = exceptions
         self.per_route = per_route
+        self.traced = traced
         self._circuits: dict[str, _Circuit] = {}
         self._main = self._circuit(name)
 
@@ -214,9 +229,20 @@ class CircuitBreaker:
     # -- around outbound calls ------------------------------------------------------------------------------
 
     def __enter__(self) -> CircuitBreaker:
+        traced = self.traced and telemetry.tracer is not None
+        if traced:  # a client span around the call (cello.telemetry), ended in __exit__
+            span = telemetry.client_span(
+                f"circuit_breaker {self.name}",
+                {"cello.circuit_breaker.name": self.name, "cello.circuit_breaker.state": self.state},
+            )
+            span.__enter__()
+            _SPANS.set((*_SPANS.get(), span))
         if not self._main.allow():
             _metrics.breaker_rejected(self.name)
-            raise CircuitOpenError(self.name, self._main.retry_after())
+            error = CircuitOpenError(self.name, self._main.retry_after())
+            if traced:
+                _end_span(error)
+            raise error
         return self
 
     def __exit__(
@@ -226,6 +252,8 @@ class CircuitBreaker:
             self._main.record(True)
         elif issubclass(exc_type, self.exceptions) and not issubclass(exc_type, CircuitOpenError):
             self._main.record(False)
+        if self.traced and _SPANS.get():
+            _end_span(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         return self.__enter__()
