@@ -17,7 +17,7 @@ from .cache import Cache, ResponseCache, cache
 from .circuit import CircuitBreaker, CircuitOpenError
 from .compression import Compression
 from .cors import CORS, CORSConfig
-from .health import HealthChecks
+from .health import HealthCheckConfig, HealthChecks
 from .limits import BodyLimit, Timeout
 from .ratelimit import AdaptiveRateLimitConfig, RateLimit, RateLimitConfig
 from .request_id import RequestId, RequestIdLogFilter
@@ -32,6 +32,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Compression",
+    "HealthCheckConfig",
     "HealthChecks",
     "Prometheus",
     "RateLimit",
