@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import os
 import re
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def test_the_examples_of_a_page_run(page, tmp_path, monkeypatch):
     import cello
 
     monkeypatch.chdir(tmp_path)  # a block that writes files writes them here
+    # a block may set variables (PROMETHEUS_MULTIPROC_DIR): it sets them in a copy, dropped afterwards
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     namespace: dict = {"__name__": "docs_example"}
     exec("from cello import *", namespace)
     namespace["app"] = cello.App()
