@@ -118,18 +118,16 @@ class Shortcuts:
         """``allow_origins=[...]`` (or the reference's ``origins=``), ``allow_credentials``, … (``CORSConfig``)."""
         from .middleware.cors import CORS, CORSConfig
 
+        _alias("enable_cors", options, "allow_origins", "origins", None if origins is None else list(origins))
         options = _checked("enable_cors", options, CORSConfig, own=["origins"], config=config)
-        if origins is not None:
-            options["allow_origins"] = list(origins)
         return self._install(CORS(config, **options), "cors")
 
     def enable_compression(self, *, min_size: int | None = None, **options: Any) -> Any:
         """``minimum_size`` (or the reference's ``min_size``): bytes below which answers go uncompressed."""
         from .middleware.compression import Compression
 
+        _alias("enable_compression", options, "minimum_size", "min_size", min_size)
         options = _checked("enable_compression", options, Compression, own=["min_size"])
-        if min_size is not None:
-            options["minimum_size"] = min_size
         return self._install(Compression(**options), "compression")
 
     def enable_sessions(self, config: Any = None, **options: Any) -> Any:
@@ -231,14 +229,12 @@ class Shortcuts:
         ``cello.middleware.CircuitBreaker`` takes them."""
         from .middleware.circuit import CircuitBreaker
 
+        _alias("enable_circuit_breaker", options, "success_threshold", "half_open_target", half_open_target)
+        codes = None if failure_codes is None else frozenset(int(code) for code in failure_codes).__contains__
+        _alias("enable_circuit_breaker", options, "failure_statuses", "failure_codes", codes)
         options = _checked(
             "enable_circuit_breaker", options, CircuitBreaker, own=_BREAKER, mapped=["name", "per_route"]
         )
-        if half_open_target is not None:
-            options["success_threshold"] = half_open_target
-        if failure_codes is not None:
-            codes = frozenset(int(code) for code in failure_codes)
-            options["failure_statuses"] = codes.__contains__
         breaker = CircuitBreaker(name or "routes", per_route=name is None, **options)
         return self._install(breaker, "circuit_breaker")
 
@@ -267,7 +263,10 @@ class Shortcuts:
         from .middleware.metrics import Prometheus
 
         options = _checked("enable_prometheus", options, Prometheus, own=_PROMETHEUS, mapped=["path"])
-        path = endpoint or path
+        if endpoint is not None:
+            if path != "/metrics":
+                raise ConfigurationError("give enable_prometheus() path or endpoint (the same option), not both")
+            path = endpoint
         if namespace is not None or subsystem is not None:
             if "prefix" in options:
                 raise ConfigurationError("give enable_prometheus either prefix or namespace/subsystem")
@@ -382,6 +381,15 @@ class RenderedTemplate(str):
     def __await__(self) -> Any:
         return HTMLResponse(str(self), self.status, self.headers)
         yield  # pragma: no cover - makes this a generator, i.e. awaitable
+
+
+def _alias(method: str, options: dict[str, Any], name: str, alias: str, value: Any) -> None:
+    """The reference API's ``alias``, given (not None), stands for Cello's ``name``; both at once is an error."""
+    if value is None:
+        return
+    if name in options:
+        raise ConfigurationError(f"give {method}() {name} or {alias} (the same option), not both")
+    options[name] = value
 
 
 def _checked(
