@@ -52,6 +52,9 @@ def test_the_middleware_named_as_the_reference_names_them(client):
     report = client.get("/health").json()
     assert report["version"] == "2.0.0" and report["system"]["pid"] > 0
     assert client.get("/health/startup").json() == {"status": "pass"}
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    handed_on = client.get("/trace", headers={"traceparent": parent}).json()["traceparent"]
+    assert handed_on.startswith("00-0af7651916cd43dd8448eb211c80319c-")  # enable_telemetry: the trace goes on
 
 
 def test_an_app_wide_circuit_breaker_opens_per_route(client):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from cello import App, HealthCheckConfig, Response
+from cello import App, HealthCheckConfig, OpenTelemetryConfig, Response
 from cello.middleware import cache
 
 app = App()
@@ -22,6 +22,7 @@ app.enable_templates(
 )
 app.enable_openapi(title="Shop API", version="2.0.0")
 app.enable_health_checks(HealthCheckConfig(base_path="/health", include_system_info=True, version="2.0.0"))
+app.enable_telemetry(OpenTelemetryConfig(service_name="shop", service_version="2.0.0", sampling_rate=1.0))
 
 
 def no_banned_clients(request):
@@ -83,3 +84,10 @@ def flaky(request):
 @app.get("/big")
 def big(request):
     return {"items": ["x" * 20] * 50}
+
+
+@app.get("/trace")
+def trace(request):
+    from cello.telemetry import inject
+
+    return inject()  # the trace this request is part of, as the next service would receive it
