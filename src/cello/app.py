@@ -157,6 +157,7 @@ class App(Registrar, Shortcuts):
         self._health: Any = None
         self._ranks: dict[int, int] = {}  # middleware installed by enable_* -> its place in shortcuts.ORDER
         self.singletons: dict[str, Any] = {}  # register_singleton: handler parameters filled by name
+        self.brokers: list[Any] = []  # include_broker: the message brokers whose subscribers run here
         self._loop: Any = None  # the event loop the app started on (a worker's)
         if templates is not None:
             self.templates = templates if isinstance(templates, Templates) else Templates(templates)
@@ -225,6 +226,12 @@ class App(Registrar, Shortcuts):
             route.meta["framework"] = True  # the framework's own: see cello.shortcuts
         health = self._health.routes() if self._health is not None else []
         return [*super().collect_routes(), *documentation, *health]
+
+    def include_broker(self, broker: Any) -> Any:
+        """Run a ``cello.messaging.Broker``'s subscribers in this app: connected at startup and drained at
+        shutdown in every worker, its readiness reported as ``broker``."""
+        self.brokers.append(broker)
+        return broker.attach(self)
 
     def openapi(self) -> dict[str, Any]:
         """The app's OpenAPI 3.1 document (as served at ``/openapi.json``)."""

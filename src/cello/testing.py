@@ -144,6 +144,22 @@ class TestClient(httpx.Client):
             super().close()
         self._stop()
 
+    def publish(self, topic: str, payload: Any, *, broker: Any = None, **options: Any) -> str:
+        """Publish to one of the app's brokers (``app.include_broker``; the first unless ``broker=``) and wait until
+        every message it set going was handled: ``client.publish("orders", {...})`` then assert on the effects.
+        Returns the message id; ``options`` as ``Broker.publish`` takes them."""
+        chosen = broker if broker is not None else (self.app.brokers[0] if self.app.brokers else None)
+        if chosen is None:
+            raise RuntimeError("the app has no broker: app.include_broker(broker)")
+
+        async def publish_and_wait() -> str:
+            message_id: str = await chosen.publish(topic, payload, **options)
+            await chosen.settled()
+            return message_id
+
+        self._portal.run(self.app.startup())
+        return self._portal.run(publish_and_wait())  # type: ignore[no-any-return]
+
     def websocket_connect(
         self, path: str, headers: dict[str, str] | None = None, subprotocols: Sequence[str] = ()
     ) -> WebSocketSession:

@@ -1,0 +1,10 @@
+"""Messaging: ``Broker(url)`` with subscribers that live inside the app and take the same parameters as routes.
+
+Adapters by URL scheme: ``memory://`` (in the process; the default, and what the test client uses). See
+``cello.messaging.broker`` for subscribing, publishing and the delivery guarantees.
+"""
+
+from .broker import Broker, Subscriber, exponential
+from .message import Message
+
+__all__ = ["Broker", "Message", "Subscriber", "exponential"]

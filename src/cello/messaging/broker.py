@@ -1,0 +1,347 @@
+"""``Broker(url)``: publish messages, and subscribe handlers that take the same parameters as routes.
+
+    broker = Broker("memory://")              # the embedded default; see cello.messaging for the others
+    app.include_broker(broker)                # connected at startup, drained at shutdown, in every worker
+
+    @broker.subscriber("orders", group="billing", concurrency=8, retries=3, dead_letter="orders.dlq")
+    async def bill(order: Order, x_trace: str = Header("")):
+        ...
+
+    await broker.publish("orders", Order(...), key="customer-7")
+
+A subscriber's handler is compiled like a route's: its body model is validated from the message's JSON, headers,
+``Depends`` and the raw ``Message`` are resolved the same way, sync handlers run in the thread pool. Delivery is at
+least once: a message is acked when its handler returns; when it raises, it is tried again (``retries`` times,
+``backoff(attempt)`` seconds apart), then published to ``dead_letter`` with the error in its headers and acked —
+never a crash loop. A message whose body does not validate goes to the dead letter at once, the validation problem
+in its ``x-cello-error`` header. Messages with the same key are handled one after another, in order, whatever
+the concurrency. ``ack="manual"`` leaves settling to the handler (``await message.ack()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import orjson
+
+from ..http.exceptions import ConfigurationError, RequestValidationError
+from ..routing.router import Route
+from . import metrics
+from .message import Delivery, Message, encode, new_id
+from .transport import Consumer, Transport
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["Broker", "Subscriber"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("cello.messaging")
+
+Backoff = Callable[[int], float]
+
+
+def exponential(base: float = 0.1, cap: float = 30.0) -> Backoff:
+    """``base * 2**(attempt - 1)`` seconds before try ``attempt + 1``, at most ``cap``."""
+    return lambda attempt: min(cap, base * 2 ** (attempt - 1))
+
+
+class Broker:
+    """One broker connection, its subscribers and its publishing; see the module.
+
+    ``url``'s scheme picks the adapter (``memory://``; ``cello.messaging`` lists them).
+    ``drain_timeout``: seconds shutdown waits for handlers under way before their messages go back to the broker.
+    """
+
+    def __init__(self, url: str = "memory://", *, drain_timeout: float = 10.0, **options: Any) -> None:
+        self.url = url
+        self.drain_timeout = drain_timeout
+        self.transport: Transport = _transport_for(url, options)
+        self.subscribers: list[Subscriber] = []
+        self.app: App | None = None
+        self._consumers: list[Consumer] = []
+        self.started = False
+
+    # -- declaring -------------------------------------------------------------------------------------------
+
+    def subscriber(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        concurrency: int = 1,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        dead_letter: str | None = None,
+        ack: Literal["auto", "manual"] = "auto",
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Handle ``topic``'s messages with the decorated function (see the module). ``group``: the consumer
+        group whose members share the messages (default: the handler's qualified name)."""
+        if concurrency < 1 or retries < 0:
+            raise ConfigurationError("a subscriber needs concurrency >= 1 and retries >= 0")
+        if ack not in ("auto", "manual"):
+            raise ConfigurationError("ack is 'auto' or 'manual'")
+
+        def decorator(handler: F) -> F:
+            subscriber = Subscriber(
+                self, topic, handler, group=group, concurrency=concurrency, retries=retries,
+                backoff=backoff or exponential(), dead_letter=dead_letter, ack=ack, name=name,
+            )  # fmt: skip
+            subscriber.forward_to.extend(getattr(handler, "__cello_publish_to__", ()))
+            self.subscribers.append(subscriber)
+            return handler
+
+        return decorator
+
+    def publisher(self, topic: str) -> Callable[[F], F]:
+        """Publish what a subscriber's handler returns (when not None) to ``topic``; above or below
+        ``@broker.subscriber``."""
+
+        def decorator(handler: F) -> F:
+            targets = getattr(handler, "__cello_publish_to__", None)
+            if targets is None:
+                targets = []
+                handler.__cello_publish_to__ = targets  # type: ignore[attr-defined]
+            targets.append(topic)
+            for subscriber in self.subscribers:
+                if subscriber.handler is handler and topic not in subscriber.forward_to:
+                    subscriber.forward_to.append(topic)
+            return handler
+
+        return decorator
+
+    # -- publishing ------------------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Send ``payload`` (JSON for dicts, lists and models; bytes and text as they are) to ``topic``; returns
+        its message id. ``key`` keeps messages in order (one partition, one lane)."""
+        body, content_type = encode(payload)
+        sent = {name.lower(): str(value) for name, value in (headers or {}).items()}
+        sent.setdefault("content-type", content_type)
+        message_id = message_id or sent.get("x-message-id") or new_id()
+        sent["x-message-id"] = message_id
+        if correlation_id is not None:
+            sent["x-correlation-id"] = correlation_id
+        await self.transport.publish(topic, body, key=key, headers=sent)
+        return message_id
+
+    async def request(
+        self, topic: str, payload: Any, *, timeout: float = 5.0, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """Publish and wait for the reply of the subscriber that answers (its handler's return value), where the
+        broker has request/reply."""
+        if not self.transport.supports_request:
+            raise ConfigurationError(f"{self.transport.scheme}:// brokers have no request/reply")
+        body, content_type = encode(payload)
+        sent = {"content-type": content_type, "x-message-id": new_id(), **(headers or {})}
+        reply = await self.transport.request(topic, body, headers=sent, timeout=timeout)
+        return (
+            orjson.loads(reply.body)
+            if reply.headers.get("content-type", "").startswith("application/json")
+            else reply.body
+        )
+
+    # -- life ------------------------------------------------------------------------------------------------
+
+    def attach(self, app: App) -> Broker:
+        """``app.include_broker(broker)``: start with the app (each worker), drain and close when it stops, and
+        report to the readiness check as ``broker``."""
+        self.app = app
+        app.on_startup(self.start)
+        app.on_shutdown(self.stop)
+        app.health_check("broker")(self.ping)
+        return self
+
+    async def start(self) -> None:
+        """Connect, then start every subscriber's consumer."""
+        if self.started:
+            return
+        await self.transport.connect()
+        for subscriber in self.subscribers:
+            subscriber.compile(self.app)
+            consumer = await self.transport.consume(
+                subscriber.topic, subscriber.group, subscriber.handle, prefetch=subscriber.concurrency
+            )
+            self._consumers.append(consumer)
+        self.started = True
+
+    async def stop(self) -> None:
+        """Stop fetching, let the handlers under way finish within ``drain_timeout`` (their messages are settled;
+        any still running then go back to the broker), close the connection."""
+        if not self.started:
+            return
+        self.started = False
+        consumers, self._consumers = self._consumers, []
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.stop() for c in consumers)), self.drain_timeout)
+        except TimeoutError:
+            logger.warning(
+                "handlers still running after %.0f s at shutdown; their messages go back", self.drain_timeout
+            )
+        await self.transport.close()
+
+    async def ping(self) -> bool:
+        """Whether the broker answers now (the readiness check)."""
+        return await self.transport.ping()
+
+    async def settled(self) -> None:
+        """Wait until everything published so far was handled (the memory broker; tests)."""
+        wait = getattr(self.transport, "settled", None)
+        if wait is None:
+            raise ConfigurationError(f"{self.transport.scheme}:// brokers cannot tell when all is handled")
+        await wait()
+
+    def __repr__(self) -> str:
+        return f"<Broker {self.transport.scheme}:// {len(self.subscribers)} subscribers>"
+
+
+class Subscriber:
+    """One handler of one topic with its delivery policy (see the module)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        topic: str,
+        handler: Callable[..., Any],
+        *,
+        group: str | None,
+        concurrency: int,
+        retries: int,
+        backoff: Backoff,
+        dead_letter: str | None,
+        ack: str,
+        name: str | None,
+    ) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.handler = handler
+        self.name: str = name or getattr(handler, "__qualname__", None) or repr(handler)
+        self.group = group or self.name
+        self.concurrency = concurrency
+        self.retries = retries
+        self.backoff = backoff
+        self.dead_letter = dead_letter
+        self.manual = ack == "manual"
+        self.forward_to: list[str] = []
+        # the handler compiled like a route's (parameters, DI, validation), on a route nobody can request
+        self.route = Route("/" + topic.lstrip("/"), ["POST"], handler, name=self.name,
+                           meta={"strict_content_type": False, "include_in_schema": False})  # fmt: skip
+        self.endpoint: Callable[[Any], Any] | None = None
+        self._lanes: dict[str, _Lane] = {}  # key -> what keeps its messages in order
+
+    def compile(self, app: App | None) -> None:
+        if app is None:
+            raise ConfigurationError("a broker's subscribers run inside an app: app.include_broker(broker)")
+        from ..handlers import compile_handler
+
+        self.route.signature = None
+        self.endpoint = compile_handler(self.route, app.dispatcher.pool, app.config.threadpool, app.singletons)
+
+    async def handle(self, delivery: Delivery) -> None:
+        """One message: in its key's lane, through the handler with retries, then acked, forwarded or
+        dead-lettered (see the module)."""
+        key = delivery.key
+        if key is None or self.concurrency == 1:
+            await self._handle(delivery)
+            return
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.users += 1
+        try:
+            async with lane.lock:  # NOTE: asyncio.Lock is fair: waiters go in the order they arrived
+                await self._handle(delivery)
+        finally:
+            lane.users -= 1
+            if not lane.users:  # NOTE: not lock.locked(): a woken waiter holds no lock until it runs
+                del self._lanes[key]
+
+    async def _handle(self, delivery: Delivery) -> None:
+        assert self.endpoint is not None
+        assert self.broker.app is not None
+        message = Message(self.broker.app, delivery, attempt=delivery.redelivered + 1)
+        message.route = self.route
+        metrics.received(self.name)
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self.endpoint(message)
+            except RequestValidationError as exc:
+                metrics.failed(self.name)
+                problem = orjson.dumps(exc.errors).decode()
+                logger.warning("message %s on %s does not validate: %s", message.id, self.topic, problem)
+                await self._give_up(message, problem, retry=False)
+                return
+            except Exception as exc:
+                metrics.failed(self.name)
+                if message.settled is None and message.attempt <= self.retries:
+                    metrics.retried(self.name)
+                    delay = self.backoff(message.attempt)
+                    logger.info("message %s on %s failed (attempt %d), trying again in %.2f s: %r",
+                                message.id, self.topic, message.attempt, delay, exc)  # fmt: skip
+                    await asyncio.sleep(delay)
+                    message.attempt += 1
+                    continue
+                logger.error("message %s on %s failed for good after %d attempts (correlation %s)",
+                             message.id, self.topic, message.attempt, message.correlation_id, exc_info=exc)  # fmt: skip
+                await self._give_up(message, f"{type(exc).__name__}: {exc}", retry=True)
+                return
+            finally:
+                metrics.handled(self.name, time.perf_counter() - started)
+            break
+        metrics.processed(self.name)
+        if result is not None and self.forward_to:
+            for topic in self.forward_to:
+                await self.broker.publish(topic, result, key=message.key, correlation_id=message.correlation_id)
+        if not self.manual and message.settled is None:
+            await message.ack()
+
+    async def _give_up(self, message: Message, error: str, *, retry: bool) -> None:
+        """Dead-letter ``message`` (or drop it, without a dead letter), then settle the original."""
+        if message.settled is not None:
+            return  # settled by hand already: the handler decided
+        if self.dead_letter is None:
+            logger.error("message %s on %s dropped: no dead letter for %s", message.id, self.topic, self.name)
+            await message.reject()
+            return
+        headers = dict(message.delivery.headers)
+        headers.update({"x-cello-error": error[:2000], "x-cello-original-topic": self.topic,
+                        "x-cello-attempts": str(message.attempt), "x-cello-subscriber": self.name})  # fmt: skip
+        await self.broker.transport.publish(self.dead_letter, message.delivery.body, key=message.key, headers=headers)
+        metrics.dead_lettered(self.name)
+        await message.ack()
+
+
+class _Lane:
+    """The messages of one key under way: handled one at a time, in the order they arrived."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+def _transport_for(url: str, options: Mapping[str, Any]) -> Transport:
+    scheme = url.partition("://")[0].lower()
+    if scheme == "memory":
+        if options:
+            raise ConfigurationError(f"memory:// takes no options, not {', '.join(sorted(options))}")
+        from .memory import MemoryTransport
+
+        return MemoryTransport()
+    raise ConfigurationError(f"no broker adapter for {scheme}:// (known: memory://)")

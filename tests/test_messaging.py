@@ -1,0 +1,274 @@
+"""Messaging on the memory broker (no service): subscribers take the same parameters as routes, consumer groups,
+at-least-once delivery with retries and dead letters, validation failures dead-lettered at once, manual
+settling, per-key order under concurrency, forwarding, draining at shutdown, metrics, and the test client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import msgspec
+import pydantic
+import pytest
+
+from cello import App, ConfigurationError, Depends, Header
+from cello.messaging import Broker, Message
+from cello.testing import AsyncTestClient, TestClient
+
+
+class Order(msgspec.Struct):
+    item: str
+    qty: int
+
+
+class Refund(pydantic.BaseModel):
+    order: str
+    amount: float
+
+
+def quick(attempt: int) -> float:
+    return 0.001
+
+
+def make() -> tuple[App, Broker]:
+    app = App()
+    broker = Broker("memory://")
+    app.include_broker(broker)
+    return app, broker
+
+
+def test_a_subscriber_takes_the_parameters_a_route_takes():
+    app, broker = make()
+    seen = []
+
+    def tenant(x_tenant: str = Header("none")) -> str:
+        return x_tenant
+
+    @broker.subscriber("orders")
+    async def bill(order: Order, message: Message, who: str = Depends(tenant), trace: str = Header("-")):
+        seen.append((order, who, trace, message.topic, message.key, message.correlation_id, message.attempt))
+
+    @broker.subscriber("refunds")
+    def refund(refund: Refund):  # a sync handler, a pydantic model
+        seen.append(refund)
+
+    with TestClient(app) as client:
+        client.publish("orders", Order("pen", 2), key="c-1", headers={"x-tenant": "acme"}, correlation_id="k-9")
+        client.publish("refunds", {"order": "o-1", "amount": 2.5})
+    assert seen == [
+        (Order("pen", 2), "acme", "-", "orders", "c-1", "k-9", 1),
+        Refund(order="o-1", amount=2.5),
+    ]
+
+
+def test_every_group_gets_each_message_and_a_group_shares_them():
+    app, broker = make()
+    got: dict[str, list[int]] = {"audit": [], "a": [], "b": []}
+
+    @broker.subscriber("events", group="audit")
+    def audit(n: dict):
+        got["audit"].append(n["n"])
+
+    @broker.subscriber("events", group="work", concurrency=4)
+    async def worker_a(n: dict):
+        got["a"].append(n["n"])
+        await asyncio.sleep(0.001)
+
+    @broker.subscriber("events", group="work", concurrency=4)
+    async def worker_b(n: dict):
+        got["b"].append(n["n"])
+        await asyncio.sleep(0.001)
+
+    with TestClient(app) as client:
+        for n in range(40):
+            client.publish("events", {"n": n})
+    assert sorted(got["audit"]) == list(range(40))
+    assert sorted(got["a"] + got["b"]) == list(range(40))  # each message once in the group
+    assert got["a"] and got["b"]  # shared between its members
+
+
+def test_a_failing_message_is_retried_then_dead_lettered_with_its_error():
+    app, broker = make()
+    attempts = []
+    dead = []
+
+    @broker.subscriber("jobs", retries=2, backoff=quick, dead_letter="jobs.dlq")
+    def job(message: Message, job: dict):
+        attempts.append(message.attempt)
+        if job["fail"]:
+            raise RuntimeError("the job failed")
+
+    @broker.subscriber("jobs.dlq")
+    def dead_letter(message: Message):
+        dead.append((message.json(), message.header("x-cello-error"), message.header("x-cello-attempts"),
+                     message.header("x-cello-original-topic")))  # fmt: skip
+
+    with TestClient(app) as client:
+        client.publish("jobs", {"fail": False})
+        client.publish("jobs", {"fail": True})
+    assert attempts == [1, 1, 2, 3]
+    assert dead == [({"fail": True}, "RuntimeError: the job failed", "3", "jobs")]
+
+
+def test_a_message_that_does_not_validate_goes_to_the_dead_letter_at_once():
+    app, broker = make()
+    calls = []
+    dead = []
+
+    @broker.subscriber("orders", retries=5, dead_letter="orders.dlq")
+    def bill(order: Order):
+        calls.append(order)
+
+    @broker.subscriber("orders.dlq")
+    def dead_letter(message: Message):
+        dead.append((message.body, message.header("x-cello-error")))
+
+    with TestClient(app) as client:
+        client.publish("orders", {"item": 5})
+        client.publish("orders", b"not json at all")
+    assert calls == []
+    assert dead[0][0] == b'{"item":5}' and '"loc":["body","item"]' in dead[0][1]
+    assert dead[1][0] == b"not json at all" and "json_invalid" in dead[1][1]
+
+
+def test_without_a_dead_letter_a_message_given_up_on_is_dropped_not_looped():
+    app, broker = make()
+    attempts = []
+
+    @broker.subscriber("jobs", retries=1, backoff=quick)
+    def job(message: Message):
+        attempts.append(message.attempt)
+        raise RuntimeError("always")
+
+    with TestClient(app) as client:
+        client.publish("jobs", {})
+    assert attempts == [1, 2]  # tried, retried, then dropped (and logged): no crash loop
+
+
+def test_manual_settling_and_redelivery():
+    app, broker = make()
+    seen = []
+
+    @broker.subscriber("tasks", ack="manual")
+    async def task(message: Message):
+        seen.append(message.attempt)
+        if message.attempt < 3:
+            await message.nack()  # delivered again by the broker
+        else:
+            await message.ack()
+
+    with TestClient(app) as client:
+        client.publish("tasks", {})
+    assert seen == [1, 2, 3]
+
+
+def test_messages_with_one_key_stay_in_order_under_concurrency():
+    app, broker = make()
+    order: dict[str, list[int]] = {}
+
+    @broker.subscriber("ticks", concurrency=8)
+    async def tick(message: Message, body: dict):
+        await asyncio.sleep(0.002 * (body["n"] % 3))  # later ones may finish first unless kept in line
+        order.setdefault(message.key, []).append(body["n"])
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            for n in range(30):
+                await broker.publish("ticks", {"n": n}, key=f"k{n % 3}")
+            await broker.settled()
+
+    asyncio.run(run())
+    for key, numbers in order.items():
+        assert numbers == sorted(numbers), key
+    assert sum(len(numbers) for numbers in order.values()) == 30
+
+
+def test_a_publisher_forwards_what_the_handler_returns():
+    app, broker = make()
+    forwarded = []
+
+    @broker.subscriber("orders")
+    @broker.publisher("invoices")
+    def invoice(order: Order):
+        return {"invoice": order.item}
+
+    @broker.publisher("audit")  # above the subscriber works too
+    @broker.subscriber("invoices")
+    def keep(message: Message):
+        forwarded.append((message.json(), message.correlation_id))
+        return {"kept": True}
+
+    @broker.subscriber("audit")
+    def audit(message: Message):
+        forwarded.append(message.json())
+
+    with TestClient(app) as client:
+        client.publish("orders", Order("pen", 1), correlation_id="c-1")
+    assert forwarded == [({"invoice": "pen"}, "c-1"), {"kept": True}]
+
+
+def test_shutdown_lets_the_handlers_under_way_finish():
+    app, broker = make()
+    started = threading.Event()
+    finished = []
+
+    @broker.subscriber("slow")
+    async def slow(message: Message):
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.append(message.id)
+
+    async def run() -> str:
+        async with AsyncTestClient(app):
+            message_id = await broker.publish("slow", {})
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+        return message_id  # the app stopped here, with the handler under way
+
+    assert finished == [asyncio.run(run())]
+
+
+def test_messages_published_before_the_app_starts_wait_for_it():
+    app, broker = make()
+    seen = []
+
+    @broker.subscriber("early")
+    def early(body: dict):
+        seen.append(body["n"])
+
+    async def run() -> None:
+        await broker.publish("early", {"n": 1})
+        async with AsyncTestClient(app):
+            await broker.settled()
+
+    asyncio.run(run())
+    assert seen == [1]
+
+
+def test_readiness_and_metrics():
+    pytest.importorskip("prometheus_client")
+    app, broker = make()
+    app.enable_prometheus()
+
+    @broker.subscriber("counted", name="counted-sub")
+    def counted(body: dict):
+        if body.get("fail"):
+            raise RuntimeError("no")
+
+    with TestClient(app) as client:
+        client.publish("counted", {})
+        client.publish("counted", {"fail": True})
+        assert client.get("/health/ready").json()["checks"]["broker"]["status"] == "pass"
+        text = client.get("/metrics").text
+    assert 'cello_messages_received_total{subscriber="counted-sub"}' in text
+    assert 'cello_messages_failed_total{subscriber="counted-sub"}' in text
+    assert 'cello_message_handler_seconds_count{subscriber="counted-sub"}' in text
+
+
+def test_mistakes_are_configuration_errors():
+    with pytest.raises(ConfigurationError, match="no broker adapter"):
+        Broker("carrier-pigeon://coop")
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        Broker().subscriber("t", concurrency=0)
+    with pytest.raises(ConfigurationError, match="request/reply"):
+        asyncio.run(Broker().request("t", {}))
