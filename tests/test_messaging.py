@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 from cello import App, ConfigurationError, Depends, Header
-from cello.messaging import Broker, Message
+from cello.messaging import Broker, Message, RequestFailed
 from cello.testing import AsyncTestClient, TestClient
 
 
@@ -270,5 +270,27 @@ def test_mistakes_are_configuration_errors():
         Broker("carrier-pigeon://coop")
     with pytest.raises(ConfigurationError, match="concurrency"):
         Broker().subscriber("t", concurrency=0)
-    with pytest.raises(ConfigurationError, match="request/reply"):
-        asyncio.run(Broker().request("t", {}))
+    with pytest.raises(ConfigurationError, match="memory:// takes no options"):
+        Broker("memory://", claim_after=1)
+
+
+def test_request_and_reply():
+    app, broker = make()
+
+    @broker.subscriber("rpc.add")
+    def add(numbers: dict) -> int:
+        return numbers["a"] + numbers["b"]
+
+    @broker.subscriber("rpc.fail", retries=1, backoff=quick)
+    def fail(numbers: dict) -> int:
+        raise ValueError("no sums today")
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            assert await broker.request("rpc.add", {"a": 2, "b": 3}, timeout=2) == 5
+            with pytest.raises(RequestFailed, match="ValueError: no sums today"):
+                await broker.request("rpc.fail", {"a": 1, "b": 1}, timeout=2)
+            with pytest.raises(TimeoutError):
+                await broker.request("rpc.nobody", {}, timeout=0.05)
+
+    asyncio.run(run())

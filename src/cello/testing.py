@@ -31,7 +31,9 @@ __all__ = ["AsyncTestClient", "LiveServer", "TestClient", "WebSocketRefused", "W
 
 
 class AsyncTestClient(httpx.AsyncClient):
-    """``async with AsyncTestClient(app) as client: await client.get("/")``."""
+    """``async with AsyncTestClient(app) as client: await client.get("/")``.
+
+    The app's message brokers run in memory (``Broker.in_memory``) unless ``real_brokers=True``."""
 
     __test__ = False  # not a pytest test class
 
@@ -40,9 +42,12 @@ class AsyncTestClient(httpx.AsyncClient):
         app: App,
         base_url: str = "http://testserver",
         client: tuple[str, int] = ("127.0.0.1", 50000),
+        *,
+        real_brokers: bool = False,
         **kwargs: Any,
     ) -> None:
         self.app = app
+        _brokers_in_memory(app, not real_brokers)
         transport = httpx.ASGITransport(app=app, client=client)
         super().__init__(transport=transport, base_url=base_url, **kwargs)
 
@@ -61,6 +66,7 @@ class AsyncTestClient(httpx.AsyncClient):
             await super().__aexit__(exc_type, exc, tb)
         finally:
             await self.app.shutdown()
+            _brokers_in_memory(self.app, False)
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         await self.app.startup()  # a no-op once started; covers use without `async with`
@@ -108,7 +114,9 @@ class _BridgeTransport(httpx.BaseTransport):
 
 
 class TestClient(httpx.Client):
-    """``with TestClient(app) as client: client.get("/")`` — startup on entry (or first request), shutdown on exit."""
+    """``with TestClient(app) as client: client.get("/")`` — startup on entry (or first request), shutdown on exit.
+
+    The app's message brokers run in memory (``Broker.in_memory``) unless ``real_brokers=True``."""
 
     __test__ = False
 
@@ -117,9 +125,12 @@ class TestClient(httpx.Client):
         app: App,
         base_url: str = "http://testserver",
         client: tuple[str, int] = ("127.0.0.1", 50000),
+        *,
+        real_brokers: bool = False,
         **kwargs: Any,
     ) -> None:
         self.app = app
+        _brokers_in_memory(app, not real_brokers)
         self._portal = _LoopThread()
         super().__init__(transport=_BridgeTransport(app, self._portal, client), base_url=base_url, **kwargs)
 
@@ -145,16 +156,18 @@ class TestClient(httpx.Client):
         self._stop()
 
     def publish(self, topic: str, payload: Any, *, broker: Any = None, **options: Any) -> str:
-        """Publish to one of the app's brokers (``app.include_broker``; the first unless ``broker=``) and wait until
-        every message it set going was handled: ``client.publish("orders", {...})`` then assert on the effects.
-        Returns the message id; ``options`` as ``Broker.publish`` takes them."""
+        """Publish to one of the app's brokers (``app.include_broker``; the first unless ``broker=``) and, in memory,
+        wait until every message it set going was handled: ``client.publish("orders", {...})`` then assert on the
+        effects. (A real broker cannot tell: with ``real_brokers=True`` this returns once the broker has the
+        message.) Returns the message id; ``options`` as ``Broker.publish`` takes them."""
         chosen = broker if broker is not None else (self.app.brokers[0] if self.app.brokers else None)
         if chosen is None:
             raise RuntimeError("the app has no broker: app.include_broker(broker)")
 
         async def publish_and_wait() -> str:
             message_id: str = await chosen.publish(topic, payload, **options)
-            await chosen.settled()
+            if chosen.transport.scheme == "memory":
+                await chosen.settled()
             return message_id
 
         self._portal.run(self.app.startup())
@@ -181,6 +194,16 @@ class TestClient(httpx.Client):
                 self._portal.run(self.app.shutdown())
             finally:
                 self._portal.stop()
+                _brokers_in_memory(self.app, False)
+
+
+def _brokers_in_memory(app: App, memory: bool) -> None:
+    """Swap the app's brokers to in-memory ones for a test client, or back to the real ones after it."""
+    for broker in app.brokers:
+        if memory:
+            broker.in_memory()
+        else:
+            broker.restore_transport()
 
 
 _HTTP_ONLY = frozenset({"accept-encoding", "connection", "content-length", "content-type"})

@@ -21,6 +21,8 @@ the concurrency. ``ack="manual"`` leaves settling to the handler (``await messag
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +39,7 @@ from .transport import Consumer, Transport
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["Broker", "Subscriber"]
+__all__ = ["Broker", "BrokerUnavailable", "RequestFailed", "Subscriber"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("cello.messaging")
@@ -48,6 +50,14 @@ Backoff = Callable[[int], float]
 def exponential(base: float = 0.1, cap: float = 30.0) -> Backoff:
     """``base * 2**(attempt - 1)`` seconds before try ``attempt + 1``, at most ``cap``."""
     return lambda attempt: min(cap, base * 2 ** (attempt - 1))
+
+
+class BrokerUnavailable(ConnectionError):
+    """Publishing while the broker is not connected (not started yet, or not answering since startup)."""
+
+
+class RequestFailed(Exception):
+    """``Broker.request``: the subscriber that took the request failed for good; the message is its error."""
 
 
 class Broker:
@@ -64,7 +74,10 @@ class Broker:
         self.subscribers: list[Subscriber] = []
         self.app: App | None = None
         self._consumers: list[Consumer] = []
-        self.started = False
+        self._real_transport: Transport | None = None  # while in_memory() stands in for it
+        self._connecting: asyncio.Task[None] | None = None  # trying again after a failed connect at startup
+        self.started = False  # start() ran (and stop() did not)
+        self.connected = False  # the transport is connected and the subscribers consume
 
     # -- declaring -------------------------------------------------------------------------------------------
 
@@ -129,6 +142,7 @@ class Broker:
     ) -> str:
         """Send ``payload`` (JSON for dicts, lists and models; bytes and text as they are) to ``topic``; returns
         its message id. ``key`` keeps messages in order (one partition, one lane)."""
+        self._check_connected()
         body, content_type = encode(payload)
         sent = {name.lower(): str(value) for name, value in (headers or {}).items()}
         sent.setdefault("content-type", content_type)
@@ -142,18 +156,30 @@ class Broker:
     async def request(
         self, topic: str, payload: Any, *, timeout: float = 5.0, headers: Mapping[str, str] | None = None
     ) -> Any:
-        """Publish and wait for the reply of the subscriber that answers (its handler's return value), where the
-        broker has request/reply."""
+        """Publish and wait for the reply of the subscriber that answers: its handler's return value (decoded from
+        JSON). Where the broker has request/reply; ``TimeoutError`` when none comes within ``timeout`` seconds,
+        ``RequestFailed`` when the handler failed for good."""
         if not self.transport.supports_request:
             raise ConfigurationError(f"{self.transport.scheme}:// brokers have no request/reply")
+        self._check_connected()
         body, content_type = encode(payload)
         sent = {"content-type": content_type, "x-message-id": new_id(), **(headers or {})}
         reply = await self.transport.request(topic, body, headers=sent, timeout=timeout)
+        if "x-cello-error" in reply.headers:
+            raise RequestFailed(reply.headers["x-cello-error"])
         return (
             orjson.loads(reply.body)
             if reply.headers.get("content-type", "").startswith("application/json")
             else reply.body
         )
+
+    def _check_connected(self) -> None:
+        # NOTE: the memory broker keeps what is published before it starts, as a real one keeps it for its groups
+        if not self.connected and self.transport.scheme != "memory":
+            raise BrokerUnavailable(
+                f"broker {self.transport.scheme}:// is not connected"
+                + (" yet: it connects when the app starts" if not self.started else ", trying again")
+            )
 
     # -- life ------------------------------------------------------------------------------------------------
 
@@ -167,17 +193,48 @@ class Broker:
         return self
 
     async def start(self) -> None:
-        """Connect, then start every subscriber's consumer."""
+        """Connect, then start every subscriber's consumer. A broker that does not answer does not stop the app:
+        it is tried again in the background (readiness failing meanwhile) until it does."""
         if self.started:
             return
-        await self.transport.connect()
+        self.started = True
         for subscriber in self.subscribers:
             subscriber.compile(self.app)
-            consumer = await self.transport.consume(
-                subscriber.topic, subscriber.group, subscriber.handle, prefetch=subscriber.concurrency
-            )
-            self._consumers.append(consumer)
-        self.started = True
+        try:
+            await self._connect()
+        except ConfigurationError:
+            self.started = False
+            raise
+        except Exception as exc:
+            logger.error("broker %s unreachable at startup, trying again in the background: %r", self.url, exc)
+            self._connecting = asyncio.get_running_loop().create_task(self._keep_connecting())
+
+    async def _connect(self) -> None:
+        await self.transport.connect()
+        try:
+            for subscriber in self.subscribers:
+                consumer = await self.transport.consume(
+                    subscriber.topic, subscriber.group, subscriber.handle, prefetch=subscriber.concurrency
+                )
+                self._consumers.append(consumer)
+        except BaseException:
+            await self._stop_consumers()
+            await self.transport.close()
+            raise
+        self.connected = True
+
+    async def _keep_connecting(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except Exception as exc:
+                delay = min(delay * 2, 30.0)
+                logger.warning("broker %s still unreachable, next try in %.0f s: %r", self.url, delay, exc)
+            else:
+                logger.info("broker %s connected", self.url)
+                return
 
     async def stop(self) -> None:
         """Stop fetching, let the handlers under way finish within ``drain_timeout`` (their messages are settled;
@@ -185,6 +242,18 @@ class Broker:
         if not self.started:
             return
         self.started = False
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+            self._connecting = None
+        if not self.connected:
+            return
+        self.connected = False
+        await self._stop_consumers()
+        await self.transport.close()
+
+    async def _stop_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []
         try:
             await asyncio.wait_for(asyncio.gather(*(c.stop() for c in consumers)), self.drain_timeout)
@@ -192,11 +261,10 @@ class Broker:
             logger.warning(
                 "handlers still running after %.0f s at shutdown; their messages go back", self.drain_timeout
             )
-        await self.transport.close()
 
     async def ping(self) -> bool:
         """Whether the broker answers now (the readiness check)."""
-        return await self.transport.ping()
+        return self.connected and await self.transport.ping()
 
     async def settled(self) -> None:
         """Wait until everything published so far was handled (the memory broker; tests)."""
@@ -204,6 +272,20 @@ class Broker:
         if wait is None:
             raise ConfigurationError(f"{self.transport.scheme}:// brokers cannot tell when all is handled")
         await wait()
+
+    def in_memory(self) -> None:
+        """Run on an in-process memory broker instead of the real one until ``restore_transport()`` — what the
+        test clients do, so a test needs no broker service. A no-op once started."""
+        if self.started or self._real_transport is not None or self.transport.scheme == "memory":
+            return
+        from .memory import MemoryTransport
+
+        self._real_transport, self.transport = self.transport, MemoryTransport()
+
+    def restore_transport(self) -> None:
+        """Back to the real broker after ``in_memory()`` (once stopped)."""
+        if self._real_transport is not None and not self.started:
+            self.transport, self._real_transport = self._real_transport, None
 
     def __repr__(self) -> str:
         return f"<Broker {self.transport.scheme}:// {len(self.subscribers)} subscribers>"
@@ -284,7 +366,7 @@ class Subscriber:
                 metrics.failed(self.name)
                 problem = orjson.dumps(exc.errors).decode()
                 logger.warning("message %s on %s does not validate: %s", message.id, self.topic, problem)
-                await self._give_up(message, problem, retry=False)
+                await self._give_up(message, problem)
                 return
             except Exception as exc:
                 metrics.failed(self.name)
@@ -298,20 +380,26 @@ class Subscriber:
                     continue
                 logger.error("message %s on %s failed for good after %d attempts (correlation %s)",
                              message.id, self.topic, message.attempt, message.correlation_id, exc_info=exc)  # fmt: skip
-                await self._give_up(message, f"{type(exc).__name__}: {exc}", retry=True)
+                await self._give_up(message, f"{type(exc).__name__}: {exc}")
                 return
             finally:
                 metrics.handled(self.name, time.perf_counter() - started)
             break
         metrics.processed(self.name)
+        if message.delivery.reply is not None:  # a request: its answer is the handler's return value
+            body, content_type = encode(result)
+            await message.delivery.reply(body, {"content-type": content_type, "x-message-id": new_id()})
         if result is not None and self.forward_to:
             for topic in self.forward_to:
                 await self.broker.publish(topic, result, key=message.key, correlation_id=message.correlation_id)
         if not self.manual and message.settled is None:
             await message.ack()
 
-    async def _give_up(self, message: Message, error: str, *, retry: bool) -> None:
-        """Dead-letter ``message`` (or drop it, without a dead letter), then settle the original."""
+    async def _give_up(self, message: Message, error: str) -> None:
+        """Dead-letter ``message`` (or drop it, without a dead letter), then settle the original; a request's
+        caller is told at once."""
+        if message.delivery.reply is not None:
+            await message.delivery.reply(b"", {"x-cello-error": error[:2000], "x-message-id": new_id()})
         if message.settled is not None:
             return  # settled by hand already: the handler decided
         if self.dead_letter is None:
@@ -336,12 +424,29 @@ class _Lane:
         self.users = 0
 
 
+# scheme -> (module, class, the extra that installs its client library)
+ADAPTERS = {
+    "memory": ("memory", "MemoryTransport", None),
+    "redis": ("redis_streams", "RedisStreamsTransport", "redis"),
+    "rediss": ("redis_streams", "RedisStreamsTransport", "redis"),
+    "amqp": ("amqp", "AmqpTransport", "amqp"),
+    "amqps": ("amqp", "AmqpTransport", "amqp"),
+    "nats": ("nats", "NatsTransport", "nats"),
+    "kafka": ("kafka", "KafkaTransport", "kafka"),
+    "sqs": ("sqs", "SqsTransport", "sqs"),
+}
+
+
 def _transport_for(url: str, options: Mapping[str, Any]) -> Transport:
     scheme = url.partition("://")[0].lower()
-    if scheme == "memory":
-        if options:
-            raise ConfigurationError(f"memory:// takes no options, not {', '.join(sorted(options))}")
-        from .memory import MemoryTransport
-
-        return MemoryTransport()
-    raise ConfigurationError(f"no broker adapter for {scheme}:// (known: memory://)")
+    if scheme not in ADAPTERS or "://" not in url:
+        raise ConfigurationError(f"no broker adapter for {url!r} (known: {', '.join(s + '://' for s in ADAPTERS)})")
+    module_name, class_name, extra = ADAPTERS[scheme]
+    try:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+    except ImportError as exc:
+        if exc.name is not None and exc.name.startswith(f"{__package__}."):
+            raise
+        raise ConfigurationError(f"{scheme}:// needs {exc.name}: pip install 'cello[{extra}]'") from exc
+    transport: Transport = getattr(module, class_name)(url, **options)
+    return transport

@@ -14,16 +14,19 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from .message import Delivery
+from ..http.exceptions import ConfigurationError
+from .message import Delivery, Reply
 from .transport import Consumer, Handler, Transport
 
 __all__ = ["MemoryTransport"]
 
 
 class _Envelope:
-    __slots__ = ("topic", "body", "headers", "key", "redelivered", "sequence")
+    __slots__ = ("topic", "body", "headers", "key", "redelivered", "sequence", "reply")
 
-    def __init__(self, topic: str, body: bytes, headers: Mapping[str, str], key: str | None, sequence: int) -> None:
+    def __init__(self, topic: str, body: bytes, headers: Mapping[str, str], key: str | None, sequence: int,
+                 reply: Reply | None = None) -> None:  # fmt: skip
+        self.reply = reply
         self.topic = topic
         self.body = body
         self.headers = dict(headers)
@@ -68,8 +71,11 @@ class _Group:
 
 class MemoryTransport(Transport):
     scheme = "memory"
+    supports_request = True
 
-    def __init__(self) -> None:
+    def __init__(self, url: str = "memory://", **options: Any) -> None:
+        if options:
+            raise ConfigurationError(f"memory:// takes no options, not {', '.join(sorted(options))}")
         self.groups: dict[str, dict[str, _Group]] = {}  # topic -> group -> queue
         self.waiting: dict[str, list[_Envelope]] = {}  # topic -> messages no group has taken yet
         self.unsettled = 0  # published or handed over, not yet acked, rejected or dropped
@@ -83,16 +89,27 @@ class MemoryTransport(Transport):
     async def close(self) -> None:
         pass
 
-    async def publish(self, topic: str, body: bytes, *, key: str | None, headers: Mapping[str, str]) -> None:
+    async def publish(self, topic: str, body: bytes, *, key: str | None, headers: Mapping[str, str],
+                      reply: Reply | None = None) -> None:  # fmt: skip
         groups = self.groups.get(topic)
         self.sequence += 1
         if not groups:
-            self.waiting.setdefault(topic, []).append(_Envelope(topic, body, headers, key, self.sequence))
+            self.waiting.setdefault(topic, []).append(_Envelope(topic, body, headers, key, self.sequence, reply))
             self._count(1)
             return
         for group in groups.values():
-            group.put(_Envelope(topic, body, headers, key, self.sequence))
+            group.put(_Envelope(topic, body, headers, key, self.sequence, reply))
             self._count(1)
+
+    async def request(self, topic: str, body: bytes, *, headers: Mapping[str, str], timeout: float) -> Delivery:
+        answer: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+
+        async def reply(body: bytes, headers: Mapping[str, str]) -> None:
+            if not answer.done():  # NOTE: the first group to answer does; later answers are not waited for
+                answer.set_result(Delivery(topic, body, headers, None, _settled))
+
+        await self.publish(topic, body, key=None, headers=headers, reply=reply)
+        return await asyncio.wait_for(answer, timeout)
 
     async def consume(self, topic: str, group: str, handler: Handler, *, prefetch: int) -> Consumer:
         groups = self.groups.setdefault(topic, {})
@@ -115,6 +132,10 @@ class MemoryTransport(Transport):
             self.idle.clear()
         else:
             self.idle.set()
+
+
+async def _settled(outcome: str) -> None:
+    """A reply is not a delivery of the broker's: nothing to settle."""
 
 
 class _MemoryConsumer(Consumer):
@@ -159,7 +180,8 @@ class _MemoryConsumer(Consumer):
                 transport._count(-1)
 
         delivery = Delivery(envelope.topic, envelope.body, envelope.headers, envelope.key, settle,
-                            redelivered=envelope.redelivered, meta={"sequence": envelope.sequence})  # fmt: skip
+                            redelivered=envelope.redelivered, meta={"sequence": envelope.sequence},
+                            reply=envelope.reply)  # fmt: skip
         try:
             await self.handler(delivery)
         finally:

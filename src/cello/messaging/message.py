@@ -22,12 +22,14 @@ __all__ = ["Delivery", "Message", "encode"]
 
 # what settles a message on its broker: "ack", "nack" (redeliver) or "reject" (drop, or dead-letter on the broker)
 Settle = Callable[[str], Awaitable[None]]
+# what answers a request (``Broker.request``): the reply's body and headers, sent to whoever asked
+Reply = Callable[[bytes, Mapping[str, str]], Awaitable[None]]
 
 
 class Delivery:
     """One message as a transport hands it over: the bytes and metadata, and how to settle it."""
 
-    __slots__ = ("topic", "body", "headers", "key", "settle", "redelivered", "meta")
+    __slots__ = ("topic", "body", "headers", "key", "settle", "redelivered", "meta", "reply")
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class Delivery:
         *,
         redelivered: int = 0,
         meta: Mapping[str, Any] | None = None,
+        reply: Reply | None = None,
     ) -> None:
         self.topic = topic
         self.body = body
@@ -47,6 +50,7 @@ class Delivery:
         self.settle = settle
         self.redelivered = redelivered  # earlier deliveries the broker counts (0: the first)
         self.meta = dict(meta or {})  # partition/offset, delivery_tag, sequence...
+        self.reply = reply  # set when the message is a request that awaits an answer
 
 
 class Message(Request):

@@ -1,9 +1,28 @@
 """What every broker adapter provides to ``Broker``: connect and close, publish bytes, and consume a topic as a
 member of a consumer group, handing each message over as a ``Delivery`` that the subscriber settles.
 
-Delivery is at least once everywhere: a message a subscriber has not acked is delivered again (to this process or
-another member of its group) when its consumer goes away. Retries, dead letters, validation and concurrency are
-the subscriber's (``cello.messaging.broker``), the same on every broker.
+The contract, the same for every adapter (``Broker`` and its subscribers build everything else on it: retries,
+dead letters, validation, per-key order, metrics):
+
+- ``Transport(url, **options)``: the URL's scheme chose the adapter; unknown options raise ``ConfigurationError``.
+  Nothing connects before ``connect()``, which runs on the worker's event loop at the app's startup.
+- ``publish(topic, body, key=, headers=)``: headers are lower-case ``str -> str`` (``content-type``,
+  ``x-message-id``, ``x-correlation-id`` and the user's); the key travels with the message (the broker's own key
+  where it has one: Kafka's record key, SQS FIFO's group id) and comes back as ``Delivery.key``.
+- ``consume(topic, group, handler, prefetch=)``: every consumer group of a topic gets each message; the members
+  of one group (in this process, in other workers, on other machines) share them. At most ``prefetch`` deliveries
+  are handed over and not yet settled at a time; each is handed to ``handler`` in its own task.
+- ``Delivery.settle(outcome)``, called once per delivery: ``"ack"`` (done: the broker forgets it), ``"nack"``
+  (deliver it again, soon) or ``"reject"`` (drop it). ``Delivery.redelivered`` counts the broker's earlier
+  deliveries where it knows them (0 otherwise); ``Delivery.meta`` carries the broker's coordinates (``partition``
+  and ``offset``, ``delivery_tag``, ``stream_id``...).
+- At least once: a delivery not acked — its worker killed, its connection lost — is delivered again, to this
+  process or another member of its group, after at most the adapter's redelivery delay.
+- ``Consumer.stop()``: stop fetching, wait for the deliveries handed over to be settled, release what the
+  consumer holds. ``Broker.stop`` bounds it by its ``drain_timeout`` and then closes the transport, whose
+  unsettled deliveries go back to the broker.
+- ``ping()``: whether the broker answers now, for the readiness check; the adapter reconnects by itself after a
+  lost connection.
 """
 
 from __future__ import annotations
@@ -33,6 +52,9 @@ class Transport(abc.ABC):
 
     scheme: str = ""
     supports_request = False  # request/reply (``Broker.request``)
+    # every consumer group of a topic gets each message; False where a topic is one queue all groups share (SQS,
+    # which then refuses a second group on a topic rather than split its messages silently)
+    fan_out = True
 
     @abc.abstractmethod
     async def connect(self) -> None: ...
