@@ -217,10 +217,15 @@ class App(Registrar, Shortcuts):
                 super().add_route(route)
 
     def collect_routes(self) -> list[Route]:
-        """Every route, blueprints flattened, plus the OpenAPI document, documentation pages and health checks."""
+        """Every route, blueprints flattened, plus the OpenAPI (and AsyncAPI) documents, documentation pages and
+        health checks."""
         from .openapi.ui import openapi_routes
 
         documentation = openapi_routes(self)
+        if self.brokers:
+            from .messaging.asyncapi import asyncapi_routes
+
+            documentation += asyncapi_routes(self)
         for route in documentation:
             route.meta["public"] = True  # readable without credentials, also behind an app-wide authenticator
             route.meta["framework"] = True  # the framework's own: see cello.shortcuts
@@ -239,6 +244,12 @@ class App(Registrar, Shortcuts):
 
         self.dispatcher  # noqa: B018 - the document describes compiled routes
         return build_openapi(self)
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of the app's brokers (as served at ``/asyncapi.json``)."""
+        from .messaging.asyncapi import build_asyncapi
+
+        return build_asyncapi(self)
 
     @property
     def router(self) -> Router:

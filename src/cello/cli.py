@@ -1,4 +1,5 @@
-"""The ``cello`` command: ``cello run module:app``, ``cello routes module:app``, ``cello openapi module:app``."""
+"""The ``cello`` command: ``cello run module:app``, ``cello routes module:app``, ``cello openapi module:app``,
+``cello asyncapi module:app``."""
 
 from __future__ import annotations
 
@@ -76,10 +77,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _openapi(args: argparse.Namespace) -> int:
+def _document(args: argparse.Namespace) -> int:
     import orjson
 
-    document = load_app(args.target).openapi()
+    app = load_app(args.target)
+    document = app.asyncapi() if args.command == "asyncapi" else app.openapi()
     options = orjson.OPT_INDENT_2 if args.indent else 0
     sys.stdout.write(orjson.dumps(document, option=options | orjson.OPT_APPEND_NEWLINE).decode())
     return 0
@@ -140,7 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="print the OpenAPI document of an app as JSON")
     openapi.add_argument("target")
     openapi.add_argument("--indent", action="store_true", help="pretty-print")
-    openapi.set_defaults(func=_openapi)
+    openapi.set_defaults(func=_document)
+
+    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of an app's brokers as JSON")
+    asyncapi.add_argument("target")
+    asyncapi.add_argument("--indent", action="store_true", help="pretty-print")
+    asyncapi.set_defaults(func=_document)
 
     args = parser.parse_args(argv)
     try:

@@ -337,3 +337,30 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     return getattr(value, "value", value)
+
+
+def message_schemas(route: Route, components: dict[str, Any]) -> dict[str, Any]:
+    """What a handler taking a message reads (``cello.messaging.asyncapi``), described as OpenAPI describes a
+    request: ``content_type``, ``payload`` (its body), ``headers`` (an object schema of its header parameters)
+    and ``result`` (what it returns, for the topics it forwards to); absent keys where there is nothing."""
+    signature = route.signature or read_signature(route.handler, route)
+    slots = _all_slots(signature, route)
+    described: dict[str, Any] = {}
+    body = _request_body(slots, components)
+    if body is not None:
+        described["content_type"], content = next(iter(body["content"].items()))
+        described["payload"] = content["schema"]
+    headers = [(slot, _parameter(slot, components)) for slot in slots if slot.source == "header"]
+    properties = {parameter["name"]: parameter["schema"] for _, parameter in headers if parameter is not None}
+    if properties:
+        required = [parameter["name"] for _, parameter in headers if parameter is not None and parameter["required"]]
+        described["headers"] = {
+            "type": "object",
+            "properties": properties,
+            **({"required": required} if required else {}),
+        }
+    if signature.return_annotation not in (UNSET, None, type(None)):
+        content = _result_content(signature.return_annotation, components)
+        media, schema = next(iter(content.items()))
+        described["result"] = {"content_type": media, "payload": schema["schema"]}
+    return described
