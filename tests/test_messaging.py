@@ -8,6 +8,7 @@ import asyncio
 import threading
 
 import msgspec
+import orjson
 import pydantic
 import pytest
 
@@ -294,3 +295,127 @@ def test_request_and_reply():
                 await broker.request("rpc.nobody", {}, timeout=0.05)
 
     asyncio.run(run())
+
+
+def test_dedup_handles_a_message_id_once():
+    from cello.stores import MemoryStore
+
+    app, broker = make()
+    handled = []
+
+    @broker.subscriber("payments", dedup=MemoryStore(), dedup_ttl=60)
+    def pay(order: Order, message: Message):
+        handled.append(message.id)
+
+    with TestClient(app) as client:
+        client.publish("payments", Order("pen", 1), message_id="m-1")
+        client.publish("payments", Order("pen", 1), message_id="m-1")  # a producer's resend
+        client.publish("payments", Order("pen", 1), message_id="m-2")
+    assert handled == ["m-1", "m-2"]
+
+
+def test_a_failed_message_is_not_remembered_as_handled():
+    from cello.stores import MemoryStore
+
+    app, broker = make()
+    calls = []
+
+    @broker.subscriber("payments", dedup=MemoryStore())
+    def pay(order: Order):
+        calls.append(order.qty)
+        if len(calls) == 1:
+            raise RuntimeError("first time fails")
+
+    with TestClient(app) as client:
+        client.publish("payments", Order("pen", 1), message_id="m-1")
+        client.publish("payments", Order("pen", 2), message_id="m-1")  # sent again: not handled yet, so it runs
+    assert calls == [1, 2]
+
+
+def test_guards_refuse_messages_into_the_dead_letter():
+    app, broker = make()
+    handled, refused = [], []
+
+    def signed(message: Message) -> bool:
+        return message.header("x-signature") == "ok"
+
+    @broker.subscriber("orders", guards=[signed], dead_letter="orders.dlq", retries=3)
+    def take(order: Order):
+        handled.append(order.item)
+
+    @broker.subscriber("orders.dlq")
+    def park(message: Message):
+        refused.append((message.json()["item"], message.header("x-cello-error")))
+
+    with TestClient(app) as client:
+        client.publish("orders", Order("pen", 1), headers={"x-signature": "ok"})
+        client.publish("orders", Order("ink", 1), headers={"x-signature": "forged"})
+    assert handled == ["pen"]
+    assert refused == [("ink", "refused by signed")]  # at once: retrying cannot change a guard's mind
+
+
+def test_a_batch_handler_gets_a_list_and_each_message():
+    app, broker = make()
+    calls = []
+
+    @broker.subscriber("lines", batch=5, batch_timeout=0.05)
+    def write(lines: list[Order], message: Message):
+        calls.append(([line.qty for line in lines], [m.id for m in message.batch]))
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            ids = [await broker.publish("lines", Order("pen", n), message_id=f"m{n}") for n in range(12)]
+            await broker.settled()
+            assert [n for qtys, _ in calls for n in qtys] == list(range(12))
+            assert [i for _, batch_ids in calls for i in batch_ids] == ids
+
+    asyncio.run(run())
+    assert [len(qtys) for qtys, _ in calls] == [5, 5, 2]  # full batches, then what came within the timeout
+
+
+def test_an_invalid_message_leaves_its_batch_for_the_dead_letter():
+    app, broker = make()
+    calls, dead = [], []
+
+    @broker.subscriber("lines", batch=3, batch_timeout=0.05, dead_letter="lines.dlq")
+    def write(lines: list[Order]):
+        calls.append([line.qty for line in lines])
+
+    @broker.subscriber("lines.dlq")
+    def park(message: Message):
+        dead.append((message.json(), orjson.loads(message.header("x-cello-error"))[0]["loc"]))
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            await broker.publish("lines", Order("pen", 1))
+            await broker.publish("lines", {"item": "pen", "qty": "two"})
+            await broker.publish("lines", Order("pen", 3))
+            await broker.settled()
+
+    asyncio.run(run())
+    assert calls == [[1, 3]]
+    assert dead == [({"item": "pen", "qty": "two"}, ["body", 1, "qty"])]
+
+
+def test_a_failing_batch_is_retried_then_each_message_dead_lettered():
+    app, broker = make()
+    attempts, dead = [], []
+
+    @broker.subscriber("lines", batch=2, retries=1, backoff=quick, dead_letter="lines.dlq")
+    def write(lines: list[Order], message: Message):
+        attempts.append(message.attempt)
+        raise RuntimeError("disk full")
+
+    @broker.subscriber("lines.dlq")
+    def park(order: Order, message: Message):
+        dead.append((order.qty, message.header("x-cello-attempts")))
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            await broker.publish("lines", Order("pen", 1))
+            await broker.publish("lines", Order("pen", 2))
+            await broker.settled()
+
+    asyncio.run(run())
+    assert attempts == [1, 2]
+    assert sorted(dead) == [(1, "2"), (2, "2")]

@@ -62,8 +62,16 @@ class ThreadPool:
 
 
 def compile_handler(
-    route: Route, pool: ThreadPool, threadpool_default: bool, singletons: Mapping[str, Any] | None = None
+    route: Route,
+    pool: ThreadPool,
+    threadpool_default: bool,
+    singletons: Mapping[str, Any] | None = None,
+    *,
+    encode_result: bool = True,
 ) -> Endpoint:
+    """The route's handler as ``endpoint(request) -> result``: parameters extracted and validated, dependencies
+    resolved, the result encoded into a response for its return annotation (left as it is with
+    ``encode_result=False``, for callers that are not HTTP: message subscribers)."""
     from ..di import PLAIN, split_slots
 
     handler = route.handler
@@ -71,7 +79,7 @@ def compile_handler(
     route.signature = signature
     use_pool = threadpool_default if route.threadpool is None else route.threadpool
     extractors, specials, dependencies = split_slots(signature.slots, route)
-    encode = result_encoder(signature.return_annotation, route.meta.get("status_code"))
+    encode = result_encoder(signature.return_annotation, route.meta.get("status_code")) if encode_result else None
     forms = [slot for slot in signature.slots if slot.source in ("form", "file")]
 
     direct = _direct_call(signature)

@@ -4,7 +4,8 @@ Adapters by URL scheme: ``memory://`` (in the process; the default, and what the
 ``cello.messaging.broker`` for subscribing, publishing and the delivery guarantees.
 """
 
-from .broker import Broker, BrokerUnavailable, RequestFailed, Subscriber, exponential
+from .broker import Broker, BrokerUnavailable, RequestFailed
 from .message import Message
+from .subscriber import Subscriber, exponential
 
 __all__ = ["Broker", "BrokerUnavailable", "Message", "RequestFailed", "Subscriber", "exponential"]

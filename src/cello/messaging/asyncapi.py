@@ -26,7 +26,8 @@ from ..routing.router import Route
 
 if TYPE_CHECKING:
     from ..app import App
-    from .broker import Broker, Subscriber
+    from .broker import Broker
+    from .subscriber import Subscriber
 
 __all__ = ["asyncapi_routes", "build_asyncapi"]
 

@@ -9,13 +9,11 @@
 
     await broker.publish("orders", Order(...), key="customer-7")
 
-A subscriber's handler is compiled like a route's: its body model is validated from the message's JSON, headers,
-``Depends`` and the raw ``Message`` are resolved the same way, sync handlers run in the thread pool. Delivery is at
-least once: a message is acked when its handler returns; when it raises, it is tried again (``retries`` times,
-``backoff(attempt)`` seconds apart), then published to ``dead_letter`` with the error in its headers and acked —
-never a crash loop. A message whose body does not validate goes to the dead letter at once, the validation problem
-in its ``x-cello-error`` header. Messages with the same key are handled one after another, in order, whatever
-the concurrency. ``ack="manual"`` leaves settling to the handler (``await message.ack()``).
+A subscriber's handler is compiled like a route's, and every message goes through the same delivery policy on
+every broker — guards, deduplication, retries with backoff, dead letters, per-key order, batches, replies:
+``cello.messaging.subscriber`` says how. Delivery is at least once: a message is acked when its handler returns.
+The broker itself connects at the app's startup (trying again in the background while it does not answer),
+drains at shutdown, publishes, and answers ``request`` where its adapter has request/reply.
 """
 
 from __future__ import annotations
@@ -24,32 +22,24 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
-from ..http.exceptions import ConfigurationError, RequestValidationError
-from ..routing.router import Route
-from . import metrics
-from .message import Delivery, Message, encode, new_id
+from ..http.exceptions import ConfigurationError
+from .message import encode, new_id
+from .subscriber import Backoff, Subscriber, check_policy
 from .transport import Consumer, Transport
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..stores.base import Store
 
-__all__ = ["Broker", "BrokerUnavailable", "RequestFailed", "Subscriber"]
+__all__ = ["Broker", "BrokerUnavailable", "RequestFailed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("cello.messaging")
-
-Backoff = Callable[[int], float]
-
-
-def exponential(base: float = 0.1, cap: float = 30.0) -> Backoff:
-    """``base * 2**(attempt - 1)`` seconds before try ``attempt + 1``, at most ``cap``."""
-    return lambda attempt: min(cap, base * 2 ** (attempt - 1))
 
 
 class BrokerUnavailable(ConnectionError):
@@ -92,18 +82,27 @@ class Broker:
         dead_letter: str | None = None,
         ack: Literal["auto", "manual"] = "auto",
         name: str | None = None,
+        dedup: Store | None = None,
+        dedup_ttl: float = 86_400.0,
+        guards: Sequence[Any] = (),
+        batch: int | None = None,
+        batch_timeout: float = 0.05,
     ) -> Callable[[F], F]:
-        """Handle ``topic``'s messages with the decorated function (see the module). ``group``: the consumer
-        group whose members share the messages (default: the handler's qualified name)."""
-        if concurrency < 1 or retries < 0:
-            raise ConfigurationError("a subscriber needs concurrency >= 1 and retries >= 0")
-        if ack not in ("auto", "manual"):
-            raise ConfigurationError("ack is 'auto' or 'manual'")
+        """Handle ``topic``'s messages with the decorated function (``cello.messaging.subscriber`` says how).
+
+        ``group``: the consumer group whose members share the messages (default: the handler's qualified name).
+        ``concurrency``: messages (or batches) handled at once. ``retries``, ``backoff(attempt) -> seconds`` and
+        ``dead_letter``: what happens when the handler raises. ``ack="manual"``: the handler settles the message.
+        ``name``: in logs and metrics. ``dedup``: a store remembering handled message ids for ``dedup_ttl``
+        seconds. ``guards``: rules that may refuse a message. ``batch``: up to that many messages per call,
+        gathered for at most ``batch_timeout`` seconds."""
+        check_policy(concurrency, retries, ack, batch, batch_timeout, dedup_ttl)  # a mistake shows at the decorator
 
         def decorator(handler: F) -> F:
             subscriber = Subscriber(
-                self, topic, handler, group=group, concurrency=concurrency, retries=retries,
-                backoff=backoff or exponential(), dead_letter=dead_letter, ack=ack, name=name,
+                self, topic, handler, group=group, concurrency=concurrency, retries=retries, backoff=backoff,
+                dead_letter=dead_letter, ack=ack, name=name, dedup=dedup, dedup_ttl=dedup_ttl, guards=guards,
+                batch=batch, batch_timeout=batch_timeout,
             )  # fmt: skip
             subscriber.forward_to.extend(getattr(handler, "__cello_publish_to__", ()))
             self.subscribers.append(subscriber)
@@ -214,7 +213,7 @@ class Broker:
         try:
             for subscriber in self.subscribers:
                 consumer = await self.transport.consume(
-                    subscriber.topic, subscriber.group, subscriber.handle, prefetch=subscriber.concurrency
+                    subscriber.topic, subscriber.group, subscriber.handle, prefetch=subscriber.prefetch
                 )
                 self._consumers.append(consumer)
         except BaseException:
@@ -289,139 +288,6 @@ class Broker:
 
     def __repr__(self) -> str:
         return f"<Broker {self.transport.scheme}:// {len(self.subscribers)} subscribers>"
-
-
-class Subscriber:
-    """One handler of one topic with its delivery policy (see the module)."""
-
-    def __init__(
-        self,
-        broker: Broker,
-        topic: str,
-        handler: Callable[..., Any],
-        *,
-        group: str | None,
-        concurrency: int,
-        retries: int,
-        backoff: Backoff,
-        dead_letter: str | None,
-        ack: str,
-        name: str | None,
-    ) -> None:
-        self.broker = broker
-        self.topic = topic
-        self.handler = handler
-        self.name: str = name or getattr(handler, "__qualname__", None) or repr(handler)
-        self.group = group or self.name
-        self.concurrency = concurrency
-        self.retries = retries
-        self.backoff = backoff
-        self.dead_letter = dead_letter
-        self.manual = ack == "manual"
-        self.forward_to: list[str] = []
-        # the handler compiled like a route's (parameters, DI, validation), on a route nobody can request
-        self.route = Route("/" + topic.lstrip("/"), ["POST"], handler, name=self.name,
-                           meta={"strict_content_type": False, "include_in_schema": False})  # fmt: skip
-        self.endpoint: Callable[[Any], Any] | None = None
-        self._lanes: dict[str, _Lane] = {}  # key -> what keeps its messages in order
-
-    def compile(self, app: App | None) -> None:
-        if app is None:
-            raise ConfigurationError("a broker's subscribers run inside an app: app.include_broker(broker)")
-        from ..handlers import compile_handler
-
-        self.route.signature = None
-        self.endpoint = compile_handler(self.route, app.dispatcher.pool, app.config.threadpool, app.singletons)
-
-    async def handle(self, delivery: Delivery) -> None:
-        """One message: in its key's lane, through the handler with retries, then acked, forwarded or
-        dead-lettered (see the module)."""
-        key = delivery.key
-        if key is None or self.concurrency == 1:
-            await self._handle(delivery)
-            return
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = _Lane()
-        lane.users += 1
-        try:
-            async with lane.lock:  # NOTE: asyncio.Lock is fair: waiters go in the order they arrived
-                await self._handle(delivery)
-        finally:
-            lane.users -= 1
-            if not lane.users:  # NOTE: not lock.locked(): a woken waiter holds no lock until it runs
-                del self._lanes[key]
-
-    async def _handle(self, delivery: Delivery) -> None:
-        assert self.endpoint is not None
-        assert self.broker.app is not None
-        message = Message(self.broker.app, delivery, attempt=delivery.redelivered + 1)
-        message.route = self.route
-        metrics.received(self.name)
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await self.endpoint(message)
-            except RequestValidationError as exc:
-                metrics.failed(self.name)
-                problem = orjson.dumps(exc.errors).decode()
-                logger.warning("message %s on %s does not validate: %s", message.id, self.topic, problem)
-                await self._give_up(message, problem)
-                return
-            except Exception as exc:
-                metrics.failed(self.name)
-                if message.settled is None and message.attempt <= self.retries:
-                    metrics.retried(self.name)
-                    delay = self.backoff(message.attempt)
-                    logger.info("message %s on %s failed (attempt %d), trying again in %.2f s: %r",
-                                message.id, self.topic, message.attempt, delay, exc)  # fmt: skip
-                    await asyncio.sleep(delay)
-                    message.attempt += 1
-                    continue
-                logger.error("message %s on %s failed for good after %d attempts (correlation %s)",
-                             message.id, self.topic, message.attempt, message.correlation_id, exc_info=exc)  # fmt: skip
-                await self._give_up(message, f"{type(exc).__name__}: {exc}")
-                return
-            finally:
-                metrics.handled(self.name, time.perf_counter() - started)
-            break
-        metrics.processed(self.name)
-        if message.delivery.reply is not None:  # a request: its answer is the handler's return value
-            body, content_type = encode(result)
-            await message.delivery.reply(body, {"content-type": content_type, "x-message-id": new_id()})
-        if result is not None and self.forward_to:
-            for topic in self.forward_to:
-                await self.broker.publish(topic, result, key=message.key, correlation_id=message.correlation_id)
-        if not self.manual and message.settled is None:
-            await message.ack()
-
-    async def _give_up(self, message: Message, error: str) -> None:
-        """Dead-letter ``message`` (or drop it, without a dead letter), then settle the original; a request's
-        caller is told at once."""
-        if message.delivery.reply is not None:
-            await message.delivery.reply(b"", {"x-cello-error": error[:2000], "x-message-id": new_id()})
-        if message.settled is not None:
-            return  # settled by hand already: the handler decided
-        if self.dead_letter is None:
-            logger.error("message %s on %s dropped: no dead letter for %s", message.id, self.topic, self.name)
-            await message.reject()
-            return
-        headers = dict(message.delivery.headers)
-        headers.update({"x-cello-error": error[:2000], "x-cello-original-topic": self.topic,
-                        "x-cello-attempts": str(message.attempt), "x-cello-subscriber": self.name})  # fmt: skip
-        await self.broker.transport.publish(self.dead_letter, message.delivery.body, key=message.key, headers=headers)
-        metrics.dead_lettered(self.name)
-        await message.ack()
-
-
-class _Lane:
-    """The messages of one key under way: handled one at a time, in the order they arrived."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
 
 
 # scheme -> (module, class, the extra that installs its client library)

@@ -59,16 +59,18 @@ class Message(Request):
     ``topic``, ``key``, ``id`` (``x-message-id``), ``correlation_id``, ``attempt`` (1 on the first try, counting
     this process's retries and the broker's redeliveries), ``partition`` / ``offset`` (Kafka), ``delivery_tag``
     (AMQP) and ``meta`` (all the broker reported). ``ack()``, ``nack()`` (deliver again) and ``reject()`` settle
-    it by hand, for subscribers declared ``ack="manual"``; otherwise the subscriber settles it.
+    it by hand, for subscribers declared ``ack="manual"``; otherwise the subscriber settles it. ``batch``: for a
+    subscriber with ``batch=n``, the messages whose bodies make up this one's JSON array.
     """
 
-    __slots__ = ("delivery", "attempt", "settled")
+    __slots__ = ("delivery", "attempt", "settled", "batch")
 
     def __init__(self, app: App, delivery: Delivery, attempt: int = 1) -> None:
         super().__init__(app, delivery, "MESSAGE", delivery.topic, body=delivery.body)
         self.delivery = delivery
         self.attempt = attempt
         self.settled: str | None = None
+        self.batch: list[Message] = []  # a batch subscriber's messages, behind the one its handler is given
 
     # -- what a request reads, from the delivery -------------------------------------------------------------
 

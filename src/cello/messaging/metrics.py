@@ -14,6 +14,7 @@ _COUNTERS = {
     "failed": "Handler runs that raised or found the message invalid.",
     "retried": "Messages tried again after a failure.",
     "dead_lettered": "Messages given up on and sent to the dead letter.",
+    "deduplicated": "Messages acked without handling: their id was handled before.",
 }
 
 
@@ -60,6 +61,10 @@ def retried(subscriber: str) -> None:
 
 def dead_lettered(subscriber: str) -> None:
     _count("dead_lettered", subscriber)
+
+
+def deduplicated(subscriber: str) -> None:
+    _count("deduplicated", subscriber)
 
 
 def handled(subscriber: str, seconds: float) -> None:
