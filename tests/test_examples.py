@@ -159,6 +159,22 @@ def test_chat_example():
             assert ada.receive_text() == "ada: hello"
 
 
+def test_orders_example_bridges_the_broker_to_websockets(monkeypatch):
+    monkeypatch.delenv("BROKER_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    module = load("orders")
+    with TestClient(module.app) as client, client.websocket_connect("/ws/c-7") as ws:
+        assert ws.receive_json() == {"watching": "c-7"}
+        queued = client.post("/orders", json={"customer": "c-7", "item": "pen", "qty": 2})
+        assert queued.status_code == 202 and queued.json()["queued"]
+        assert ws.receive_json() == {"customer": "c-7", "item": "pen", "total": 3.0}
+        client.publish("orders", {"customer": "c-7", "item": "gold", "qty": 1})  # no price: given up on
+        assert client.get("/parked").json()[0]["error"] == "LookupError: no price for 'gold'"
+        client.publish("orders", {"customer": "c-7", "item": "ink"})
+        assert ws.receive_json() == {"customer": "c-7", "item": "ink", "total": 4.0}
+        assert "orders.dlq" in client.get("/asyncapi").text
+
+
 def test_database_example_on_sqlite(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/notes.db")
     monkeypatch.delenv("REDIS_URL", raising=False)
