@@ -1,6 +1,7 @@
 """What subscribers report to Prometheus, beside the HTTP metrics of ``app.enable_prometheus()``: messages
-received, processed, failed, retried and dead-lettered, and handler seconds, per subscriber. Created on first use,
-only when prometheus-client is installed; otherwise every call is a no-op."""
+received, processed, failed, retried, dead-lettered and deduplicated, and handler seconds, per subscriber
+(``SubscriberMetrics``). Created on first use, only when prometheus-client is installed; otherwise every call is a
+no-op."""
 
 from __future__ import annotations
 
@@ -37,37 +38,45 @@ def _metric(name: str) -> Any:
     return metric
 
 
-def _count(name: str, subscriber: str) -> None:
-    metric = _metric(name)
-    if metric is not None:
-        metric.labels(subscriber).inc()
+class SubscriberMetrics:
+    """One subscriber's counters and histogram, labelled once (a label lookup per message costs more than the
+    count): ``metrics.received()`` ... ``metrics.handled(seconds)``. ``SubscriberMetrics(None)`` counts nothing."""
 
+    __slots__ = ("_counters", "_seconds")
 
-def received(subscriber: str) -> None:
-    _count("received", subscriber)
+    def __init__(self, subscriber: str | None) -> None:
+        self._counters: dict[str, Any] = {}
+        self._seconds: Any = None
+        if subscriber is None:
+            return
+        counters = {name: _metric(name) for name in _COUNTERS}
+        self._counters = {name: m.labels(subscriber) for name, m in counters.items() if m is not None}
+        seconds = _metric("seconds")
+        self._seconds = seconds.labels(subscriber) if seconds is not None else None
 
+    def _count(self, name: str) -> None:
+        counter = self._counters.get(name)
+        if counter is not None:
+            counter.inc()
 
-def processed(subscriber: str) -> None:
-    _count("processed", subscriber)
+    def received(self) -> None:
+        self._count("received")
 
+    def processed(self) -> None:
+        self._count("processed")
 
-def failed(subscriber: str) -> None:
-    _count("failed", subscriber)
+    def failed(self) -> None:
+        self._count("failed")
 
+    def retried(self) -> None:
+        self._count("retried")
 
-def retried(subscriber: str) -> None:
-    _count("retried", subscriber)
+    def dead_lettered(self) -> None:
+        self._count("dead_lettered")
 
+    def deduplicated(self) -> None:
+        self._count("deduplicated")
 
-def dead_lettered(subscriber: str) -> None:
-    _count("dead_lettered", subscriber)
-
-
-def deduplicated(subscriber: str) -> None:
-    _count("deduplicated", subscriber)
-
-
-def handled(subscriber: str, seconds: float) -> None:
-    metric = _metric("seconds")
-    if metric is not None:
-        metric.labels(subscriber).observe(seconds)
+    def handled(self, seconds: float) -> None:
+        if self._seconds is not None:
+            self._seconds.observe(seconds)

@@ -114,6 +114,7 @@ class Subscriber:
         self.endpoint: Callable[[Any], Any] | None = None
         self._lanes: dict[str, _Lane] = {}  # key -> what keeps its messages in order
         self._gathering: _Batch | None = None  # the batch still taking messages
+        self.metrics = metrics.SubscriberMetrics(None)  # counted from compile(): prometheus-client comes late
 
     @property
     def prefetch(self) -> int:
@@ -129,6 +130,7 @@ class Subscriber:
             from ..security.guards import as_guard
 
             self.guards = [as_guard(guard) for guard in self.guards]
+        self.metrics = metrics.SubscriberMetrics(self.name)
         self.route.signature = None
         self.endpoint = compile_handler(self.route, app.dispatcher.pool, app.config.threadpool, app.singletons,
                                         encode_result=False)  # fmt: skip
@@ -140,7 +142,7 @@ class Subscriber:
         assert self.broker.app is not None
         message = Message(self.broker.app, delivery, attempt=delivery.redelivered + 1)
         message.route = self.route
-        metrics.received(self.name)
+        self.metrics.received()
         if not await self._admitted(message):
             return
         if self.batch is not None:
@@ -172,12 +174,12 @@ class Subscriber:
                 allowed = False
             if not allowed:
                 logger.warning("message %s on %s refused by %r", message.id, self.topic, guard)
-                metrics.failed(self.name)
+                self.metrics.failed()
                 await self._give_up([message], f"refused by {guard!r}")
                 return False
         if self.dedup is not None and message.id is not None and await self.dedup.get(self._dedup_key(message)):
             logger.info("message %s on %s was handled before: acked again, not handled", message.id, self.topic)
-            metrics.deduplicated(self.name)
+            self.metrics.deduplicated()
             await message.ack()
             return False
         return True
@@ -219,7 +221,7 @@ class Subscriber:
             try:
                 result = await self.endpoint(call)
             except RequestValidationError as exc:
-                metrics.failed(self.name)
+                self.metrics.failed()
                 invalid = self._invalid(messages, exc.errors)
                 for message, errors in invalid:
                     problem = orjson.dumps(errors).decode()
@@ -231,11 +233,11 @@ class Subscriber:
                 messages = [message for message in messages if id(message) not in handed]
                 continue  # the rest of the batch, without what cannot be handled
             except Exception as exc:
-                metrics.failed(self.name)
+                self.metrics.failed()
                 unsettled = [message for message in messages if message.settled is None]
                 attempt = messages[0].attempt
                 if unsettled and attempt <= self.retries:
-                    metrics.retried(self.name)
+                    self.metrics.retried()
                     delay = self.backoff(attempt)
                     logger.info("message %s on %s failed (attempt %d), trying again in %.2f s: %r",
                                 messages[0].id, self.topic, attempt, delay, exc)  # fmt: skip
@@ -248,13 +250,13 @@ class Subscriber:
                 await self._give_up(messages, f"{type(exc).__name__}: {exc}")
                 return
             finally:
-                metrics.handled(self.name, time.perf_counter() - started)
+                self.metrics.handled(time.perf_counter() - started)
             break
         await self._succeeded(messages, result)
 
     async def _succeeded(self, messages: list[Message], result: Any) -> None:
         for message in messages:
-            metrics.processed(self.name)
+            self.metrics.processed()
             if message.delivery.reply is not None:  # a request: its answer is the handler's return value
                 body, content_type = encode(result)
                 await message.delivery.reply(body, {"content-type": content_type, "x-message-id": new_id()})
@@ -315,7 +317,7 @@ class Subscriber:
                             "x-cello-attempts": str(message.attempt), "x-cello-subscriber": self.name})  # fmt: skip
             await self.broker.transport.publish(self.dead_letter, message.delivery.body, key=message.key,
                                                 headers=headers)  # fmt: skip
-            metrics.dead_lettered(self.name)
+            self.metrics.dead_lettered()
             await message.ack()
 
 
