@@ -87,6 +87,7 @@ class Broker:
         guards: Sequence[Any] = (),
         batch: int | None = None,
         batch_timeout: float = 0.05,
+        prefetch: int | None = None,
     ) -> Callable[[F], F]:
         """Handle ``topic``'s messages with the decorated function (``cello.messaging.subscriber`` says how).
 
@@ -95,14 +96,16 @@ class Broker:
         ``dead_letter``: what happens when the handler raises. ``ack="manual"``: the handler settles the message.
         ``name``: in logs and metrics. ``dedup``: a store remembering handled message ids for ``dedup_ttl``
         seconds. ``guards``: rules that may refuse a message. ``batch``: up to that many messages per call,
-        gathered for at most ``batch_timeout`` seconds."""
-        check_policy(concurrency, retries, ack, batch, batch_timeout, dedup_ttl)  # a mistake shows at the decorator
+        gathered for at most ``batch_timeout`` seconds. ``prefetch``: unsettled messages taken from the broker
+        ahead of the handlers (default: twice the concurrency, at least 32, times the batch)."""
+        # a mistake shows at the decorator
+        check_policy(concurrency, retries, ack, batch, batch_timeout, dedup_ttl, prefetch)
 
         def decorator(handler: F) -> F:
             subscriber = Subscriber(
                 self, topic, handler, group=group, concurrency=concurrency, retries=retries, backoff=backoff,
                 dead_letter=dead_letter, ack=ack, name=name, dedup=dedup, dedup_ttl=dedup_ttl, guards=guards,
-                batch=batch, batch_timeout=batch_timeout,
+                batch=batch, batch_timeout=batch_timeout, prefetch=prefetch,
             )  # fmt: skip
             subscriber.forward_to.extend(getattr(handler, "__cello_publish_to__", ()))
             self.subscribers.append(subscriber)

@@ -13,7 +13,9 @@ thread pool. Then, for each delivery:
   message is published to ``dead_letter`` with the error in its headers and acked — never a crash loop; a body
   that does not validate goes to the dead letter at once, the validation errors in ``x-cello-error``;
 - **order**: messages with the same key are handled one after another in the order they came, whatever the
-  concurrency;
+  concurrency (with ``concurrency=1``, every message is);
+- **flow**: ``concurrency`` messages are handled at a time; the broker hands over up to ``prefetch`` unsettled
+  ones (default: twice the concurrency, at least 32 — times ``batch``), so the next is at hand when one is done;
 - **replies and forwarding**: a request's caller gets the handler's return value (or its error); the topics of
   ``@broker.publisher`` get the return value when it is not None.
 
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Backoff", "Subscriber", "exponential"]
 
+PREFETCH_FLOOR = 32  # unsettled deliveries a subscriber takes at least, however low its concurrency
+
 logger = logging.getLogger("cello.messaging")
 
 Backoff = Callable[[int], float]
@@ -56,11 +60,19 @@ def exponential(base: float = 0.1, cap: float = 30.0) -> Backoff:
 
 
 def check_policy(
-    concurrency: int, retries: int, ack: str, batch: int | None, batch_timeout: float, dedup_ttl: float
+    concurrency: int,
+    retries: int,
+    ack: str,
+    batch: int | None,
+    batch_timeout: float,
+    dedup_ttl: float,
+    prefetch: int | None,
 ) -> None:
     """A ``ConfigurationError`` for options no subscriber can work with."""
     if concurrency < 1 or retries < 0:
         raise ConfigurationError("a subscriber needs concurrency >= 1 and retries >= 0")
+    if prefetch is not None and prefetch < 1:
+        raise ConfigurationError("prefetch is at least 1")
     if ack not in ("auto", "manual"):
         raise ConfigurationError("ack is 'auto' or 'manual'")
     if batch is not None and (batch < 1 or batch_timeout < 0):
@@ -90,8 +102,9 @@ class Subscriber:
         guards: Sequence[Any] = (),
         batch: int | None = None,
         batch_timeout: float = 0.05,
+        prefetch: int | None = None,
     ) -> None:
-        check_policy(concurrency, retries, ack, batch, batch_timeout, dedup_ttl)
+        check_policy(concurrency, retries, ack, batch, batch_timeout, dedup_ttl, prefetch)
         self.broker = broker
         self.topic = topic
         self.handler = handler
@@ -107,6 +120,10 @@ class Subscriber:
         self.guards = list(guards)
         self.batch = batch
         self.batch_timeout = batch_timeout
+        # deliveries the transport may hand over unsettled: more than are handled at once, so the next ones are
+        # already here when a handler finishes (a broker round trip per message would bound the rate)
+        self.prefetch = prefetch or max(PREFETCH_FLOOR, 2 * concurrency) * (batch or 1)
+        self._slots: asyncio.Semaphore | None = None  # `concurrency` handler runs at a time (from compile())
         self.forward_to: list[str] = []
         # the handler compiled like a route's (parameters, DI, validation), on a route nobody can request
         self.route = Route("/" + topic.lstrip("/"), ["POST"], handler, name=self.name,
@@ -115,11 +132,6 @@ class Subscriber:
         self._lanes: dict[str, _Lane] = {}  # key -> what keeps its messages in order
         self._gathering: _Batch | None = None  # the batch still taking messages
         self.metrics = metrics.SubscriberMetrics(None)  # counted from compile(): prometheus-client comes late
-
-    @property
-    def prefetch(self) -> int:
-        """How many unsettled deliveries the transport may hand over at a time."""
-        return self.concurrency * (self.batch or 1)
 
     def compile(self, app: App | None) -> None:
         if app is None:
@@ -131,6 +143,7 @@ class Subscriber:
 
             self.guards = [as_guard(guard) for guard in self.guards]
         self.metrics = metrics.SubscriberMetrics(self.name)
+        self._slots = asyncio.Semaphore(self.concurrency)
         self.route.signature = None
         self.endpoint = compile_handler(self.route, app.dispatcher.pool, app.config.threadpool, app.singletons,
                                         encode_result=False)  # fmt: skip
@@ -149,8 +162,8 @@ class Subscriber:
             await self._join_batch(message)
             return
         key = delivery.key
-        if key is None or self.concurrency == 1:
-            await self._run([message])
+        if key is None or self.concurrency == 1:  # NOTE: the slots are taken in arrival order
+            await self._run_in_slot([message])
             return
         lane = self._lanes.get(key)
         if lane is None:
@@ -158,11 +171,16 @@ class Subscriber:
         lane.users += 1
         try:
             async with lane.lock:  # NOTE: asyncio.Lock is fair: waiters go in the order they arrived
-                await self._run([message])
+                await self._run_in_slot([message])
         finally:
             lane.users -= 1
             if not lane.users:  # NOTE: not lock.locked(): a woken waiter holds no lock until it runs
                 del self._lanes[key]
+
+    async def _run_in_slot(self, messages: list[Message]) -> None:
+        assert self._slots is not None
+        async with self._slots:
+            await self._run(messages)
 
     async def _admitted(self, message: Message) -> bool:
         """Whether the message goes on to the handler: not refused by a guard, not handled before."""
@@ -205,7 +223,7 @@ class Subscriber:
             self._gathering = None
             if batch.timer is not None:
                 batch.timer.cancel()
-            batch.task = asyncio.get_running_loop().create_task(self._run(batch.messages))
+            batch.task = asyncio.get_running_loop().create_task(self._run_in_slot(batch.messages))
             batch.task.add_done_callback(batch.finished)
 
     # -- the handler, retried --------------------------------------------------------------------------------
