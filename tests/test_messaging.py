@@ -229,6 +229,30 @@ def test_shutdown_lets_the_handlers_under_way_finish():
     assert finished == [asyncio.run(run())]
 
 
+def test_at_shutdown_messages_not_yet_started_go_back_to_the_broker():
+    app, broker = make()
+    started = asyncio.Event()
+    finished = []
+
+    @broker.subscriber("slow", concurrency=1)
+    async def slow(body: dict):
+        started.set()
+        await asyncio.sleep(0.1)
+        finished.append(body["n"])
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            for n in range(5):
+                await broker.publish("slow", {"n": n})
+            await started.wait()  # the first is under way, the next four were taken ahead of it
+        assert finished == [0]  # the first finished; the others were not started
+        (queue,) = broker.transport.groups["slow"].values()
+        assert [orjson.loads(envelope.body)["n"] for envelope in queue.queue] == [1, 2, 3, 4]
+        assert broker.transport.unsettled == 4  # back with the broker, for the next member
+
+    asyncio.run(run())
+
+
 def test_messages_published_before_the_app_starts_wait_for_it():
     app, broker = make()
     seen = []

@@ -215,6 +215,7 @@ class Broker:
         await self.transport.connect()
         try:
             for subscriber in self.subscribers:
+                subscriber.draining = False
                 consumer = await self.transport.consume(
                     subscriber.topic, subscriber.group, subscriber.handle, prefetch=subscriber.prefetch
                 )
@@ -256,9 +257,15 @@ class Broker:
         await self.transport.close()
 
     async def _stop_consumers(self) -> None:
+        for subscriber in self.subscribers:
+            subscriber.draining = True  # nothing more starts
         consumers, self._consumers = self._consumers, []
+        stopping = [asyncio.ensure_future(consumer.stop()) for consumer in consumers]
+        await asyncio.sleep(0)  # each consumer has stopped fetching: what is released now goes back to the broker
+        for subscriber in self.subscribers:
+            await subscriber.release_waiting()
         try:
-            await asyncio.wait_for(asyncio.gather(*(c.stop() for c in consumers)), self.drain_timeout)
+            await asyncio.wait_for(asyncio.gather(*stopping), self.drain_timeout)
         except TimeoutError:
             logger.warning(
                 "handlers still running after %.0f s at shutdown; their messages go back", self.drain_timeout

@@ -43,16 +43,19 @@ class _Group:
         self.queue: deque[_Envelope] = deque()
         self.takers: deque[asyncio.Future[_Envelope]] = deque()
 
-    def put(self, envelope: _Envelope, front: bool = False) -> None:
+    def put(self, envelope: _Envelope, back: bool = False) -> None:
+        """Queue a message (``back``: one given back, which takes its old place — before those published after it —
+        as a broker requeues it)."""
         while self.takers:
             taker = self.takers.popleft()
             if not taker.done():
                 taker.set_result(envelope)
                 return
-        if front:
-            self.queue.appendleft(envelope)
-        else:
+        if not back:
             self.queue.append(envelope)
+            return
+        later = (i for i, queued in enumerate(self.queue) if queued.sequence > envelope.sequence)
+        self.queue.insert(next(later, len(self.queue)), envelope)
 
     async def take(self) -> _Envelope:
         if self.queue and not self.takers:
@@ -63,7 +66,7 @@ class _Group:
             return await taker
         except asyncio.CancelledError:
             if taker.done() and not taker.cancelled():  # handed over just as the consumer stopped: keep it
-                self.put(taker.result(), front=True)
+                self.put(taker.result(), back=True)
             with contextlib.suppress(ValueError):
                 self.takers.remove(taker)
             raise
@@ -175,7 +178,7 @@ class _MemoryConsumer(Consumer):
             self.slots.release()
             if outcome == "nack":
                 envelope.redelivered += 1
-                group.put(envelope, front=True)  # NOTE: first in line again, as a broker redelivers it
+                group.put(envelope, back=True)
             else:
                 transport._count(-1)
 

@@ -124,6 +124,8 @@ class Subscriber:
         # already here when a handler finishes (a broker round trip per message would bound the rate)
         self.prefetch = prefetch or max(PREFETCH_FLOOR, 2 * concurrency) * (batch or 1)
         self._slots: asyncio.Semaphore | None = None  # `concurrency` handler runs at a time (from compile())
+        self._waiting: dict[int, list[Message]] = {}  # messages (or batches) waiting for a slot
+        self.draining = False  # shutting down: nothing more starts
         self.forward_to: list[str] = []
         # the handler compiled like a route's (parameters, DI, validation), on a route nobody can request
         self.route = Route("/" + topic.lstrip("/"), ["POST"], handler, name=self.name,
@@ -144,6 +146,7 @@ class Subscriber:
             self.guards = [as_guard(guard) for guard in self.guards]
         self.metrics = metrics.SubscriberMetrics(self.name)
         self._slots = asyncio.Semaphore(self.concurrency)
+        self.draining = False
         self.route.signature = None
         self.endpoint = compile_handler(self.route, app.dispatcher.pool, app.config.threadpool, app.singletons,
                                         encode_result=False)  # fmt: skip
@@ -179,8 +182,33 @@ class Subscriber:
 
     async def _run_in_slot(self, messages: list[Message]) -> None:
         assert self._slots is not None
-        async with self._slots:
-            await self._run(messages)
+        if self.draining:
+            await _release(messages)
+            return
+        waiting = id(messages)
+        self._waiting[waiting] = messages
+        try:
+            async with self._slots:
+                del self._waiting[waiting]
+                if self.draining:  # released while it waited
+                    await _release(messages)
+                    return
+                await self._run(messages)
+        finally:
+            self._waiting.pop(waiting, None)
+
+    async def release_waiting(self) -> None:
+        """Shutdown, once the transport stopped fetching (``draining`` set before): the messages not yet started go
+        back to the broker (nacked); those under way finish."""
+        self.draining = True
+        batch, self._gathering = self._gathering, None
+        if batch is not None:
+            if batch.timer is not None:
+                batch.timer.cancel()
+            await _release(batch.messages)
+            batch.done.set_result(None)
+        for messages in list(self._waiting.values()):
+            await _release(messages)
 
     async def _admitted(self, message: Message) -> bool:
         """Whether the message goes on to the handler: not refused by a guard, not handled before."""
@@ -254,6 +282,10 @@ class Subscriber:
                 self.metrics.failed()
                 unsettled = [message for message in messages if message.settled is None]
                 attempt = messages[0].attempt
+                if unsettled and attempt <= self.retries and self.draining:
+                    logger.info("message %s on %s failed at shutdown: back to the broker", messages[0].id, self.topic)
+                    await _release(messages)
+                    return
                 if unsettled and attempt <= self.retries:
                     self.metrics.retried()
                     delay = self.backoff(attempt)
@@ -337,6 +369,13 @@ class Subscriber:
                                                 headers=headers)  # fmt: skip
             self.metrics.dead_lettered()
             await message.ack()
+
+
+async def _release(messages: Iterable[Message]) -> None:
+    """Give unsettled messages back to the broker, to be delivered again (here or to another member)."""
+    for message in messages:
+        if message.settled is None:
+            await message.nack()
 
 
 async def _not_settled(outcome: str) -> None:

@@ -18,8 +18,11 @@ dead letters, validation, per-key order, metrics):
   and ``offset``, ``delivery_tag``, ``stream_id``...).
 - At least once: a delivery not acked — its worker killed, its connection lost — is delivered again, to this
   process or another member of its group, after at most the adapter's redelivery delay.
-- ``Consumer.stop()``: stop fetching, wait for the deliveries handed over to be settled, release what the
-  consumer holds. ``Broker.stop`` bounds it by its ``drain_timeout`` and then closes the transport, whose
+- ``Consumer.stop()``: stop fetching — at once, before its first ``await`` — then wait for the deliveries handed
+  over to be settled, and release what the consumer holds. Once stop() has begun, the subscriber nacks the
+  deliveries it had not started; such a nack hands nothing over again in this process: the delivery goes back to
+  the broker for the next member (where the broker would send it straight back to this consumer, send the nack
+  once the consumer no longer receives). ``Broker.stop`` bounds it by its ``drain_timeout`` and then closes the transport, whose
   unsettled deliveries go back to the broker.
 - ``ping()``: whether the broker answers now, for the readiness check; the adapter reconnects by itself after a
   lost connection.
