@@ -22,8 +22,8 @@ dead letters, validation, per-key order, metrics):
   over to be settled, and release what the consumer holds. Once stop() has begun, the subscriber nacks the
   deliveries it had not started; such a nack hands nothing over again in this process: the delivery goes back to
   the broker for the next member (where the broker would send it straight back to this consumer, send the nack
-  once the consumer no longer receives). ``Broker.stop`` bounds it by its ``drain_timeout`` and then closes the transport, whose
-  unsettled deliveries go back to the broker.
+  once the consumer no longer receives). ``Broker.stop`` bounds it by its ``drain_timeout`` and then closes the
+  transport, whose unsettled deliveries go back to the broker.
 - ``ping()``: whether the broker answers now, for the readiness check; the adapter reconnects by itself after a
   lost connection.
 """
