@@ -80,3 +80,29 @@ class SubscriberMetrics:
     def handled(self, seconds: float) -> None:
         if self._seconds is not None:
             self._seconds.observe(seconds)
+
+
+def lag(subscriber: str, partition: int, value: int | None) -> None:
+    """Records of a partition not yet handed to the subscriber (Kafka's consumer lag: the partition's high-water
+    mark minus the subscriber's position); ``None`` removes the series when the partition went to another member."""
+    if "lag" not in _created:
+        try:
+            import prometheus_client
+        except ImportError:
+            _created["lag"] = None
+        else:
+            _created["lag"] = prometheus_client.Gauge(
+                "cello_messages_lag",
+                "Records of a partition not yet handed to a subscriber.",
+                ["subscriber", "partition"],
+            )
+    gauge = _created["lag"]
+    if gauge is None:
+        return
+    if value is None:
+        try:
+            gauge.remove(subscriber, str(partition))
+        except KeyError:
+            pass  # never set in this process
+    else:
+        gauge.labels(subscriber, str(partition)).set(value)
