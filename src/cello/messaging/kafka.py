@@ -55,7 +55,7 @@ from aiokafka.protocol.group import LeaveGroupRequest
 from ..http.exceptions import ConfigurationError
 from . import metrics
 from .message import Delivery
-from .transport import Consumer, Handler, Transport
+from .transport import Consumer, Handler, Transport, refill_at
 
 __all__ = ["KafkaTransport"]
 
@@ -307,6 +307,7 @@ class _KafkaConsumer(Consumer):
         self.group = group
         self.handler = handler
         self.prefetch = prefetch
+        self.refill = refill_at(prefetch)
         self.name = name
         self.kafka: Any = None
         self.partitions: dict[Any, _Partition] = {}
@@ -350,7 +351,7 @@ class _KafkaConsumer(Consumer):
     async def _fetch(self) -> None:
         kafka = self.kafka
         while True:
-            while self.unsettled >= self.prefetch:
+            while self.prefetch - self.unsettled < self.refill:
                 self.slot_freed.clear()
                 await self.slot_freed.wait()
             try:

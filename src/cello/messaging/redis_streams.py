@@ -6,14 +6,14 @@ group of that stream, so every group gets each entry and the members of one grou
 named ``<host>-<pid>-<random>``. An entry's fields are ``body`` (the bytes), ``key`` (when the message has one) and
 ``header:<name>`` per header.
 
-Delivery: a consumer reads new entries with ``XREADGROUP ... >`` (``COUNT`` up to its free ``prefetch`` slots,
-``BLOCK`` up to ``block`` seconds) on a connection of its own, made by the layer's pool, so a blocking read never
-holds up publishing or settling, which share the layer's pipelined connection. ``stop()`` wakes a read with
-``CLIENT UNBLOCK`` rather than waiting it out (or cancels it, where an ACL refuses that). A new group starts at the
-stream's end (``new_groups="latest"``: entries added from then on) or at its first retained entry
-(``"earliest"``). A group that vanished while its consumers ran (a Redis restarted without persistence) is created
-again from the stream's first entry: after a loss, a repeat beats a gap. Keys do not pick a consumer (Redis has no
-partitions): one key's order holds within a consumer, not across the members of a group.
+Delivery: a consumer reads new entries with ``XREADGROUP ... >`` (``COUNT`` up to its free ``prefetch`` slots, once
+at least half of them are free; ``BLOCK`` up to ``block`` seconds) on a connection of its own, made by the layer's
+pool, so a blocking read never holds up publishing or settling, which share the layer's pipelined connection.
+``stop()`` wakes a read with ``CLIENT UNBLOCK`` rather than waiting it out (or cancels it, where an ACL refuses
+that). A new group starts at the stream's end (``new_groups="latest"``: entries added from then on) or at its first
+retained entry (``"earliest"``). A group that vanished while its consumers ran (a Redis restarted without
+persistence) is created again from the stream's first entry: after a loss, a repeat beats a gap. Keys do not pick a
+consumer (Redis has no partitions): one key's order holds within a consumer, not across the members of a group.
 
 Settling: ack and reject are ``XACK`` (the entry stays in the stream for the other groups: no ``XDEL``, which
 would take it from them too; ``maxlen`` trims old entries on ``XADD``). Nack is ``XCLAIM`` of the entry by its
@@ -56,7 +56,7 @@ from ..http.exceptions import ConfigurationError
 from ..stores.base import StoreUnavailable
 from .broker import BrokerUnavailable
 from .message import Delivery
-from .transport import Consumer, Handler, Transport
+from .transport import Consumer, Handler, Transport, refill_at
 
 __all__ = ["RedisStreamsTransport"]
 
@@ -322,6 +322,7 @@ class _StreamConsumer(Consumer):
         self.handler = handler
         self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self.free = prefetch  # slots for deliveries not yet settled
+        self.refill = refill_at(prefetch)
         self.room = asyncio.Event()  # set when a slot came free (or the consumer stops)
         self.under_way: dict[str, int] = {}  # stream id -> handovers of it not yet settled
         self.handed: set[asyncio.Task[None]] = set()
@@ -356,7 +357,7 @@ class _StreamConsumer(Consumer):
         forget_after = self.transport.forget_after
         next_claim = next_forget = loop.time()  # NOTE: at once: a restarted worker takes its predecessor's entries
         while not self.stopping:
-            if self.free <= 0:
+            if self.free < self.refill:
                 self.room.clear()
                 await self.room.wait()
                 continue

@@ -42,6 +42,12 @@ __all__ = ["Consumer", "Handler", "Transport"]
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
+def refill_at(prefetch: int) -> int:
+    """Free slots a consumer waits for before it asks the broker for more (a pull, a read): half its prefetch.
+    Asking whenever one slot came free would cost a round trip per message once the handlers keep up."""
+    return (prefetch + 1) // 2
+
+
 class Consumer(abc.ABC):
     """One subscription of a transport, feeding deliveries to its handler until stopped."""
 
