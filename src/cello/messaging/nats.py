@@ -22,8 +22,10 @@ Each member pulls with one request at a time for as many messages as it has free
 handed over and not settled); a request waits ``fetch_timeout`` seconds at most (and at most ``ack_wait / 3``).
 While a handler works on a message the adapter tells JetStream it is in progress, at least every ``ack_wait / 2``,
 so a handler longer than ``ack_wait`` is not redelivered meanwhile; ``ack_wait`` is how long a message waits after
-its worker died or lost its connection. ack is an ack JetStream confirms (settling returns once it is recorded;
-``ack_sync=False`` sends it without waiting), nack is ``-NAK`` (delivered again at once), reject is ``+TERM`` (never
+its worker died or lost its connection. ack is ``+ACK``, sent without waiting for JetStream's confirmation, as
+NATS clients do (an ack lost on the way means a redelivery, which at-least-once allows; the connection is flushed
+before it closes, so a drained shutdown loses none); ``ack_sync=True`` waits until JetStream recorded each one,
+a round trip per message. nack is ``-NAK`` (delivered again at once), reject is ``+TERM`` (never
 again). ``Delivery.redelivered`` is JetStream's delivery count minus one; ``Delivery.meta`` holds ``stream``,
 ``consumer``, ``stream_seq`` and ``num_delivered``. Stopping stops pulling, lets the handlers finish, then ends the
 pull request before giving back (nack) what came meanwhile or was nacked: nats-server before 2.10.14 delivers a
@@ -39,7 +41,7 @@ Request/reply: a core NATS request to a stream's subject would be answered by Je
 stored like any message with an ``x-cello-reply-to`` header naming an inbox of the requester's, and the subscriber
 answers there with core NATS.
 
-Options: ``ack_wait`` (30.0 s), ``ack_sync`` (True), ``deliver_policy`` (``"all"`` or ``"new"``), ``retention``
+Options: ``ack_wait`` (30.0 s), ``ack_sync`` (False), ``deliver_policy`` (``"all"`` or ``"new"``), ``retention``
 (``"limits"`` or ``"interest"``), ``storage`` (``"file"`` or ``"memory"``), ``max_age`` (604800.0 s; ``None`` keeps
 messages for ever), ``replicas`` (1), ``duplicate_window`` (120.0 s) — the stream settings apply to the streams
 made here —, ``fetch_timeout`` (5.0 s), ``api_timeout`` (5.0 s: JetStream calls, PubAcks, confirmed acks),
@@ -73,7 +75,7 @@ from nats.js import JetStreamContext, api
 from ..http.exceptions import ConfigurationError
 from .broker import BrokerUnavailable
 from .message import Delivery, Reply, Settle
-from .transport import Consumer, Handler, Transport
+from .transport import Consumer, Handler, Transport, refill_at
 
 __all__ = ["NatsTransport", "consumer_name", "stream_name"]
 
@@ -202,7 +204,7 @@ class NatsTransport(Transport):
         self.replicas = options.pop("replicas", 1)
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or not 1 <= self.replicas <= 5:
             raise ConfigurationError(f"nats:// option replicas is 1 to 5, not {self.replicas!r}")
-        self.ack_sync = options.pop("ack_sync", True)
+        self.ack_sync = options.pop("ack_sync", False)
         if not isinstance(self.ack_sync, bool):
             raise ConfigurationError(f"nats:// option ack_sync is True or False, not {self.ack_sync!r}")
         self.name = options.pop("name", None)
@@ -263,6 +265,8 @@ class NatsTransport(Transport):
                 answer.set_exception(BrokerUnavailable(f"the connection to NATS at {self.display} was closed"))
         self.streams.clear()
         if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.flush(timeout=max(1, round(self.api_timeout)))  # acks sent without waiting get there first
             with contextlib.suppress(Exception):
                 await nc.close()
 
@@ -474,6 +478,7 @@ class _NatsConsumer(Consumer):
         self.name = name
         self.handler = handler
         self.prefetch = prefetch
+        self.refill = refill_at(prefetch)
         self.unsettled: set[_Held] = set()  # handed over to the handler
         self.backlog: deque[_Held] = deque()  # delivered beyond the free slots, or while stopping
         self.returning: list[_Held] = []  # nacked while stopping: given back once the pull request is gone
@@ -508,7 +513,7 @@ class _NatsConsumer(Consumer):
         while True:
             if self.check:
                 await self._recover()
-            while len(self.unsettled) >= self.prefetch:
+            while self.prefetch - len(self.unsettled) < self.refill:
                 self.slot_free.clear()
                 await self.slot_free.wait()
             if self.backlog:
