@@ -443,3 +443,33 @@ def test_a_failing_batch_is_retried_then_each_message_dead_lettered():
     asyncio.run(run())
     assert attempts == [1, 2]
     assert sorted(dead) == [(1, "2"), (2, "2")]
+
+
+def test_a_broker_that_refuses_the_configuration_after_an_outage_is_not_tried_again():
+    from cello.messaging.memory import MemoryTransport
+
+    class RefusesWhenBack(MemoryTransport):
+        """Unreachable at startup; once it answers, it refuses the configuration (a server too old, say)."""
+
+        tries = 0
+
+        async def connect(self) -> None:
+            RefusesWhenBack.tries += 1
+            if RefusesWhenBack.tries == 1:
+                raise ConnectionRefusedError("not yet")
+            raise ConfigurationError("this server is too old")
+
+    app = App()
+    broker = Broker()
+    broker.transport = RefusesWhenBack()
+    app.include_broker(broker)
+
+    async def scenario() -> None:
+        async with AsyncTestClient(app, real_brokers=True):
+            retrying = broker._connecting
+            assert retrying is not None
+            await asyncio.wait_for(retrying, 10)  # the first retry comes after half a second, and is the last
+            assert RefusesWhenBack.tries == 2
+            assert not await broker.ping()
+
+    asyncio.run(scenario())

@@ -232,6 +232,9 @@ class Broker:
             await asyncio.sleep(delay)
             try:
                 await self._connect()
+            except ConfigurationError as exc:  # the broker answered, and refused: trying again changes nothing
+                logger.error("broker %s refused this configuration; not trying again: %s", self.url, exc)
+                return
             except Exception as exc:
                 delay = min(delay * 2, 30.0)
                 logger.warning("broker %s still unreachable, next try in %.0f s: %r", self.url, delay, exc)
