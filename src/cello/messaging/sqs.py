@@ -34,8 +34,8 @@ Options: ``profile`` (AWS profile; default: the chain's), ``visibility_timeout``
 ``wait_time`` (20.0 s long polling, at most 20; 0 polls short, a second apart while the queue is empty),
 ``create_queues`` (True), ``queue_attributes`` (more attributes for the queues Cello creates:
 ``MessageRetentionPeriod``, ``RedrivePolicy``, ...), ``queue_prefix`` (""), ``timeout`` (5.0 s for connecting,
-``ping`` and each call beside the long poll), ``max_connections`` (50 HTTP connections; each consumer's long poll
-holds one). SQS has no request/reply.
+``ping`` and each call beside the long poll), ``max_connections`` (50 HTTP connections; each of a consumer's pollers
+holds one during its long poll: one poller per ten messages of ``prefetch``, at most eight). SQS has no request/reply.
 """
 
 from __future__ import annotations
