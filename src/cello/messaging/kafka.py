@@ -393,7 +393,9 @@ class _KafkaConsumer(Consumer):
             settled = True
             self._settled(state, record, redelivered, outcome)
 
-        headers = {name.lower(): _text(value) for name, value in record.headers or ()}
+        # NOTE: a Kafka header may have no value (null, as other clients send it): an empty one here, where its
+        # ``None`` would end the fetch loop and with it the consumer
+        headers = {name.lower(): _text(value or b"") for name, value in record.headers or ()}
         key = None if record.key is None else _text(record.key)
         meta = {"partition": record.partition, "offset": record.offset, "timestamp": record.timestamp}
         delivery = Delivery(record.topic, record.value or b"", headers, key, settle, redelivered=redelivered,
