@@ -1,8 +1,9 @@
 """A worker for the real-broker tests (tests/live/test_brokers.py), served with several workers: its subscriber
-takes ``CELLO_BROKER_TOPIC`` jobs as group ``workers`` on the broker at ``CELLO_BROKER_URL`` (``Broker`` options as
-JSON in ``CELLO_BROKER_OPTIONS``), sleeps ``CELLO_BROKER_DELAY`` seconds on each, and writes what it does to
-``CELLO_BROKER_OUT/<pid>.log``: ``ready 0`` once subscribed, ``start <n>`` and ``done <n>``, a line each,
-written at once — so the test sees every worker's progress, and what survives a SIGTERM or a kill -9."""
+takes ``CELLO_BROKER_TOPIC`` jobs as group ``CELLO_BROKER_GROUP`` (default ``workers``) on the broker at
+``CELLO_BROKER_URL`` (``Broker`` options as JSON in ``CELLO_BROKER_OPTIONS``), sleeps ``CELLO_BROKER_DELAY`` seconds
+on each, and writes what it does to ``CELLO_BROKER_OUT/<pid>.log``: ``ready 0`` once subscribed, ``start <n>`` and
+``done <n>``, a line each, written at once — so the test sees every worker's progress, and what survives a SIGTERM
+or a kill -9."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def record(event: str, job: Job) -> None:
         log.write(f"{event} {job.n}\n")
 
 
-@broker.subscriber(os.environ["CELLO_BROKER_TOPIC"], group="workers", concurrency=4)
+@broker.subscriber(
+    os.environ["CELLO_BROKER_TOPIC"], group=os.environ.get("CELLO_BROKER_GROUP", "workers"), concurrency=4
+)
 async def work(job: Job, message: Message) -> None:
     record("start", job)
     await asyncio.sleep(DELAY)

@@ -257,10 +257,12 @@ class Workers:
 
     def __init__(self, live: Factory, target: BrokerTarget, topic: str, out: Path) -> None:
         self.live, self.target, self.topic, self.out = live, target, topic, out
+        # NOTE: a group of its own per test: tansu can take long to elect a leader in a group everybody left
+        self.group = f"workers-{uuid.uuid4().hex[:8]}"
 
     def start(self, workers: int = 1, delay: float = 0.0) -> Any:
         env = {"CELLO_BROKER_URL": self.target.url, "CELLO_BROKER_OPTIONS": orjson.dumps(self.target.options).decode(),
-               "CELLO_BROKER_TOPIC": self.topic, "CELLO_BROKER_OUT": str(self.out),
+               "CELLO_BROKER_TOPIC": self.topic, "CELLO_BROKER_GROUP": self.group, "CELLO_BROKER_OUT": str(self.out),
                "CELLO_BROKER_DELAY": str(delay), **self.target.env}  # fmt: skip
         before = len(self.events("ready"))
         server = self.live("broker_app:app", workers=workers, env=env, stop_timeout=30)
