@@ -237,6 +237,11 @@ def test_a_broker_that_is_not_there_fails_readiness_not_the_app(target, topic):
     async def hello():
         return {"ok": True}
 
+    @app.post("/orders")
+    async def order(body: Order):
+        await broker.publish(topic, body)
+        return {"queued": True}
+
     async def scenario() -> None:
         async with AsyncTestClient(app, real_brokers=True) as client:
             assert (await client.get("/hello")).status_code == 200
@@ -245,6 +250,12 @@ def test_a_broker_that_is_not_there_fails_readiness_not_the_app(target, topic):
             assert "broker" in ready.text
             with pytest.raises(BrokerUnavailable):
                 await broker.publish(topic, Order("pen", 1))
+            # a handler that publishes answers 503 problem+json, naming no broker, address or library
+            answer = await client.post("/orders", json={"item": "pen", "qty": 1})
+            assert answer.status_code == 503
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert answer.headers["retry-after"]
+            assert "127.0.0.1" not in answer.text and target.name not in answer.text
 
     run(scenario)
 

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
 from cello import App, ConfigurationError
-from cello.messaging import Broker, Message
+from cello.messaging import Broker, BrokerUnavailable, Message
 from cello.messaging.kafka import KafkaTransport
 from cello.testing import AsyncTestClient, free_port
 
@@ -194,6 +194,7 @@ def lag(subscriber: str, partition: int) -> float | None:
         ({"auto_offset_reset": "first"}, "auto_offset_reset is 'earliest' or 'latest'"),
         ({"session_timeout": 0}, "session_timeout must be a positive float"),
         ({"rebalance_timeout": "30"}, "rebalance_timeout must be a positive float"),
+        ({"publish_timeout": -1}, "publish_timeout must be a positive float"),
         ({"idempotent": "no"}, "idempotent must be True or False"),
         ({"client_id": ""}, "client_id must be a non-empty str"),
     ],
@@ -702,8 +703,8 @@ async def test_ping_and_publish_fail_while_tansu_is_gone_and_work_once_it_is_bac
 
         own_tansu.stop()  # SIGKILL
         await until_async(lambda: _not(broker.ping()), what="ping False while tansu is gone")
-        with pytest.raises(KafkaError):  # once the producer's request timeout is over
-            await asyncio.wait_for(broker.publish(topic, {"n": 0}), 90)
+        with pytest.raises(BrokerUnavailable):  # once publish_timeout (the producer's request timeout) is over
+            await asyncio.wait_for(broker.publish(topic, {"n": 0}), 30)
 
         own_tansu.start()  # the same port, but empty: the topic, its records and the group's offsets are gone
         await until_async(broker.ping, what="ping True once tansu is back")

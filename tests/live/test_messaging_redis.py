@@ -22,9 +22,8 @@ import redis
 
 from _helpers import redis_server, require_service
 from cello import App, ConfigurationError
-from cello.messaging import Broker, Message
+from cello.messaging import Broker, BrokerUnavailable, Message
 from cello.messaging.redis_streams import RedisStreamsTransport
-from cello.stores.base import StoreUnavailable
 from cello.testing import AsyncTestClient, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.timeout(90)]
@@ -425,7 +424,7 @@ def test_it_reconnects_after_redis_restarts(tmp_path):
                 await until(lambda: got == [1], what="the first job")
                 server.stop()  # killed: without persistence it comes back empty, stream and group gone
                 await until_async(lambda: _not(broker.ping()), what="ping False while Redis is down")
-                with pytest.raises(StoreUnavailable):
+                with pytest.raises(BrokerUnavailable):  # Redis's StoreUnavailable, said as the broker's
                     await broker.publish("jobs", {"n": 0})
                 await asyncio.sleep(1.0)  # the consumer finds Redis gone and keeps trying
                 server.restart()

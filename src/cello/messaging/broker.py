@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
-from ..http.exceptions import ConfigurationError
+from ..http.exceptions import ConfigurationError, ServiceUnavailable
 from .message import encode, new_id
 from .subscriber import Backoff, Subscriber, check_policy
 from .transport import Consumer, Transport
@@ -42,8 +42,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("cello.messaging")
 
 
-class BrokerUnavailable(ConnectionError):
-    """Publishing while the broker is not connected (not started yet, or not answering since startup)."""
+class BrokerUnavailable(ServiceUnavailable, ConnectionError):
+    """Publishing while the broker is not connected (not started yet, or not answering since startup), or a
+    publish the broker did not take. Let through by an HTTP handler, a 503 with ``Retry-After``, as a store's."""
 
 
 class RequestFailed(Exception):
@@ -152,7 +153,13 @@ class Broker:
         sent["x-message-id"] = message_id
         if correlation_id is not None:
             sent["x-correlation-id"] = correlation_id
-        await self.transport.publish(topic, body, key=key, headers=sent)
+        try:
+            await self.transport.publish(topic, body, key=key, headers=sent)
+        except (BrokerUnavailable, ConfigurationError, ValueError, TypeError):
+            raise  # already said, or a mistake of the caller's (a topic or header the broker cannot carry)
+        except Exception as exc:  # the client library's own error: the message may not have reached the broker
+            scheme = self.transport.scheme
+            raise BrokerUnavailable(f"{scheme}:// did not take a message for {topic!r}: {exc!r}") from exc
         return message_id
 
     async def request(

@@ -27,7 +27,8 @@ commit); a partition that comes straight back resumes where this member was, wit
 
 Options: ``idempotent`` (True), ``partitions`` (1), ``replication_factor`` (1), ``auto_offset_reset``
 ("earliest" | "latest"), ``session_timeout`` (10 s: a member that stops heartbeating for this long is dropped
-and its partitions move; heartbeats every third of it), ``rebalance_timeout`` (30 s), ``client_id`` ("cello").
+and its partitions move; heartbeats every third of it), ``rebalance_timeout`` (30 s), ``publish_timeout`` (10 s:
+how long a publish may wait for the broker to take the record), ``client_id`` ("cello").
 No exactly-once: Kafka transactions are not used.
 """
 
@@ -73,7 +74,7 @@ LAG_INTERVAL = 5.0  # seconds between updates of the lag gauge for partitions wi
 REDELIVERY_BACKOFF_CAP = 1.0
 
 _OPTIONS = ("idempotent", "partitions", "replication_factor", "auto_offset_reset", "session_timeout",
-            "rebalance_timeout", "client_id")  # fmt: skip
+            "rebalance_timeout", "publish_timeout", "client_id")  # fmt: skip
 # what a broker answers when it will not give an idempotent producer its id
 _IDEMPOTENCE_REFUSED = (UnknownError, UnsupportedVersionError, ClusterAuthorizationFailedError)
 
@@ -141,6 +142,7 @@ class KafkaTransport(Transport):
             )
         self.session_timeout: float = _positive("session_timeout", options.get("session_timeout", 10.0), float)
         self.rebalance_timeout: float = _positive("rebalance_timeout", options.get("rebalance_timeout", 30.0), float)
+        self.publish_timeout: float = _positive("publish_timeout", options.get("publish_timeout", 10.0), float)
         self.client_id = options.get("client_id", "cello")
         if not isinstance(self.client_id, str) or not self.client_id:
             raise ConfigurationError(f"kafka:// option client_id must be a non-empty str, not {self.client_id!r}")
@@ -153,8 +155,11 @@ class KafkaTransport(Transport):
     # -- life ------------------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        # NOTE: the producer's request timeout bounds a publish (aiokafka's default, 40 s, would hold an HTTP
+        # handler that long while the broker is gone)
         producer = AIOKafkaProducer(bootstrap_servers=self.servers, client_id=self.client_id, acks="all",
-                                    enable_idempotence=self.idempotent)  # fmt: skip
+                                    enable_idempotence=self.idempotent,
+                                    request_timeout_ms=int(self.publish_timeout * 1000))  # fmt: skip
         admin = AIOKafkaAdminClient(bootstrap_servers=self.servers, client_id=self.client_id)
         try:
             await producer.start()
