@@ -12,10 +12,10 @@ option: a message published to a topic none of whose queues exists yet is droppe
 it. Publishing creates no queue.
 
 Messages are persistent (delivery mode 2) and published with publisher confirms: ``publish`` returns once RabbitMQ
-has taken the message. Cello's headers travel as AMQP headers, and ``content-type``, ``x-message-id`` and
-``x-correlation-id`` also as the ``content_type``, ``message_id`` and ``correlation_id`` properties (what other AMQP
-clients read; a message from one without Cello's headers gets them from those properties). The key travels as the
-``x-cello-key`` header.
+has taken the message. Cello's headers travel as AMQP headers, except ``content-type``, ``x-message-id`` and
+``x-correlation-id``, which travel as the ``content_type``, ``message_id`` and ``correlation_id`` properties (what
+other AMQP clients read, and a table entry less to encode and decode per message; a value over a property's 255
+bytes stays a header). The key travels as the ``x-cello-key`` header.
 
 Each consumer has its own channel with ``basic.qos(prefetch)``. ack is ``basic.ack``, nack is ``basic.nack`` with
 requeue (delivered again at once), reject is ``basic.reject`` without requeue (dropped, or dead-lettered by the
@@ -427,17 +427,26 @@ def _outgoing(
     correlation_id: str | None = None,
     persistent: bool = True,
 ) -> aio_pika.Message:
-    """The AMQP message of Cello's bytes, headers and key; the three headers AMQP has properties for go there too
-    (when they fit a property's 255 bytes)."""
+    """The AMQP message of Cello's bytes, headers and key; the three headers AMQP has properties for go there
+    instead of the headers table (when they fit a property's 255 bytes): every AMQP client reads them there, and a
+    table entry costs an encode and a decode per message (``_incoming_headers`` puts them back)."""
+    content_type = _property(headers.get("content-type"))
+    message_id = _property(headers.get("x-message-id"))
+    correlation = _property(headers.get("x-correlation-id"))
     table: dict[str, Any] = dict(headers)
+    # NOTE: a request's correlation_id property is its reply token: the header then stays in the table
+    for name, carried in (("content-type", content_type), ("x-message-id", message_id),
+                          ("x-correlation-id", correlation if correlation_id is None else None)):  # fmt: skip
+        if carried is not None:
+            del table[name]
     if key is not None:
         table[KEY_HEADER] = key
     return aio_pika.Message(
         body,
-        headers=table,
-        content_type=_property(headers.get("content-type")),
-        message_id=_property(headers.get("x-message-id")),
-        correlation_id=correlation_id or _property(headers.get("x-correlation-id")),
+        headers=table or None,
+        content_type=content_type,
+        message_id=message_id,
+        correlation_id=correlation_id or correlation,
         reply_to=reply_to,
         delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
     )
