@@ -3,7 +3,7 @@
 a Cello subscriber and a FastStream subscriber; and what one publish costs each of them.
 
 Usage:
-    python benchmarks/messaging.py              # 3 rounds of 20,000 messages per broker and implementation
+    python benchmarks/messaging.py              # 5 rounds of 20,000 messages per broker and implementation
     python benchmarks/messaging.py --quick      # short smoke run
     python benchmarks/messaging.py --brokers amqp,nats
 
@@ -158,7 +158,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=20_000)
     ap.add_argument("--timed", type=int, default=2_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--brokers", help=f"comma list (default all: {', '.join(BROKERS)})")
     ap.add_argument("--working-tree", action="store_true", help="measure this checkout's src/ as it is")
