@@ -473,3 +473,49 @@ def test_a_broker_that_refuses_the_configuration_after_an_outage_is_not_tried_ag
             assert not await broker.ping()
 
     asyncio.run(scenario())
+
+
+def test_a_request_id_follows_into_the_messages_it_causes_and_their_log_lines(caplog):
+    import logging
+
+    from cello.middleware import RequestIdLogFilter
+
+    app = App()
+    app.enable_request_id()
+    broker = Broker()
+    app.include_broker(broker)
+    seen: list[tuple[str, str | None]] = []
+
+    @broker.subscriber("orders", group="billing")
+    async def bill(order: dict, message: Message):
+        logging.getLogger("shop").warning("billing order %s", order["n"])
+        seen.append(("orders", message.correlation_id))
+        await broker.publish("invoices", {"n": order["n"]})  # no correlation id given: it keeps the order's
+
+    @broker.subscriber("invoices", group="mail")
+    async def mail(invoice: dict, message: Message):
+        seen.append(("invoices", message.correlation_id))
+
+    @app.post("/orders")
+    async def order():
+        await broker.publish("orders", {"n": 1})
+        return {"queued": True}
+
+    caplog.handler.addFilter(RequestIdLogFilter())
+    caplog.set_level(logging.WARNING, logger="shop")
+
+    async def scenario() -> None:
+        async with AsyncTestClient(app) as client:
+            assert (await client.post("/orders", headers={"x-request-id": "req-42"})).status_code == 200
+            await broker.settled()
+            await broker.publish("orders", {"n": 2}, correlation_id="given")  # an explicit one wins
+
+            await broker.settled()
+
+    asyncio.run(scenario())
+    assert sorted(seen) == [("invoices", "given"), ("invoices", "req-42"), ("orders", "given"), ("orders", "req-42")]
+    billing = [record for record in caplog.records if record.name == "shop"]
+    assert [(record.getMessage(), record.request_id) for record in billing] == [
+        ("billing order 1", "req-42"),
+        ("billing order 2", "given"),
+    ]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import orjson
 
 from ..http.exceptions import ConfigurationError, ServiceUnavailable
+from ..middleware.request_id import current_request_id
 from .message import encode, new_id
 from .subscriber import Backoff, Subscriber, check_policy
 from .transport import Consumer, Transport
@@ -144,13 +145,16 @@ class Broker:
         message_id: str | None = None,
     ) -> str:
         """Send ``payload`` (JSON for dicts, lists and models; bytes and text as they are) to ``topic``; returns
-        its message id. ``key`` keeps messages in order (one partition, one lane)."""
+        its message id. ``key`` keeps messages in order (one partition, one lane). ``correlation_id`` defaults to
+        the request id of the request (``app.enable_request_id()``) or message being handled, if any."""
         self._check_connected()
         body, content_type = encode(payload)
         sent = {name.lower(): str(value) for name, value in (headers or {}).items()}
         sent.setdefault("content-type", content_type)
         message_id = message_id or sent.get("x-message-id") or new_id()
         sent["x-message-id"] = message_id
+        if correlation_id is None:
+            correlation_id = sent.get("x-correlation-id") or current_request_id.get()
         if correlation_id is not None:
             sent["x-correlation-id"] = correlation_id
         try:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..http.exceptions import ConfigurationError, RequestValidationError
+from ..middleware.request_id import current_request_id
 from ..routing.router import Route
 from . import metrics
 from .message import Delivery, Message, encode, new_id
@@ -264,6 +265,9 @@ class Subscriber:
             if call is None:
                 return  # nothing of the batch was left to handle
             started = time.perf_counter()
+            # NOTE: the handler's log lines carry the correlation id as their request id (RequestIdLogFilter), and
+            # what it publishes keeps it as its correlation id
+            traced = current_request_id.set(call.correlation_id or call.id)
             try:
                 result = await self.endpoint(call)
             except RequestValidationError as exc:
@@ -300,6 +304,7 @@ class Subscriber:
                 await self._give_up(messages, f"{type(exc).__name__}: {exc}")
                 return
             finally:
+                current_request_id.reset(traced)
                 self.metrics.handled(time.perf_counter() - started)
             break
         await self._succeeded(messages, result)
