@@ -271,15 +271,15 @@ class Workers:
         # NOTE: a group of its own per test: tansu can take long to elect a leader in a group everybody left
         self.group = f"workers-{uuid.uuid4().hex[:8]}"
 
-    def start(self, workers: int = 1, delay: float = 0.0) -> Any:
+    def start(self, workers: int = 1, delay: float = 0.0, server: str = "granian") -> Any:
         env = {"CELLO_BROKER_URL": self.target.url, "CELLO_BROKER_OPTIONS": orjson.dumps(self.target.options).decode(),
                "CELLO_BROKER_TOPIC": self.topic, "CELLO_BROKER_GROUP": self.group, "CELLO_BROKER_OUT": str(self.out),
                "CELLO_BROKER_DELAY": str(delay), **self.target.env}  # fmt: skip
         before = len(self.events("ready"))
-        server = self.live("broker_app:app", workers=workers, env=env, stop_timeout=30)
-        server.start()
+        live = self.live("broker_app:app", server, workers=workers, env=env, stop_timeout=30)
+        live.start()
         self.wait(lambda: len(self.events("ready")) >= before + workers, what=f"{workers} subscribed workers")
-        return server
+        return live
 
     def events(self, kind: str) -> list[tuple[int, int]]:
         """``(pid, job)`` of every ``kind`` record so far, in each worker's order."""
@@ -365,3 +365,25 @@ def test_kill_9_mid_batch_loses_nothing(workers):
     # broker; what was under way or still waiting is done exactly once after the restart
     repeated = {n for n in done if done.count(n) > 1}
     assert repeated <= done_before, (repeated, done_before)
+
+
+@pytest.mark.parametrize("engine", ["granian-asgi", "uvicorn", "hypercorn"])
+def test_every_engine_starts_the_broker_and_drains_it_at_sigterm(live, tmp_path, engine):
+    """The broker's lifecycle rides on the app's startup and shutdown, the same on every engine (one broker is
+    enough to show it: the conformance tests above run each broker under granian's RSGI face)."""
+    from _brokers import redis
+
+    with redis() as found:
+        try:
+            workers = Workers(live, found, f"{PREFIX}{uuid.uuid4().hex[:10]}", tmp_path)
+            server = workers.start(workers=1, delay=0.5, server=engine)
+            workers.publish(range(8))
+            workers.wait(lambda: len(workers.jobs("start")) >= 2, what="jobs under way")
+            server.stop()
+            assert workers.jobs("start") == workers.jobs("done"), "a handler under way at SIGTERM was cut off"
+            workers.start(workers=1, server=engine)
+            workers.wait(lambda: set(workers.jobs("done")) == set(range(8)), what="the rest after the restart")
+            assert sorted(workers.jobs("done")) == list(range(8)), "a job acked at the drain was done again"
+        finally:
+            assert found.forget is not None
+            found.forget(PREFIX)
