@@ -160,7 +160,7 @@ class Subscriber:
         message = Message(self.broker.app, delivery, attempt=delivery.redelivered + 1)
         message.route = self.route
         self.metrics.received()
-        if not await self._admitted(message):
+        if (self.guards or self.dedup is not None) and not await self._admitted(message):
             return
         if self.batch is not None:
             await self._join_batch(message)
@@ -264,7 +264,8 @@ class Subscriber:
             call = messages[0] if self.batch is None else self._batch_message(messages)
             if call is None:
                 return  # nothing of the batch was left to handle
-            started = time.perf_counter()
+            timed = self.metrics.timed
+            started = time.perf_counter() if timed else 0.0
             # NOTE: the handler's log lines carry the correlation id as their request id (RequestIdLogFilter), and
             # what it publishes keeps it as its correlation id
             traced = current_request_id.set(call.correlation_id or call.id)
@@ -305,7 +306,8 @@ class Subscriber:
                 return
             finally:
                 current_request_id.reset(traced)
-                self.metrics.handled(time.perf_counter() - started)
+                if timed:
+                    self.metrics.handled(time.perf_counter() - started)
             break
         await self._succeeded(messages, result)
 
