@@ -33,9 +33,11 @@ message twice when it redelivers one while only pull requests of clients gone aw
 
 Headers travel as NATS headers (lower-case on the way in; values trimmed, a line break becomes a space, as NATS
 headers are one line each); the key as the ``x-cello-key`` header. JetStream's own ``Nats-*`` headers are not handed
-on. ``publish`` returns once JetStream stored the message (its PubAck), and sends ``Nats-Msg-Id: <topic>:<message
-id>`` so the stream drops a message re-sent within its ``duplicate_window`` (2 minutes by default) — qualified by
-topic so a dead letter, which keeps its original's id, is not taken for a duplicate in a stream that holds both.
+on. ``publish`` returns once JetStream stored the message (its PubAck). The message id travels as ``Nats-Msg-Id:
+<topic>:<message id>``, so the stream drops a message re-sent within its ``duplicate_window`` (2 minutes by
+default) — qualified by topic so a dead letter, which keeps its original's id, is not taken for a duplicate in a
+stream that holds both — and not also as ``x-message-id``, which is made from it on the way in (a message of
+another client's with a ``Nats-Msg-Id`` of its own gets that as its id).
 
 Request/reply: a core NATS request to a stream's subject would be answered by JetStream's PubAck, so a request is
 stored like any message with an ``x-cello-reply-to`` header naming an inbox of the requester's, and the subscriber
@@ -126,7 +128,10 @@ def _check_subject(topic: str, *, wildcards: bool) -> None:
         raise ConfigurationError(f"topic {topic!r} is not {kind}: dot-separated tokens, no whitespace")
 
 
-def _outgoing(headers: Mapping[str, str], key: str | None) -> dict[str, str]:
+def _outgoing(headers: Mapping[str, str], key: str | None, topic: str | None = None) -> dict[str, str]:
+    """NATS headers of a message; stored in JetStream (``topic`` given), its id travels once, as the
+    ``Nats-Msg-Id`` JetStream deduplicates by — ``<topic>:<id>`` — not also as ``x-message-id``: each header
+    costs every consumer a parse."""
     sent = {}
     for name, value in headers.items():
         if not _HEADER_NAME.fullmatch(name):
@@ -134,16 +139,22 @@ def _outgoing(headers: Mapping[str, str], key: str | None) -> dict[str, str]:
         sent[name] = value
     if key is not None:
         sent[KEY_HEADER] = key
+    if topic is not None and "x-message-id" in sent:
+        sent[MSG_ID_HEADER] = f"{topic}:{sent.pop('x-message-id')}"
     return sent
 
 
-def _incoming(headers: Mapping[str, str] | None) -> tuple[dict[str, str], str | None, str | None]:
-    """A message's headers for Cello, its key and the inbox a request wants its answer on."""
+def _incoming(headers: Mapping[str, str] | None, subject: str = "") -> tuple[dict[str, str], str | None, str | None]:
+    """A message's headers for Cello (``x-message-id`` from ``Nats-Msg-Id``, less its ``<subject>:``), its key and
+    the inbox a request wants its answer on."""
     found = {name.lower(): value for name, value in (headers or {}).items()}
     key = found.pop(KEY_HEADER, None)
     reply_to = found.pop(REPLY_HEADER, None)
+    stored_id = found.get("nats-msg-id")
     for name in [name for name in found if name.startswith("nats-")]:  # JetStream's own (Nats-Msg-Id...)
         del found[name]
+    if stored_id is not None and "x-message-id" not in found:
+        found["x-message-id"] = stored_id.removeprefix(f"{subject}:") if subject else stored_id
     return found, key, reply_to
 
 
@@ -356,10 +367,7 @@ class NatsTransport(Transport):
 
     async def publish(self, topic: str, body: bytes, *, key: str | None, headers: Mapping[str, str]) -> None:
         _check_subject(topic, wildcards=False)
-        sent = _outgoing(headers, key)
-        if "x-message-id" in sent:
-            sent[MSG_ID_HEADER] = f"{topic}:{sent['x-message-id']}"
-        await self._store(topic, body, sent)
+        await self._store(topic, body, _outgoing(headers, key, topic))
 
     async def _store(self, topic: str, body: bytes, headers: dict[str, str]) -> None:
         _, js = self._client()
@@ -379,7 +387,7 @@ class NatsTransport(Transport):
         token = uuid.uuid4().hex
         answer: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         self.answers[token] = answer
-        sent = _outgoing(headers, None)
+        sent = _outgoing(headers, None, topic)
         sent[REPLY_HEADER] = f"{self.reply_prefix}.{token}"
         try:
             async with asyncio.timeout(timeout):
@@ -442,7 +450,7 @@ class NatsTransport(Transport):
             logger.warning("%s of %s not confirmed by JetStream (%r); it may come again", outcome, msg.reply, exc)
 
     def delivery(self, msg: Msg, settle: Settle) -> Delivery:
-        headers, key, reply_to = _incoming(msg.headers)
+        headers, key, reply_to = _incoming(msg.headers, msg.subject)
         meta = msg.metadata
         return Delivery(
             msg.subject, msg.data, headers, key, settle, redelivered=max(meta.num_delivered - 1, 0),
