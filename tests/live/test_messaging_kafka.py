@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +24,8 @@ from typing import Any
 
 import orjson
 import pytest
-from _brokers import BrokerTarget, kafka, tansu_program
+from _brokers import KAFKA_OPTIONS, BrokerTarget, PortProgram, kafka
+from _brokers import tansu as tansu_server
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -37,7 +34,7 @@ from prometheus_client import REGISTRY
 from cello import App, ConfigurationError
 from cello.messaging import Broker, BrokerUnavailable, Message
 from cello.messaging.kafka import KafkaTransport
-from cello.testing import AsyncTestClient, free_port
+from cello.testing import AsyncTestClient
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.timeout(120)]
 
@@ -638,58 +635,22 @@ async def test_tansu_refuses_the_idempotent_producer_with_a_configuration_error(
     assert broker.connected is False
 
 
-class Tansu:
-    """A tansu of a test's own on a fixed loopback port (memory storage), in its own process group: stopping it
-    (SIGKILL) loses every topic and offset."""
-
-    def __init__(self) -> None:
-        self.program = tansu_program()
-        self.port = free_port()
-        self.target = BrokerTarget("kafka", f"kafka://127.0.0.1:{self.port}",
-                                   {"session_timeout": 6.0, "idempotent": False, "partitions": 2})  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        address = f"tcp://127.0.0.1:{self.port}"
-        command = [self.program, "broker", "--listener-url", address, "--advertised-listener-url", address,
-                   "--storage-engine", "memory://tansu/"]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tansu exited with {self.process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("tansu did not listen within 30 s")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture
-def own_tansu() -> Iterator[Tansu]:
-    server = Tansu()
-    server.start()
-    try:
+def own_tansu() -> Iterator[PortProgram]:
+    """A tansu of the test's own, to kill and start again: stopping it loses every topic and offset."""
+    with tansu_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _not(ping: Awaitable[bool]) -> bool:
     return not await ping
 
 
-@pytest.mark.timeout(180)  # the publish while tansu is gone fails only after aiokafka's request timeout
-async def test_ping_and_publish_fail_while_tansu_is_gone_and_work_once_it_is_back(own_tansu: Tansu, topic: str) -> None:
-    app, broker = make(own_tansu.target)
+@pytest.mark.timeout(180)  # kills tansu and starts it again: several bounded waits, each up to a minute
+async def test_ping_and_publish_fail_while_tansu_is_gone_and_work_once_it_is_back(
+    own_tansu: PortProgram, topic: str
+) -> None:
+    app, broker = make(BrokerTarget("kafka", f"kafka://127.0.0.1:{own_tansu.port}", {**KAFKA_OPTIONS, "partitions": 2}))
     got: list[int] = []
 
     @broker.subscriber(topic, group="workers")

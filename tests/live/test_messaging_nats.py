@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +22,11 @@ import msgspec
 import nats
 import nats.js.errors
 import pytest
+from _brokers import PortProgram
+from _brokers import nats_server as own_nats_server
 from nats.js import api
 
-from _helpers import require_program, require_service
+from _helpers import require_service
 from cello import App, ConfigurationError
 from cello.messaging import Broker, Message, RequestFailed
 from cello.messaging.message import Delivery
@@ -531,50 +528,16 @@ async def test_a_deleted_consumer_or_stream_is_made_again(topics: Topics) -> Non
         await transport.close()
 
 
-class NatsServer:
-    """A nats-server with JetStream of the test's own on a free port, its store in ``directory``."""
-
-    def __init__(self, directory: Path) -> None:
-        found = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/local/sbin")
-        self.program = require_program("nats-server", found)
-        self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [self.program, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nats-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Any:
-    server = NatsServer(tmp_path)
-    server.start()
-    try:
+def nats_server(tmp_path: Path) -> Iterator[PortProgram]:
+    """A nats-server of the test's own (its store in tmp_path), to kill and start again."""
+    with own_nats_server(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
-async def test_the_server_goes_away_and_comes_back(nats_server: NatsServer) -> None:
+async def test_the_server_goes_away_and_comes_back(nats_server: PortProgram) -> None:
     topic = f"cello-test.nats.restart.{uuid.uuid4().hex[:8]}"
-    app, broker = make(nats_server.url, reconnect_wait=0.2)
+    app, broker = make(f"nats://127.0.0.1:{nats_server.port}", reconnect_wait=0.2)
     seen: list[int] = []
 
     @broker.subscriber(topic, group="workers", concurrency=2)

@@ -9,12 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,68 +16,27 @@ from typing import Any
 
 import orjson
 import pytest
+from _brokers import SQS_ENV, PortProgram, moto
 
-from _helpers import require_program
 from cello import App, ConfigurationError
 from cello.messaging import Broker, Message
 from cello.messaging.message import Delivery
 from cello.messaging.sqs import QueueNotFound, SqsTransport, decode_body, encode_body, queue_name
-from cello.testing import AsyncTestClient, free_port
+from cello.testing import AsyncTestClient
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.timeout(120)]
 
-ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 QUICK = {"visibility_timeout": 2.0, "wait_time": 1.0}
 
 
-class MotoServer:
-    """moto's SQS server of a test's own on a free loopback port, in its own process group: stopping it (SIGKILL)
-    loses its state, as a real outage of an in-memory server would."""
-
-    def __init__(self, port: int | None = None) -> None:
-        program = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-        self.program = require_program("moto_server (pip install 'moto[server]')", program)
-        self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.url = f"sqs://us-east-1?endpoint_url={self.endpoint}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([self.program, "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, **ENV}, start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("moto_server did not listen within 30 s")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-
-@contextlib.contextmanager
-def moto_server(port: int | None = None) -> Iterator[MotoServer]:
-    server = MotoServer(port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def url_of(server: PortProgram) -> str:
+    return f"sqs://us-east-1?endpoint_url=http://127.0.0.1:{server.port}"
 
 
 @pytest.fixture(scope="module")
-def sqs() -> Iterator[MotoServer]:
-    with pytest.MonkeyPatch.context() as patch, moto_server() as server:
-        for name, value in ENV.items():
+def sqs() -> Iterator[PortProgram]:
+    with pytest.MonkeyPatch.context() as patch, moto() as server:
+        for name, value in SQS_ENV.items():
             patch.setenv(name, value)
         yield server
 
@@ -205,7 +158,7 @@ def test_bodies_travel_as_text_or_base64():
 def test_queues_are_created_with_mapped_names_attributes_and_fifo(sqs, topic):
     async def scenario() -> None:
         attributes = {"MessageRetentionPeriod": 600, "ContentBasedDeduplication": True}
-        async with transport(sqs.url, queue_prefix="t_", queue_attributes=attributes) as sqs_transport:
+        async with transport(url_of(sqs), queue_prefix="t_", queue_attributes=attributes) as sqs_transport:
             client = sqs_transport.client
             await sqs_transport.publish(topic + ".dlq", b"x", key=None, headers={})
             await sqs_transport.publish(topic + ".fifo", b"y", key="k", headers={"x-message-id": "m-1"})
@@ -228,7 +181,7 @@ def test_queues_are_created_with_mapped_names_attributes_and_fifo(sqs, topic):
 
 def test_without_create_queues_a_missing_queue_is_an_error(sqs, topic):
     async def scenario() -> None:
-        async with transport(sqs.url, create_queues=False) as sqs_transport:
+        async with transport(url_of(sqs), create_queues=False) as sqs_transport:
             with pytest.raises(QueueNotFound):
                 await sqs_transport.publish(topic, b"x", key=None, headers={})
             with pytest.raises(QueueNotFound):
@@ -248,7 +201,7 @@ def test_headers_key_and_binary_bodies_round_trip_in_one_attribute(sqs, topic):
     bodies = [b"\x00\x01\xff binary", b"", b"plain text", "ünïcode ☕".encode(), b"a\x07b"]
 
     async def scenario() -> None:
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             client = sqs_transport.client
             for n, body in enumerate(bodies):
                 await sqs_transport.publish(topic, body, key=f"k{n}", headers={**headers, "x-message-id": str(n)})
@@ -290,7 +243,7 @@ def test_fifo_topics_group_by_key_and_deduplicate_by_message_id(sqs, topic):
     topic += ".fifo"
 
     async def scenario() -> None:
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             await sqs_transport.publish(topic, b"1", key="customer-7", headers={"x-message-id": "m-1"})
             await sqs_transport.publish(topic, b"1 again", key="customer-7", headers={"x-message-id": "m-1"})
             await sqs_transport.publish(topic, b"2", key=None, headers={"x-message-id": "m-2"})
@@ -329,7 +282,7 @@ def test_a_handler_longer_than_the_visibility_timeout_is_not_redelivered_meanwhi
             seen.append(("second", delivery.redelivered))
             await delivery.settle("ack")
 
-        async with transport(sqs.url) as first, transport(sqs.url) as second:
+        async with transport(url_of(sqs)) as first, transport(url_of(sqs)) as second:
             consumer = await first.consume(topic, "g", slow, prefetch=1)
             await first.publish(topic, b"long job", key=None, headers={})
             await until(lambda: bool(seen), what="the job")
@@ -361,7 +314,7 @@ def test_nack_is_at_once_reject_drops_and_unsettled_comes_back_after_the_timeout
                 await delivery.settle("ack")
 
         # a visibility timeout far longer than the test: what comes back soon was made visible by the adapter
-        async with transport(sqs.url, visibility_timeout=60) as sqs_transport:
+        async with transport(url_of(sqs), visibility_timeout=60) as sqs_transport:
             consumer = await sqs_transport.consume(topic, "g", handler, prefetch=3)
             for body in (b"nack", b"reject", b"forget"):
                 await sqs_transport.publish(topic, body, key=None, headers={})
@@ -375,7 +328,7 @@ def test_nack_is_at_once_reject_drops_and_unsettled_comes_back_after_the_timeout
 
         # the transport closed under a running handler: its message returns after its visibility timeout
         again: list[Delivery] = []
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             hold = asyncio.Event()
 
             async def stuck(delivery: Delivery) -> None:
@@ -388,7 +341,7 @@ def test_nack_is_at_once_reject_drops_and_unsettled_comes_back_after_the_timeout
             await until(lambda: len(again) == 1, what="the delivery")
         hold.set()
         await asyncio.sleep(0.05)
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             later: list[Delivery] = []
 
             async def take(delivery: Delivery) -> None:
@@ -407,7 +360,7 @@ def test_nack_is_at_once_reject_drops_and_unsettled_comes_back_after_the_timeout
 
 def test_stop_does_not_sit_out_a_long_poll(sqs, topic):
     async def scenario() -> None:
-        async with transport(sqs.url, wait_time=20) as sqs_transport:
+        async with transport(url_of(sqs), wait_time=20) as sqs_transport:
             consumer = await sqs_transport.consume(topic, "g", _ignore, prefetch=4)
             await asyncio.sleep(1.0)  # the long poll is under way
             started = time.monotonic()
@@ -430,7 +383,7 @@ def test_stop_does_not_sit_out_a_long_poll(sqs, topic):
 
 def test_short_polling_still_receives(sqs, topic):
     async def scenario() -> None:
-        async with transport(sqs.url, wait_time=0) as sqs_transport:
+        async with transport(url_of(sqs), wait_time=0) as sqs_transport:
             got: list[bytes] = []
 
             async def handler(delivery: Delivery) -> None:
@@ -454,7 +407,7 @@ def test_acks_and_concurrent_publishes_go_in_batches(sqs, topic):
             calls[model.name] += 1
             calls["sent" if model.name == "SendMessageBatch" else "deleted"] += len(params["Entries"])
 
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             for operation in ("SendMessageBatch", "DeleteMessageBatch"):
                 sqs_transport.client.meta.events.register(f"provide-client-params.sqs.{operation}", count)
             await sqs_transport.publish(topic, b"first", key=None, headers={})  # creates the queue
@@ -469,12 +422,14 @@ def test_acks_and_concurrent_publishes_go_in_batches(sqs, topic):
                 await delivery.settle("ack")
 
             consumer = await sqs_transport.consume(topic, "g", handler, prefetch=20)
-            await until(lambda: len(got) >= 61, what="every message")
+            await until(lambda: len(set(got)) >= 61, what="every message")
             await asyncio.sleep(0.5)
             await consumer.stop()
-            assert sorted(got) == sorted([b"first", *(b"%d" % n for n in range(60))])
-            assert calls["deleted"] == 61
-            assert calls["DeleteMessageBatch"] < 61, calls
+            # NOTE: a standard queue may hand a message out twice (SQS says so; moto's server does it now and then
+            # to two receives at once): every message came, and each delivery was deleted, in batches
+            assert set(got) == {b"first", *(b"%d" % n for n in range(60))}
+            assert calls["deleted"] == len(got)
+            assert calls["DeleteMessageBatch"] < len(got), calls
             url = await sqs_transport.queue_url(queue_name(topic))
             assert await queue_counts(sqs_transport.client, url) == (0, 0)
 
@@ -483,7 +438,7 @@ def test_acks_and_concurrent_publishes_go_in_batches(sqs, topic):
 
 def test_messages_of_other_software_keep_their_attributes_as_headers(sqs, topic):
     async def scenario() -> None:
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             client = sqs_transport.client
             plain = await sqs_transport.queue_url(queue_name(topic))
             fifo = await sqs_transport.queue_url(queue_name(topic + ".fifo"))
@@ -516,7 +471,7 @@ def test_messages_of_other_software_keep_their_attributes_as_headers(sqs, topic)
 
 def test_a_second_group_on_a_topic_is_refused_the_same_group_shares(sqs, topic):
     app = App()
-    broker = Broker(sqs.url, **QUICK)
+    broker = Broker(url_of(sqs), **QUICK)
     app.include_broker(broker)
     got: list[str] = []
 
@@ -535,7 +490,7 @@ def test_a_second_group_on_a_topic_is_refused_the_same_group_shares(sqs, topic):
             await until(lambda: len(got) == 20, what="the messages")
         assert set(got) <= {"one", "two"}
 
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
             consumer = await sqs_transport.consume(topic, "billing", _ignore, prefetch=1)
             with pytest.raises(ConfigurationError, match="no fan-out"):
                 await sqs_transport.consume(topic.replace(".", "-"), "audit", _ignore, prefetch=1)
@@ -547,11 +502,11 @@ def test_a_second_group_on_a_topic_is_refused_the_same_group_shares(sqs, topic):
 
 
 def test_ping_and_recovery_after_the_server_comes_back_empty(monkeypatch):
-    for name, value in ENV.items():
+    for name, value in SQS_ENV.items():
         monkeypatch.setenv(name, value)
     topic = f"cello-sqs.{uuid.uuid4().hex[:10]}"
 
-    with moto_server() as server:
+    with moto() as server:
 
         async def scenario() -> None:
             got: list[bytes] = []
@@ -560,7 +515,7 @@ def test_ping_and_recovery_after_the_server_comes_back_empty(monkeypatch):
                 got.append(delivery.body)
                 await delivery.settle("ack")
 
-            async with transport(server.url, timeout=1.0) as sqs_transport:
+            async with transport(url_of(server), timeout=1.0) as sqs_transport:
                 assert await sqs_transport.ping()
                 consumer = await sqs_transport.consume(topic, "g", handler, prefetch=2)
                 await sqs_transport.publish(topic, b"before", key=None, headers={})
@@ -607,7 +562,7 @@ def test_ping_and_recovery_after_the_server_comes_back_empty(monkeypatch):
 def test_a_handler_outliving_the_drain_settles_quietly_and_its_message_returns(sqs, topic, caplog):
     app = App()
     app.enable_health_checks()
-    broker = Broker(sqs.url, drain_timeout=0.5, **QUICK)
+    broker = Broker(url_of(sqs), drain_timeout=0.5, **QUICK)
     app.include_broker(broker)
     release = asyncio.Event()
     seen: list[int] = []
@@ -627,7 +582,7 @@ def test_a_handler_outliving_the_drain_settles_quietly_and_its_message_returns(s
         assert seen == [1]
         assert not [r for r in caplog.records if r.name.startswith("cello.messaging.sqs") and r.levelno >= 30]
         got: list[int] = []
-        async with transport(sqs.url) as sqs_transport:
+        async with transport(url_of(sqs)) as sqs_transport:
 
             async def handler(delivery: Delivery) -> None:
                 got.append(delivery.redelivered)
