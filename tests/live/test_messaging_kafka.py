@@ -558,6 +558,30 @@ async def test_a_member_stopping_midway_hands_its_partitions_over_and_nothing_is
     assert sorted(numbers) == list(range(80)), sorted(n for n in by_one if numbers.count(n) > 1)
 
 
+async def test_a_subscriber_of_one_at_a_time_takes_each_partition_in_offset_order(
+    tansu: BrokerTarget, topic: str
+) -> None:
+    app, broker = make(tansu, partitions=2)
+    seen: list[tuple[int, int]] = []
+
+    @broker.subscriber(topic, group=f"in-order-{topic}")  # concurrency 1: one task per partition, no task per record
+    async def handle(item: dict[str, int], message: Message) -> None:
+        seen.append((message.meta["partition"], message.meta["offset"]))
+        if item["n"] % 7 == 0:
+            await asyncio.sleep(0.005)  # a slower record holds up only what comes after it
+
+    async with transport(tansu, partitions=2) as publisher:
+        for n in range(60):
+            await publisher.publish(
+                topic, b'{"n":%d}' % n, key=f"k{n % 5}", headers={"content-type": "application/json"}
+            )
+    async with serving(app):
+        await until(lambda: len(seen) == 60, what="every record")
+    for partition in {p for p, _ in seen}:
+        offsets = [offset for p, offset in seen if p == partition]
+        assert offsets == sorted(offsets) == list(range(offsets[0], offsets[0] + len(offsets)))
+
+
 # -- the lag gauge -------------------------------------------------------------------------------------------------
 
 

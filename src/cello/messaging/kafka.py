@@ -12,7 +12,9 @@ record key, so one key's messages stay in one partition and keep their order; he
 
 Consuming: each subscriber is one member (an ``AIOKafkaConsumer``) of the Kafka consumer group named after the
 Cello group, so every group gets each message and a group's members share the topic's partitions. Records are
-handed to the handler each in its own task, at most ``prefetch`` unsettled at a time. Offsets are committed by
+handed to the handler each in its own task, at most ``prefetch`` unsettled at a time — except to a subscriber that
+handles one message at a time (``concurrency=1``, no batches), which gets each partition's records in offset order
+from one task per partition: a task per record would cost more than the record. Offsets are committed by
 Cello, never automatically: per partition, up to the lowest offset not yet settled (acked or rejected), after
 every settle (coalesced into one commit request under way at a time) — so a stop commits all that finished, and
 after a crash only the records under way or just finished are read again. ``nack`` hands the record to the handler
@@ -242,8 +244,12 @@ class KafkaTransport(Transport):
         _topic(topic)
         await self.ensure_topic(topic)
         # the lag gauge's label: the subscriber's name when the handler is a Subscriber's (it always is in Cello)
-        name = getattr(getattr(handler, "__self__", None), "name", None) or group
-        consumer = _KafkaConsumer(self, topic, group, handler, prefetch, str(name))
+        subscriber = getattr(handler, "__self__", None)
+        name = getattr(subscriber, "name", None) or group
+        # NOTE: a subscriber that handles one message at a time gets each partition's records from one task, in
+        # order: a task per record (and its wait for the subscriber's one slot) would cost more than the record
+        in_order = getattr(subscriber, "concurrency", None) == 1 and getattr(subscriber, "batch", None) is None
+        consumer = _KafkaConsumer(self, topic, group, handler, prefetch, str(name), in_order)
         await consumer.start()
         return consumer
 
@@ -261,7 +267,7 @@ class _Partition:
     """What one assigned partition has handed over and what of it may be committed."""
 
     __slots__ = ("tp", "outstanding", "settled", "commit_to", "committed", "next_offset", "tasks", "revoked",
-                 "abandoned")  # fmt: skip
+                 "abandoned", "waiting", "worker")  # fmt: skip
 
     def __init__(self, tp: Any) -> None:
         self.tp = tp
@@ -273,6 +279,8 @@ class _Partition:
         self.tasks: set[asyncio.Task[None]] = set()  # handlers under way on it
         self.revoked = False  # taken away by a rebalance under way: nothing more is handed over
         self.abandoned = 0  # records nacked while revoked or stopping: no longer under way, never settled
+        self.waiting: deque[Any] = deque()  # records for the partition's worker (a subscriber of one at a time)
+        self.worker: asyncio.Task[None] | None = None
 
     def settle(self, offset: int) -> bool:
         """Mark ``offset`` settled; whether ``commit_to`` moved."""
@@ -306,7 +314,7 @@ class _KafkaConsumer(Consumer):
     """One subscriber's member of its Kafka consumer group (see the module)."""
 
     def __init__(self, transport: KafkaTransport, topic: str, group: str, handler: Handler, prefetch: int,
-                 name: str) -> None:  # fmt: skip
+                 name: str, in_order: bool = False) -> None:  # fmt: skip
         self.transport = transport
         self.topic = topic
         self.group = group
@@ -314,6 +322,7 @@ class _KafkaConsumer(Consumer):
         self.prefetch = prefetch
         self.refill = refill_at(prefetch)
         self.name = name
+        self.in_order = in_order
         self.kafka: Any = None
         self.partitions: dict[Any, _Partition] = {}
         self.unsettled = 0  # records handed over and not yet settled (nor given back)
@@ -383,12 +392,35 @@ class _KafkaConsumer(Consumer):
                     self.unsettled += 1
                     state.outstanding.append(record.offset)
                     state.next_offset = record.offset + 1
-                    self._hand_over(state, record, 0)
+                    if self.in_order:
+                        state.waiting.append(record)
+                    else:
+                        self._hand_over(state, record, 0)
+                if self.in_order and state.worker is None and state.waiting:
+                    state.worker = asyncio.get_running_loop().create_task(self._work(state))
+                    self._track(state, state.worker)
                 highwater = kafka.highwater(tp)
                 if highwater is not None:
                     metrics.lag(self.name, tp.partition, max(0, highwater - records[-1].offset - 1))
 
+    async def _work(self, state: _Partition) -> None:
+        """One partition's records, one after another, for a subscriber that handles one at a time."""
+        try:
+            while state.waiting:
+                record = state.waiting.popleft()
+                if state.revoked or self.stopping:  # not started: whoever owns the partition next reads it again
+                    self._free_slot()
+                    state.abandoned += 1
+                    continue
+                await self._deliver(state, record, 0)
+        finally:
+            state.worker = None
+
     def _hand_over(self, state: _Partition, record: Any, redelivered: int) -> None:
+        self._track(state, asyncio.get_running_loop().create_task(self._deliver(state, record, redelivered)))
+
+    async def _deliver(self, state: _Partition, record: Any, redelivered: int) -> None:
+        """Hand ``record`` to the handler and see that it is settled."""
         settled = False
 
         async def settle(outcome: str) -> None:
@@ -406,16 +438,13 @@ class _KafkaConsumer(Consumer):
         delivery = Delivery(record.topic, record.value or b"", headers, key, settle, redelivered=redelivered,
                             meta=meta)  # fmt: skip
 
-        async def run() -> None:
-            try:
-                await self.handler(delivery)
-            except Exception:
-                logger.exception("handler of %s (group %s) raised; the record goes back", self.topic, self.group)
-            finally:
-                if not settled:  # ended without settling (cancelled, or a manual handler that forgot): again
-                    await settle("nack")
-
-        self._track(state, asyncio.get_running_loop().create_task(run()))
+        try:
+            await self.handler(delivery)
+        except Exception:
+            logger.exception("handler of %s (group %s) raised; the record goes back", self.topic, self.group)
+        finally:
+            if not settled:  # ended without settling (cancelled, or a manual handler that forgot): again
+                await settle("nack")
 
     def _track(self, state: _Partition, task: asyncio.Task[None]) -> None:
         self.tasks.add(task)
