@@ -23,7 +23,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 GROUP = "bench"
@@ -70,16 +70,19 @@ async def publish_all(send: Callable[[dict[str, Any]], Awaitable[Any]], count: i
     return per_publish
 
 
-async def finish(counter: Counter) -> dict[str, float]:
+async def consumed(counter: Counter, loop: Coroutine[Any, Any, None] | None = None) -> dict[str, float]:
+    """Say ``ready``, then wait until the counter's messages are handled (by ``loop``, a raw client's consuming
+    loop, when given); the seconds from the first to the last and the CPU seconds in between."""
+    task = asyncio.ensure_future(loop) if loop is not None else None
+    print("ready", flush=True)
     await asyncio.wait_for(counter.done.wait(), CONSUME_TIMEOUT)
     assert counter.first is not None
     # the last handler's ack goes out right after it returns: let it
     await asyncio.sleep(0)
-    return {"seconds": time.perf_counter() - counter.first, "cpu": cpu_seconds() - counter.cpu_first}
-
-
-def ready() -> None:
-    print("ready", flush=True)
+    result = {"seconds": time.perf_counter() - counter.first, "cpu": cpu_seconds() - counter.cpu_first}
+    if task is not None:
+        await task
+    return result
 
 
 # -- Cello ----------------------------------------------------------------------------------------------------
@@ -121,8 +124,7 @@ async def cello(mode: str, broker_kind: str, url: str, topic: str, count: int, t
         if mode == "publish":
             return {"publish_us": await publish_all(lambda body: broker.publish(topic, body), count, timed)}
         if mode == "consume":
-            ready()
-            return await finish(counter)
+            return await consumed(counter)
         return {}
     finally:
         await broker.stop()
@@ -193,11 +195,7 @@ async def raw(mode: str, broker: str, url: str, topic: str, count: int, timed: i
                             if counter.done.is_set():
                                 return
 
-                task = asyncio.ensure_future(consume())
-                ready()
-                result = await finish(counter)
-                await task
-                return result
+                return await consumed(counter, consume())
             return {}
         finally:
             await connection.close()
@@ -237,11 +235,7 @@ async def raw(mode: str, broker: str, url: str, topic: str, count: int, timed: i
                     if batch:
                         await consumer.commit()
 
-            task = asyncio.ensure_future(consume_kafka())
-            ready()
-            result = await finish(counter)
-            await task
-            return result
+            return await consumed(counter, consume_kafka())
         finally:
             await consumer.stop()
     if broker == "nats":
@@ -272,11 +266,7 @@ async def raw(mode: str, broker: str, url: str, topic: str, count: int, timed: i
                         await message.ack()
                         counter.hit()
 
-            task = asyncio.ensure_future(consume_nats())
-            ready()
-            result = await finish(counter)
-            await task
-            return result
+            return await consumed(counter, consume_nats())
         finally:
             await client.drain()
     if broker == "redis":
@@ -300,11 +290,7 @@ async def raw(mode: str, broker: str, url: str, topic: str, count: int, timed: i
                             await client.xack(topic, GROUP, entry_id)
                             counter.hit()
 
-            task = asyncio.ensure_future(consume_redis())
-            ready()
-            result = await finish(counter)
-            await task
-            return result
+            return await consumed(counter, consume_redis())
         finally:
             await client.aclose()
     raise SystemExit(f"no raw loop for {broker}")
@@ -427,8 +413,7 @@ async def faststream(mode: str, broker_kind: str, url: str, topic: str, count: i
         if mode == "publish":
             return {"publish_us": await publish_all(send, count, timed)}
         if mode == "consume":
-            ready()
-            return await finish(counter)
+            return await consumed(counter)
         return {}
     finally:
         await broker.stop()
