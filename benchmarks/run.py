@@ -730,7 +730,11 @@ def machine_info(venvs: dict) -> dict:
                 break
     except OSError:
         pass
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    try:  # the messaging benchmarks run without wrk
+        wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+        wrk = (wrk_version.stdout or wrk_version.stderr).strip().splitlines()[0]
+    except (OSError, IndexError):
+        wrk = "not installed"
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -738,7 +742,7 @@ def machine_info(venvs: dict) -> dict:
         "os": platform.platform(),
         "harness_python": platform.python_version(),
         "venv_pythons": {k: v.get("python") for k, v in venvs.items()},
-        "wrk": (wrk.stdout + wrk.stderr).splitlines()[0].strip() if (wrk.stdout + wrk.stderr) else "unknown",
+        "wrk": wrk,
     }
 
 
