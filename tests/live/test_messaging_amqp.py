@@ -266,6 +266,58 @@ async def test_reject_drops_and_nack_requeues(rabbitmq: str, exchange: str) -> N
         await transport.close()
 
 
+async def test_acks_go_out_together_never_for_an_unsettled_delivery(
+    rabbitmq: str, exchange: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handlers finishing out of order with acks, nacks and rejects mixed: the acks go out several per
+    ``basic.ack``, none acks a delivery still under way or nacked after it (RabbitMQ would close the channel on a
+    nack of an acked tag, and every unsettled message would come again), and stop() sends the last ones."""
+    import aiormq
+
+    topic = topic_for("acks")
+    queue = queue_of(topic, "g")
+    frames: list[bool] = []  # the ``multiple`` flag of each basic.ack sent
+    basic_ack = aiormq.Channel.basic_ack
+
+    async def counted(self: aiormq.Channel, delivery_tag: int, multiple: bool = False, wait: bool = True) -> None:
+        frames.append(multiple)
+        await basic_ack(self, delivery_tag, multiple=multiple, wait=wait)
+
+    monkeypatch.setattr(aiormq.Channel, "basic_ack", counted)
+    count = 300
+    seen: list[tuple[int, int]] = []  # (message, redelivered)
+
+    async def handle(delivery: Delivery) -> None:
+        n = int(delivery.body)
+        seen.append((n, delivery.redelivered))
+        await asyncio.sleep((n * 7919 % 13) / 1000)  # finish out of delivery order
+        if n % 11 == 0:
+            await delivery.settle("reject")
+        elif n % 7 == 0 and not delivery.redelivered:
+            await delivery.settle("nack")
+        else:
+            await delivery.settle("ack")
+
+    transport = AmqpTransport(rabbitmq, exchange=exchange, declare={topic: ["g"]})
+    await transport.connect()
+    try:
+        consumer = await transport.consume(topic, "g", handle, prefetch=32)
+        await asyncio.gather(*(transport.publish(topic, str(n).encode(), key=None, headers={}) for n in range(count)))
+        nacked = [n for n in range(count) if n % 7 == 0 and n % 11 != 0]
+        await until(lambda: len(seen) == count + len(nacked), what="every message and the nacked ones again")
+        await asyncio.sleep(0.3)
+        await consumer.stop()
+        # nothing came again but the nacked ones: the channel was never closed under the consumer
+        assert sorted(seen) == sorted([(n, 0) for n in range(count)] + [(n, 1) for n in nacked])
+        acked = count - len([n for n in range(count) if n % 11 == 0])
+        assert any(frames) and len(frames) < acked  # several acks per basic.ack
+        channel = await transport.connection.channel()  # type: ignore[union-attr]
+        left = await channel.declare_queue(queue, passive=True)
+        assert left.declaration_result.message_count == 0  # every ack was out before the channel closed
+    finally:
+        await transport.close()
+
+
 async def test_an_existing_queue_with_other_arguments_is_a_configuration_error(rabbitmq: str, exchange: str) -> None:
     topic = topic_for("mismatch")
     queue_of(topic, "g")
