@@ -24,13 +24,14 @@ import nats.js.errors
 import pytest
 from _brokers import PortProgram
 from _brokers import nats_server as own_nats_server
+from nats.aio.msg import Msg
 from nats.js import api
 
 from _helpers import require_service
 from cello import App, ConfigurationError
 from cello.messaging import Broker, Message, RequestFailed
 from cello.messaging.message import Delivery
-from cello.messaging.nats import NatsTransport, consumer_name, stream_name
+from cello.messaging.nats import NatsTransport, _position, consumer_name, stream_name
 from cello.testing import AsyncTestClient, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.timeout(120)]
@@ -268,6 +269,41 @@ async def test_headers_key_delivery_count_meta_nack_and_reject(topics: Topics) -
     assert again[1].meta["num_delivered"] == 2
     never = [d for d in got if d.body == b"never"]
     assert len(never) == 1 and never[0].key is None and never[0].meta["stream_seq"] == 2
+
+
+def test_a_messages_position_is_read_from_either_form_of_its_ack_subject() -> None:
+    def msg(reply: str) -> Msg:
+        return Msg(None, subject="orders", reply=reply)  # type: ignore[arg-type]  # no client: nothing is sent
+
+    assert _position(msg("$JS.ACK.ORDERS.billing.3.41.17.1733390000000000000.5")) == ("ORDERS", "billing", 3, 41)
+    with_domain = "$JS.ACK.hub.ACCHASH.ORDERS.billing.2.42.18.1733390000000000000.4.r4nd0m"
+    assert _position(msg(with_domain)) == ("ORDERS", "billing", 2, 42)
+    with pytest.raises(nats.errors.NotJSMessageError):
+        _position(msg("_INBOX.abc"))
+
+
+async def test_a_subscriber_of_one_at_a_time_takes_its_messages_in_stream_order(topics: Topics) -> None:
+    topic = topics.new("in-order")
+    app, broker = make()
+    seen: list[int] = []
+
+    @broker.subscriber(topic, group="in-order")  # concurrency 1: one task takes the messages in turn
+    async def handle(item: dict[str, int], message: Message) -> None:
+        seen.append(message.meta["stream_seq"])
+        if item["n"] % 7 == 0:
+            await asyncio.sleep(0.005)  # a slower message holds up only those after it
+
+    transport = await connected()
+    try:
+        for n in range(60):
+            await transport.publish(
+                topic, b'{"n":%d}' % n, key=f"k{n % 5}", headers={"content-type": "application/json"}
+            )
+    finally:
+        await transport.close()
+    async with AsyncTestClient(app, real_brokers=True):
+        await until(lambda: len(seen) == 60, what="every message")
+    assert seen == list(range(1, 61))
 
 
 async def test_a_resent_message_id_is_stored_once(topics: Topics) -> None:
