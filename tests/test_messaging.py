@@ -285,9 +285,44 @@ def test_readiness_and_metrics():
         client.publish("counted", {"fail": True})
         assert client.get("/health/ready").json()["checks"]["broker"]["status"] == "pass"
         text = client.get("/metrics").text
-    assert 'cello_messages_received_total{subscriber="counted-sub"}' in text
-    assert 'cello_messages_failed_total{subscriber="counted-sub"}' in text
-    assert 'cello_message_handler_seconds_count{subscriber="counted-sub"}' in text
+    # counted in plain integers, handed to prometheus-client when /metrics is exported
+    assert 'cello_messages_received_total{subscriber="counted-sub"} 2.0' in text
+    assert 'cello_messages_processed_total{subscriber="counted-sub"} 1.0' in text
+    assert 'cello_messages_failed_total{subscriber="counted-sub"} 1.0' in text
+    assert 'cello_message_handler_seconds_count{subscriber="counted-sub"} 2.0' in text
+    assert 'cello_message_handler_seconds_bucket{le="+Inf",subscriber="counted-sub"} 2.0' in text
+
+
+def test_metrics_reach_prometheus_client_without_a_scrape_within_a_second():
+    prometheus = pytest.importorskip("prometheus_client")
+    from cello.messaging import metrics
+
+    app, broker = make()
+
+    @broker.subscriber("timed", name="timed-sub")
+    async def timed(body: dict):
+        await asyncio.sleep(0.03)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return prometheus.REGISTRY.get_sample_value(name, {"subscriber": "timed-sub", **labels})
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            for n in range(3):
+                await broker.publish("timed", {"n": n})
+            await broker.settled()
+            assert sample("cello_messages_processed_total") in (None, 0.0)  # not handed over yet
+            await asyncio.sleep(metrics.FLUSH_AFTER + 0.2)
+            assert sample("cello_messages_processed_total") == 3.0
+            assert sample("cello_message_handler_seconds_count") == 3.0
+            assert sample("cello_message_handler_seconds_bucket", le="0.025") == 0.0
+            assert sample("cello_message_handler_seconds_bucket", le="0.05") == 3.0
+            assert 0.09 <= (sample("cello_message_handler_seconds_sum") or 0.0) < 1.0
+            await broker.publish("timed", {"n": 3})
+            await broker.settled()
+        assert sample("cello_messages_processed_total") == 4.0  # stopping hands over the rest
+
+    asyncio.run(run())
 
 
 def test_mistakes_are_configuration_errors():

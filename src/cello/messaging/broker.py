@@ -269,6 +269,8 @@ class Broker:
         self.connected = False
         await self._stop_consumers()
         await self.transport.close()
+        for subscriber in self.subscribers:
+            subscriber.metrics.flush()
 
     async def _stop_consumers(self) -> None:
         for subscriber in self.subscribers:

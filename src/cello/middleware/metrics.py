@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from ._types import CallNext
 
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# called before each export: features that count in plain integers and report in batches (message subscribers)
+# hand over what they have counted
+before_export: list[Callable[[], None]] = []
 
 
 def _prometheus() -> Any:
@@ -108,6 +112,8 @@ class Prometheus:
     def export(self) -> bytes:
         """The text exposition of every metric (all workers' in multiprocess mode)."""
         prometheus = _prometheus()
+        for flush in before_export:
+            flush()
         if self.multiprocess:
             from prometheus_client import multiprocess
 
