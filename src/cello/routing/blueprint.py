@@ -121,6 +121,27 @@ class Registrar:
     def options(self, path: str, **options: Any) -> Callable[[F], F]:
         return self.route(path, ["OPTIONS"], **options)
 
+    def graphql(self, path: str, schema: Any, *, guards: Iterable[Callable[..., Any]] = (), **options: Any) -> None:
+        """Serve a ``strawberry.Schema`` at ``path`` (``cello.graphql``; needs the ``graphql`` extra): POST and
+        GET (queries only) as the GraphQL-over-HTTP specification says.
+
+        ``context``: a function whose parameters are resolved per request like a handler's (``Request``,
+        ``Depends(...)``...), returning a dict of values for ``info.context`` (or a context object of the
+        application's own). ``root_value``; ``introspection`` (default: on in debug mode only; errors of resolvers
+        are masked outside it); ``allow_get`` (``True``); ``batching``: the most operations one request may hold
+        (``None``: no batches); limits, checked before anything runs: ``max_depth`` (15), ``max_aliases`` (15),
+        ``max_tokens`` (2000), ``max_cost`` (5000, fields resolved, a list counting ``list_size`` items unless
+        its ``first``/``limit`` argument says), ``cache_size`` (256 parsed and validated documents); ``name``;
+        ``guards``, for the whole endpoint.
+        """
+        from ..graphql.endpoint import graphql_route  # NOTE: imported only by apps that serve GraphQL
+
+        if guards:
+            from ..security.guards import as_guard
+
+            guards = [as_guard(guard) for guard in guards]
+        self.add_route(graphql_route(path, schema, guards=list(guards), **options))
+
     def websocket(self, path: str, **options: Any) -> Callable[[F], F]:
         """Register a WebSocket handler (``cello.realtime``): ``async def h(ws)``, or a plain ``def`` that runs in
         a thread of its own with blocking ``ws.send_text`` / ``ws.recv``. Options as for ``route``."""

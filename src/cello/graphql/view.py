@@ -1,0 +1,270 @@
+"""The GraphQL endpoint over HTTP: Strawberry's async view (request parsing, batching, execution) on Cello's
+``Request`` and ``Response``, answering as the GraphQL-over-HTTP specification says.
+
+- Media types: a client that accepts ``application/graphql-response+json`` gets it, with the specification's
+  status codes (a document that does not parse or validate, or breaks a limit: 400, and no ``data``); a client
+  that accepts ``application/json`` (or anything, or says nothing) gets that, with 200 for a GraphQL answer
+  whatever its errors, as clients before the specification expect; any other ``Accept``: 406.
+- Methods: POST with a JSON body (any other content type: 415), and GET with the operation in the query string,
+  for queries only — a mutation over GET is 405 with ``Allow: POST``, so no "simple" cross-site request (a link,
+  an image, a form) can change anything. Subscriptions are not answered over plain HTTP.
+- Errors of the request itself (bad JSON, no query, batching refused) are problem+json like every Cello error.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any, TypeGuard
+
+import orjson
+from cross_web import AsyncHTTPRequestAdapter, FormData
+from cross_web import HTTPException as StrawberryHTTPException
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.async_base_view import AsyncBaseHTTPView
+from strawberry.schema import BaseSchema, Schema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
+
+from ..http.exceptions import ConfigurationError, HTTPException
+from ..http.request import Request
+from ..http.response import Response as HTTPResponse
+from .context import Context, Response
+from .limits import Limits, extensions, log_errors
+
+__all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "media_type"]
+
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+# the response a request's resolvers shape, for get_sub_response (Strawberry asks for it by request)
+_response: ContextVar[Response] = ContextVar("cello_graphql_response")
+
+
+def media_type(accept: str | None) -> str | None:
+    """The media type to answer in for an ``Accept`` header (see the module); ``None``: nothing acceptable."""
+    if not accept:
+        return JSON
+    chosen = None
+    for part in accept.split(","):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        if any(parameter.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for parameter in parameters):
+            continue
+        media = media.lower()
+        if media == GRAPHQL_RESPONSE:
+            return GRAPHQL_RESPONSE
+        if media in (JSON, "application/*", "*/*"):
+            chosen = JSON
+    return chosen
+
+
+class _RequestAdapter(AsyncHTTPRequestAdapter):
+    """Strawberry's view of a Cello request."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    @property
+    def method(self) -> Any:
+        return self.request.method
+
+    @property
+    def query_params(self) -> Mapping[str, str | None]:
+        return dict(self.request.query.items())
+
+    @property
+    def path_params(self) -> Mapping[str, Any]:
+        return self.request.path_params
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.request.headers
+
+    @property
+    def content_type(self) -> str | None:
+        return self.request.header("content-type")
+
+    async def get_body(self) -> bytes:
+        return bytes(self.request.body)
+
+    async def get_form_data(self) -> FormData:
+        form = await self.request.form()
+        return FormData(files=form, form=form)
+
+    @property
+    def url(self) -> str:
+        return str(self.request.url)
+
+    @property
+    def cookies(self) -> Mapping[str, str]:
+        return self.request.cookies
+
+    @property
+    def client_host(self) -> str | None:
+        client = self.request.client
+        return client.host if client is not None else None
+
+
+class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, Any, Any, Any]):
+    """One endpoint's Strawberry view: its own copy of the schema, with the endpoint's limits, caches and error
+    masking added to the schema's own extensions (the schema given is not changed)."""
+
+    request_adapter_class = _RequestAdapter
+    graphql_ide = None
+
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        limits: Limits,
+        introspection: bool,
+        mask_errors: bool,
+        allow_get: bool,
+        batching: int | None,
+        root_value: Any,
+    ) -> None:
+        if not isinstance(schema, Schema):
+            raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
+        # NOTE: a shallow copy shares the built GraphQL schema and its types; only the extension list (and the
+        # batching setting) are the endpoint's own
+        self.schema = copy.copy(schema)
+        added = extensions(limits, introspection=introspection, mask_errors=mask_errors)
+        self.schema.extensions = (*schema.extensions, *added)
+        self.schema.config = dataclasses.replace(
+            schema.config,
+            batching_config={"max_operations": batching} if batching else None,
+            # "did you mean ...?" tells a stranger the schema's field names, like introspection
+            disable_field_suggestions=schema.config.disable_field_suggestions or not introspection,
+        )
+        if type(schema).process_errors is BaseSchema.process_errors:  # not the application's own logging
+            self.schema.process_errors = log_errors  # type: ignore[method-assign]
+        self._allow_get = allow_get
+        self.root_value = root_value
+
+    @property
+    def allow_queries_via_get(self) -> bool:
+        return self._allow_get
+
+    async def answer(self, request: Request, values: Any) -> HTTPResponse:
+        """The answer to one HTTP request; ``values``: what the endpoint's context function returned."""
+        accepted = media_type(request.header("accept"))
+        if accepted is None:
+            raise HTTPException(406, f"GraphQL answers in {GRAPHQL_RESPONSE} or {JSON}.")
+        if request.method == "POST":
+            kind = (request.header("content-type") or "").split(";")[0].strip().lower()
+            if kind != JSON:
+                raise HTTPException(415, f"A GraphQL request over POST is {JSON}.")
+        elif not self._allow_get:
+            raise HTTPException(405, "GraphQL over GET is off here; POST the operation.", {"Allow": "POST"})
+        response = Response()
+        response.media_type = accepted
+        if values is None or isinstance(values, Mapping):
+            context: Any = Context(request, response, values)
+        else:
+            context = values  # the application's own context object
+        token = _response.set(response)
+        try:
+            return await self.run(request, context=context)
+        except StrawberryHTTPException as exc:
+            raise HTTPException(exc.status_code, exc.reason) from None
+        finally:
+            _response.reset(token)
+
+    # -- what AsyncBaseHTTPView asks of an integration -------------------------------------------------------
+
+    async def get_sub_response(self, request: Request) -> Response:
+        return _response.get()
+
+    async def get_context(self, request: Request, response: Any) -> Any:
+        return Context(request, response if isinstance(response, Response) else None)
+
+    async def get_root_value(self, request: Request) -> Any:
+        return self.root_value
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        return False  # a GET without a query is a bad request (400)
+
+    async def render_graphql_ide(self, request: Request) -> HTTPResponse:
+        raise StrawberryHTTPException(404, "Not Found")
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StrawberryHTTPException(400, "The request body is not valid JSON.") from exc
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> HTTPResponse:
+        return HTTPResponse(
+            orjson.dumps(response_data),
+            status=sub_response.status_code,
+            headers=sub_response.headers,
+            media_type=sub_response.media_type,
+        )
+
+    async def execute_single(  # Strawberry's signature
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        method = request_adapter.method
+        # NOTE: subscriptions stream (WebSocket, SSE); a plain HTTP answer has room for one result
+        allowed = OperationType.from_http(method) - {OperationType.SUBSCRIPTION}
+        try:
+            result = await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            raise StrawberryHTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:
+            if method == "GET":  # a mutation over GET: the specification's 405
+                raise HTTPException(405, "Only queries may be sent with GET; POST the operation.",
+                                    {"Allow": "POST"}) from None  # fmt: skip
+            raise StrawberryHTTPException(400, exc.as_http_error_reason(method)) from exc
+        except MissingQueryError as exc:
+            raise StrawberryHTTPException(400, "No GraphQL query found in the request.") from exc
+        if isinstance(result, PreExecutionError) and sub_response.media_type == GRAPHQL_RESPONSE:
+            sub_response.status_code = 400  # not a GraphQL answer: the document failed to parse or validate
+        return result
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        answer = await super().process_result(request, result)
+        if isinstance(result, PreExecutionError):
+            answer.pop("data", None)  # nothing was executed: no data entry at all
+        return answer
+
+    # -- WebSocket: not served by this view (the endpoint's HTTP route) -------------------------------------
+
+    def is_websocket_request(self, request: Any) -> TypeGuard[Request]:
+        return False
+
+    async def pick_websocket_subprotocol(self, request: Request) -> str | None:
+        raise TypeError("this GraphQL view answers HTTP requests only")
+
+    async def create_websocket_response(self, request: Request, subprotocol: str | None) -> Any:
+        raise TypeError("this GraphQL view answers HTTP requests only")
+
+    def get_websocket_headers(self, request: Request) -> Mapping[str, str]:
+        raise TypeError("this GraphQL view answers HTTP requests only")
+
+    async def reject_websocket(self, request: Request) -> Any:
+        raise TypeError("this GraphQL view answers HTTP requests only")

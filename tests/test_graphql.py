@@ -1,0 +1,372 @@
+"""GraphQL over HTTP (cello.graphql) through the in-process client: the GraphQL-over-HTTP specification's methods,
+media types and status codes, the context (request, DI, DataLoaders per request), guards as permissions, the limits
+that refuse hostile documents before any resolver runs, and error masking."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+strawberry = pytest.importorskip("strawberry")
+
+from strawberry.dataloader import DataLoader  # noqa: E402
+
+from cello import App, Blueprint, ConfigurationError, Depends, HTTPException, Request  # noqa: E402
+from cello.graphql import Context, Info, permission  # noqa: E402
+from cello.security import Authenticated, Principal, Role  # noqa: E402
+from cello.testing import TestClient  # noqa: E402
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+calls: list[str] = []  # resolvers that ran
+
+
+@strawberry.type
+class Author:
+    id: int
+    name: str
+
+
+@strawberry.type
+class Book:
+    id: int
+    title: str
+    author_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def author(self, info: Info) -> Author:
+        return await info.context.loaders["author"].load(self.author_id)  # type: ignore[no-any-return]
+
+
+BOOKS = [Book(id=n, title=f"Book {n}", author_id=n % 3) for n in range(1, 10)]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def hello(self, info: Info, name: str = "world") -> str:
+        calls.append("hello")
+        return f"hello {name} via {info.context.request.method}"
+
+    @strawberry.field
+    def who(self, info: Info) -> str:
+        return info.context["tenant"]  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def books(self, first: int = 100) -> list[Book]:
+        calls.append("books")
+        return BOOKS[:first]
+
+    @strawberry.field
+    def secret(self) -> str:
+        raise RuntimeError("the database password is hunter2")
+
+    @strawberry.field
+    def missing(self) -> str:
+        raise HTTPException(404, "No such thing.")
+
+    @strawberry.field(permission_classes=[permission(Authenticated())])
+    def me(self, info: Info) -> str:
+        return info.context.request.user.id  # type: ignore[no-any-return]
+
+    @strawberry.field(permission_classes=[permission(Role("admin") | Role("auditor"))])
+    def audit(self) -> str:
+        calls.append("audit")
+        return "all clear"
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def rename(self, name: str) -> str:
+        calls.append("rename")
+        return name
+
+
+schema = strawberry.Schema(Query, Mutation)
+loads: list[list[int]] = []
+
+
+def loaders() -> dict[str, DataLoader[int, Author]]:
+    async def authors(ids: list[int]) -> list[Author]:
+        loads.append(list(ids))
+        return [Author(id=i, name=f"Author {i}") for i in ids]
+
+    return {"author": DataLoader(load_fn=authors)}
+
+
+def context(request: Request, made: dict[str, Any] = Depends(loaders)) -> dict[str, Any]:
+    return {"tenant": request.header("x-tenant", "none"), "loaders": made}
+
+
+def authenticate(request: Request, call_next: Any) -> Any:
+    user = request.header("x-user")
+    if user:
+        roles = frozenset(filter(None, (request.header("x-roles") or "").split(",")))
+        request.context["user"] = Principal(user, roles=roles)
+    return call_next(request)
+
+
+def make(**options: Any) -> App:
+    app = App(debug=options.pop("debug", False))
+    app.use(authenticate)
+    app.graphql("/graphql", schema, context=context, **options)
+    return app
+
+
+@pytest.fixture
+def client() -> Any:
+    calls.clear()
+    loads.clear()
+    with TestClient(make()) as client:
+        yield client
+
+
+def post(client: Any, query: str, **extra: Any) -> Any:
+    headers = extra.pop("headers", {})
+    return client.post("/graphql", json={"query": query, **extra}, headers=headers)
+
+
+# -- methods, media types, status codes --------------------------------------------------------------------------
+
+
+def test_post_and_get_answer_queries_with_the_request_in_the_context(client: Any) -> None:
+    answer = post(client, "query Q($n: String!) { hello(name: $n) who }", variables={"n": "ada"},
+                  headers={"x-tenant": "acme"})  # fmt: skip
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"data": {"hello": "hello ada via POST", "who": "acme"}}
+    answer = client.get("/graphql", params={"query": "{ hello }"})
+    assert answer.json() == {"data": {"hello": "hello world via GET"}}
+
+
+def test_a_mutation_over_get_is_405_and_runs_nothing(client: Any) -> None:
+    answer = client.get("/graphql", params={"query": 'mutation { rename(name: "x") }'})
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert calls == []
+    assert post(client, 'mutation { rename(name: "x") }').json() == {"data": {"rename": "x"}}
+
+
+def test_graphql_response_json_gets_the_specifications_status_codes(client: Any) -> None:
+    accept = {"accept": f"{GRAPHQL_RESPONSE}, application/json;q=0.9"}
+    refused = post(client, "{ nope }", headers=accept)
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == GRAPHQL_RESPONSE
+    assert "data" not in refused.json() and refused.json()["errors"][0]["message"].startswith("Cannot query")
+    partial = post(client, "{ hello secret }", headers=accept)
+    assert partial.status_code == 200  # executed: a GraphQL answer, with a field error
+    assert partial.json()["data"] is None or partial.json()["data"].get("hello")
+    # a client of application/json (or of nothing in particular) gets 200 for any GraphQL answer
+    legacy = post(client, "{ nope }")
+    assert legacy.status_code == 200 and "data" not in legacy.json()
+
+
+@pytest.mark.parametrize(
+    ("request_options", "status"),
+    [
+        ({"content": b"{ hello }", "headers": {"content-type": "application/graphql"}}, 415),
+        ({"data": {"query": "{ hello }"}}, 415),  # a form: a "simple" cross-site request
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+        ({"json": {"variables": {}}}, 400),  # no query
+        ({"json": {"query": 7}}, 400),
+        ({"json": {"query": "{ hello }", "variables": [1]}}, 400),
+        ({"json": [{"query": "{ hello }"}]}, 400),  # batching is off
+        ({"json": {"query": "{ hello }"}, "headers": {"accept": "text/html"}}, 406),
+    ],
+)
+def test_bad_requests_get_problem_json(client: Any, request_options: dict[str, Any], status: int) -> None:
+    answer = client.post("/graphql", **request_options)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert calls == []
+
+
+def test_get_without_a_query_is_400_and_subscriptions_are_not_answered_over_plain_http(client: Any) -> None:
+    assert client.get("/graphql").status_code == 400
+    assert client.put("/graphql", json={"query": "{ hello }"}).status_code == 405
+
+
+def test_batching_when_enabled() -> None:
+    with TestClient(make(batching=2)) as client:
+        answer = client.post("/graphql", json=[{"query": "{ hello }"}, {"query": '{ hello(name: "b") }'}])
+        assert [item["data"]["hello"] for item in answer.json()] == ["hello world via POST", "hello b via POST"]
+        too_many = client.post("/graphql", json=[{"query": "{ hello }"}] * 3)
+        assert too_many.status_code == 400
+
+
+# -- context: DI and DataLoaders per request ---------------------------------------------------------------------
+
+
+def test_dataloaders_made_per_request_batch_the_authors(client: Any) -> None:
+    query = "{ books(first: 9) { title author { name } } }"
+    first = post(client, query).json()["data"]["books"]
+    assert first[0] == {"title": "Book 1", "author": {"name": "Author 1"}}
+    assert loads == [[1, 2, 0]]  # nine books, three authors, one load
+    post(client, query)
+    assert loads == [[1, 2, 0], [1, 2, 0]]  # a new loader (and cache) for the second request
+
+
+def test_an_application_context_object_is_used_as_it_is() -> None:
+    class Mine:
+        def __init__(self, request: Request) -> None:
+            self.request = request
+            self.tenant = "own"
+            self.loaders: dict[str, Any] = {}
+
+    app = App()
+    app.graphql("/graphql", schema, context=lambda request: Mine(request))
+    app.graphql("/plain", schema)
+    with TestClient(app) as client:
+        for path in ("/graphql", "/plain"):
+            assert client.post(path, json={"query": "{ hello }"}).json() == {"data": {"hello": "hello world via POST"}}
+
+
+def test_the_context_reads_as_a_mapping() -> None:
+    context = Context(None, None, {"a": 1})  # type: ignore[arg-type]
+    assert dict(context) == {"request": None, "response": None, "a": 1}
+    assert context.a == 1 and context["a"] == 1 and context.get("b") is None
+    with pytest.raises(AttributeError):
+        _ = context.b
+
+
+# -- permissions -------------------------------------------------------------------------------------------------
+
+
+def test_guards_as_permission_classes(client: Any) -> None:
+    anonymous = post(client, "{ me }").json()
+    assert anonymous["errors"][0]["message"] == "Authentication is required."
+    assert anonymous["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert post(client, "{ me }", headers={"x-user": "ada"}).json() == {"data": {"me": "ada"}}
+    forbidden = post(client, "{ audit }", headers={"x-user": "ada", "x-roles": "reader"}).json()
+    assert forbidden["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    assert calls == []  # the resolver never ran
+    allowed = post(client, "{ audit }", headers={"x-user": "bo", "x-roles": "auditor"}).json()
+    assert allowed == {"data": {"audit": "all clear"}}
+
+
+def test_guards_on_the_whole_endpoint() -> None:
+    app = App()
+    app.use(authenticate)
+    app.graphql("/graphql", schema, guards=[Authenticated()])
+    with TestClient(app) as client:
+        assert client.post("/graphql", json={"query": "{ hello }"}).status_code == 401
+        answer = client.post("/graphql", json={"query": "{ hello }"}, headers={"x-user": "ada"})
+        assert answer.json() == {"data": {"hello": "hello world via POST"}}
+
+
+def test_on_a_blueprint() -> None:
+    api = Blueprint()
+    api.graphql("/graphql", schema)
+    app = App()
+    app.register_blueprint(api, "/api")
+    with TestClient(app) as client:
+        assert client.post("/api/graphql", json={"query": "{ hello }"}).json()["data"]["hello"].startswith("hello")
+
+
+# -- limits: refused before any resolver runs --------------------------------------------------------------------
+
+
+def refused(client: Any, query: str) -> str:
+    answer = post(client, query, headers={"accept": GRAPHQL_RESPONSE})
+    assert answer.status_code == 400, answer.text
+    assert calls == []
+    return answer.json()["errors"][0]["message"]  # type: ignore[no-any-return]
+
+
+def test_deep_nesting_is_refused(client: Any) -> None:
+    assert post(client, "{ books { author { name } } }").status_code == 200
+    calls.clear()
+    with TestClient(make(max_depth=1)) as shallow:
+        assert "exceeds maximum operation depth" in refused(shallow, "{ books { author { name } } }")
+
+
+def test_a_thousand_aliases_are_refused(client: Any) -> None:
+    query = "{ " + " ".join(f"a{n}: hello" for n in range(1000)) + " }"
+    assert "more than 2000 tokens" in refused(client, query)  # the parser gives up first
+    hundred = "{ " + " ".join(f"a{n}: hello" for n in range(100)) + " }"
+    assert refused(client, hundred) == "100 aliases found. Allowed: 15"
+
+
+def test_a_huge_document_is_refused_by_the_parser(client: Any) -> None:
+    assert "more than 2000 tokens" in refused(client, "{ " + "hello " * 5000 + "}")
+    assert "more than 2000 tokens" in refused(client, "{ books { " + "title " * 3000 + "} }")
+
+
+def test_costly_operations_are_refused(client: Any) -> None:
+    # nine books with their authors: 1 + 9 * (1 + 1 + 1 * 2)
+    assert post(client, "{ books(first: 9) { title author { name } } }").status_code == 200
+    calls.clear()
+    with TestClient(make(max_cost=100)) as strict:
+        message = refused(strict, "{ books(first: 500) { title author { id name } } }")
+        assert "would resolve more than 100 fields" in message
+        # without a size argument a list counts list_size (10) items
+        assert post(strict, "{ books { title } }").status_code == 200
+        calls.clear()
+        fragments = "{ books(first: 50) { ...B } } fragment B on Book { title author { name } }"
+        assert "more than 100" in refused(strict, fragments)
+
+
+def test_limits_can_be_turned_off_and_are_checked() -> None:
+    with TestClient(make(max_aliases=None)) as client:
+        assert post(client, "{ " + " ".join(f"a{n}: hello" for n in range(100)) + " }").status_code == 200
+    for bad in ({"max_depth": 0}, {"max_cost": "many"}, {"list_size": 0}, {"batching": True}, {"context": 3}):
+        with pytest.raises(ConfigurationError):
+            App().graphql("/graphql", schema, **bad)
+    with pytest.raises(ConfigurationError):
+        App().graphql("/graphql", object())
+
+
+# -- errors, introspection ---------------------------------------------------------------------------------------
+
+
+def test_resolver_errors_are_masked_and_logged(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="cello.graphql"):
+        answer = post(client, "{ secret }")
+    assert answer.status_code == 200
+    assert "hunter2" not in answer.text and "Traceback" not in answer.text
+    assert answer.json()["errors"][0]["message"] == "Internal server error."
+    assert "hunter2" in caplog.text  # the log has it, with its traceback
+    # an HTTPException's detail is written for clients
+    assert post(client, "{ missing }").json()["errors"][0]["message"] == "No such thing."
+
+
+def test_debug_mode_shows_errors_and_allows_introspection() -> None:
+    with TestClient(make(debug=True)) as client:
+        assert "hunter2" in post(client, "{ secret }").text
+        types = post(client, "{ __schema { queryType { name } } }").json()
+        assert types == {"data": {"__schema": {"queryType": {"name": "Query"}}}}
+
+
+def test_introspection_and_suggestions_are_off_outside_debug(client: Any) -> None:
+    answer = post(client, "{ __schema { queryType { name } } }").json()
+    assert "introspection has been disabled" in answer["errors"][0]["message"]
+    suggestion = post(client, "{ helo }").json()["errors"][0]["message"]
+    assert "Did you mean" not in suggestion
+    with TestClient(make(introspection=True)) as open_client:
+        assert post(open_client, "{ __typename }").json() == {"data": {"__typename": "Query"}}
+        assert "Did you mean" in post(open_client, "{ helo }").json()["errors"][0]["message"]
+
+
+def test_requests_refused_are_not_logged_as_errors(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        post(client, "{ " + "hello " * 5000 + "}")
+        post(client, "{ nope }")
+    logged = [record for record in caplog.records if record.name.startswith(("cello", "strawberry"))]
+    assert not [record for record in logged if record.levelno >= logging.INFO]
+
+
+def test_concurrent_requests_keep_their_own_context() -> None:
+    async def run() -> None:
+        from cello.testing import AsyncTestClient
+
+        async with AsyncTestClient(make()) as client:
+            answers = await asyncio.gather(*(
+                client.post("/graphql", json={"query": "{ who }"}, headers={"x-tenant": f"t{n}"}) for n in range(20)
+            ))  # fmt: skip
+            assert [answer.json()["data"]["who"] for answer in answers] == [f"t{n}" for n in range(20)]
+
+    asyncio.run(run())
