@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--ssl-certfile")
     run.add_argument("--ssl-keyfile")
     run.add_argument("--reload", action="store_true", help="restart workers when source files change")
-    run.add_argument("--interface", choices=["rsgi", "asgi"], default="rsgi", help="granian's interface to the app")
+    run.add_argument("--interface", choices=["rsgi", "asgi"], default=None,
+                     help="granian's interface to the app (default: rsgi, or asgi for an app whose WebSocket routes "
+                     "choose a subprotocol, such as GraphQL subscriptions)")  # fmt: skip
     run.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="log level"
     )

@@ -455,20 +455,10 @@ class LiveServer:
             return [arg.format(host=self.host, port=self.port) for arg in self.target]
         address = ["--host", self.host, "--port", str(self.port)]
         if self.server in ("granian", "granian-asgi"):
-            interface = "asgi" if self.server == "granian-asgi" else "rsgi"
-            return [
-                sys.executable,
-                "-m",
-                "cello",
-                "run",
-                self.target,
-                *address,
-                "--workers",
-                str(self.workers),
-                "--interface",
-                interface,
-                *self.extra_args,
-            ]
+            # "granian": the interface cello run chooses (RSGI, or ASGI when WebSocket routes choose subprotocols)
+            interface = ["--interface", "asgi"] if self.server == "granian-asgi" else []
+            return [sys.executable, "-m", "cello", "run", self.target, *address, "--workers", str(self.workers),
+                    *interface, *self.extra_args]  # fmt: skip
         if self.server == "cello-ws":  # the lean WebSocket server (cello.engine.wsserver)
             return [sys.executable, "-m", "cello", "run", self.target, *address, "--websocket-server", *self.extra_args]
         if self.server == "uvicorn":

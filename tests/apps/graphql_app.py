@@ -3,10 +3,13 @@ request in the context, a mutation, a resolver whose error must stay masked, and
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
+
 import strawberry
 
 from cello import App, Request
-from cello.graphql import Info
+from cello.graphql import Context, Info
 
 app = App()
 counter = {"value": 0}
@@ -35,11 +38,41 @@ class Mutation:
         return counter["value"]
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def countdown(self, info: Info, start: int = 3) -> AsyncGenerator[str, None]:
+        for n in range(start, 0, -1):
+            yield f"{n} for {info.context['agent']}"
+            await asyncio.sleep(0.01)
+
+    @strawberry.subscription
+    async def quiet(self) -> AsyncGenerator[int, None]:
+        await asyncio.sleep(3600)  # never says anything: the connection lives on the server's pings
+        yield 0
+
+
 def context(request: Request) -> dict[str, str]:
     return {"agent": request.header("user-agent", "nobody") or "nobody"}
 
 
-app.graphql("/graphql", strawberry.Schema(Query, Mutation), context=context)
+def on_connect(context: Context, params: dict[str, object]) -> dict[str, str] | bool:
+    """Authentication at connection_init: a client presenting the wrong token is refused (4403)."""
+    if params.get("token") == "stolen":
+        return False
+    return {"welcome": str(params.get("token", "guest"))}
+
+
+app.graphql(
+    "/graphql",
+    strawberry.Schema(Query, Mutation, Subscription),
+    context=context,
+    ping_interval=0.2,
+    connection_init_timeout=1.0,
+    max_subscriptions=3,
+    on_connect=on_connect,
+    origins=["http://trusted.example"],
+)
 
 
 @app.get("/__ready")

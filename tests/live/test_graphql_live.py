@@ -1,6 +1,8 @@
-"""GraphQL over real sockets on both faces of the app — granian's RSGI and an ASGI server (uvicorn) — with httpx:
-queries, a mutation and its refusal over GET, the specification's media types and status codes, masked errors, and
-a hostile document refused while the worker stays up."""
+"""GraphQL over real sockets, served by granian (through its ASGI interface, which ``cello run`` picks for an app
+whose WebSocket routes choose a subprotocol) and by uvicorn: queries and mutations with httpx, the specification's
+media types and status codes, masked errors, a hostile document refused while the worker stays up; subscriptions
+with gql over graphql-transport-ws and graphql-ws, the server's pings, the connection_init timeout, authentication
+at connection_init, the subscription cap, the Origin check, and a subscription over SSE."""
 
 from __future__ import annotations
 
@@ -50,3 +52,96 @@ def test_media_types_errors_and_limits(server: Any) -> None:
         form = client.post("/graphql", data={"query": "mutation { increment }"})
         assert form.status_code == 415 and form.headers["content-type"] == "application/problem+json"
         assert client.post("/graphql", json={"query": "{ count }"}).status_code == 200  # the worker is fine
+
+
+# -- subscriptions ---------------------------------------------------------------------------------------------------
+
+
+def ws_url(server: Any) -> str:
+    return server.url.replace("http://", "ws://", 1) + "/graphql"
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_subscriptions_with_gql_over_both_protocols(server: Any, protocol: str) -> None:
+    from gql import Client, gql
+    from gql.transport.websockets import WebsocketsTransport
+
+    transport = WebsocketsTransport(url=ws_url(server), subprotocols=[protocol], init_payload={"token": "t-1"},
+                                    headers={"user-agent": "gql-client"})  # fmt: skip
+    async with Client(transport=transport) as session:
+        assert transport.subprotocol == protocol  # the handshake answered with the protocol chosen
+        answers = [answer async for answer in session.subscribe(gql("subscription { countdown(start: 3) }"))]
+        assert answers == [{"countdown": f"{n} for gql-client"} for n in (3, 2, 1)]
+        if protocol == "graphql-transport-ws":  # the legacy protocol carries subscriptions only
+            assert set(await session.execute(gql("{ count }"))) == {"count"}
+
+
+async def exchange(server: Any, *messages: dict[str, Any], origin: str | None = None,
+                   until: str | None = None, timeout: float = 5.0) -> tuple[list[dict[str, Any]], Any]:  # fmt: skip
+    """Open a graphql-transport-ws connection, send ``messages``, and collect what comes back until a message of
+    type ``until`` (or the close); the messages and the close code."""
+    import asyncio
+    import json
+
+    import websockets
+
+    received: list[dict[str, Any]] = []
+    headers = {"origin": origin} if origin else {}
+    async with websockets.connect(ws_url(server), subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                                  additional_headers=headers) as socket:  # fmt: skip
+        for message in messages:
+            await socket.send(json.dumps(message))
+        try:
+            async with asyncio.timeout(timeout):
+                async for raw in socket:
+                    received.append(json.loads(raw))
+                    if until is not None and received[-1]["type"] == until:
+                        break
+        except websockets.ConnectionClosed:
+            pass
+        return received, socket.close_code
+
+
+async def test_the_server_pings_after_connection_ack(server: Any) -> None:
+    received, _ = await exchange(server, {"type": "connection_init", "payload": {"token": "t"}}, until="ping")
+    assert received == [{"type": "connection_ack", "payload": {"welcome": "t"}}, {"type": "ping"}]
+
+
+async def test_connection_init_timeout_and_refused_authentication(server: Any) -> None:
+    _, code = await exchange(server)  # says nothing
+    assert code == 4408
+    _, code = await exchange(server, {"type": "connection_init", "payload": {"token": "stolen"}})
+    assert code == 4403
+
+
+async def test_the_subscription_cap_per_connection(server: Any) -> None:
+    init = {"type": "connection_init"}
+    subscribe = [{"type": "subscribe", "id": str(n), "payload": {"query": "subscription { quiet }"}} for n in range(4)]
+    received, _ = await exchange(server, init, *subscribe, until="error")
+    assert received[-1]["id"] == "3" and received[-1]["payload"][0]["message"] == "Subscription limit reached"
+
+
+async def test_cross_origin_pages_are_refused_unless_allowed(server: Any) -> None:
+    import websockets
+
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await exchange(server, origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+    received, _ = await exchange(server, {"type": "connection_init"}, origin="http://trusted.example",
+                                 until="connection_ack")  # fmt: skip
+    assert received[0]["type"] == "connection_ack"
+
+
+def test_a_subscription_over_sse(server: Any) -> None:
+    query = {"query": "subscription { countdown(start: 2) }"}
+    with httpx.Client(base_url=server.url, headers={"user-agent": "sse-client"}) as client:
+        with client.stream("POST", "/graphql", json=query, headers={"accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            text = "".join(stream.iter_text()).replace("\r\n", "\n")
+    events = [block.strip() for block in text.split("\n\n") if block.strip() and not block.startswith(":")]
+    assert events == [
+        'event: next\ndata: {"data":{"countdown":"2 for sse-client"}}',
+        'event: next\ndata: {"data":{"countdown":"1 for sse-client"}}',
+        "event: complete\ndata:",
+    ]

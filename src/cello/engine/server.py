@@ -50,7 +50,7 @@ def run(
     log_level: str = "info",
     access_log: bool = False,
     backpressure: int | None = None,
-    interface: Literal["rsgi", "asgi"] = "rsgi",
+    interface: Literal["rsgi", "asgi"] | None = None,
     respawn_failed_workers: bool | None = None,
     workers_kill_timeout: int | None = None,
     max_header_size: int = 64 * 1024,
@@ -63,6 +63,8 @@ def run(
     ``http3`` serves QUIC on the same port number through hypercorn + aioquic (TLS certificate required) and
     advertises it with ``Alt-Svc`` on the TCP responses; ``reload``, ``backpressure``, ``interface`` and the
     ``workers_*`` tuning do not apply there (a dead HTTP/3 worker is always respawned when ``workers`` > 1).
+    ``interface``: granian's interface to the app — RSGI (the faster), unless the app has WebSocket routes that
+    choose a subprotocol at the handshake (GraphQL subscriptions), which only ASGI can send.
     ``max_header_size``: bytes the request line and headers may take (HTTP/1.1; more: 431 or 414).
     ``header_timeout``: seconds a client has to send its request line and headers (slow clients are cut off);
     the body has ``App(body_timeout=)``.
@@ -75,6 +77,11 @@ def run(
         raise ConfigurationError("TLS needs both ssl_certfile and ssl_keyfile")
     if http not in ("auto", "1", "2"):
         raise ConfigurationError(f"http must be 'auto', '1' or '2', not {http!r}")
+    if interface is None:
+        interface = "asgi" if _chooses_subprotocols(app) else "rsgi"
+        if interface == "asgi":
+            logger.info("serving through granian's ASGI interface: WebSocket routes of the app choose a subprotocol "
+                        "(GraphQL subscriptions), which RSGI cannot send")  # fmt: skip
     if http3:
         if reload:
             raise ConfigurationError("reload is not available with HTTP/3; run without http3 while developing")
@@ -101,6 +108,16 @@ def run(
         max_header_size=max_header_size,
         header_timeout=header_timeout,
     )
+
+
+def _chooses_subprotocols(target: App | str) -> bool:
+    """Whether the app has WebSocket routes that must send a subprotocol in their handshake."""
+    app: Any = target
+    if isinstance(target, str):
+        from granian._internal import load_target
+
+        app = load_target(target)
+    return any(route.meta.get("websocket_subprotocols") for route in app.collect_routes())
 
 
 def _run_granian(app: App | str, host: str, port: int, **options: Any) -> None:

@@ -23,14 +23,18 @@ class Response(TemporalResponse):
 
 class Context(Mapping[str, Any]):
     """``info.context``: ``request`` (``cello.Request``, with ``request.user``, ``request.context`` and the
-    session), ``response`` (status and headers of the answer) and whatever the endpoint's ``context`` function
-    returned, as attributes and as items: ``info.context.request``, ``info.context["loaders"]``."""
+    session; over WebSocket the ``cello.WebSocket``), ``response`` (status and headers of an HTTP answer),
+    ``connection_params`` (over WebSocket: the ``connection_init`` payload) and whatever the endpoint's
+    ``context`` function returned, as attributes and as items: ``info.context.request``,
+    ``info.context["loaders"]``."""
 
-    __slots__ = ("request", "response", "_values")
+    __slots__ = ("request", "response", "connection_params", "_values")
 
     def __init__(self, request: Request, response: Response | None, values: Mapping[str, Any] | None = None) -> None:
         self.request = request
         self.response = response
+        # a WebSocket's: the payload of its connection_init (the client's token, say)
+        self.connection_params: dict[str, Any] | None = None
         self._values: Mapping[str, Any] = values or {}
 
     def __getattr__(self, name: str) -> Any:

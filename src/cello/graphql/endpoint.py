@@ -8,7 +8,7 @@ closed after the answer), so DataLoaders made there are new for every request an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from strawberry.schema import Schema
@@ -17,14 +17,15 @@ from ..http.exceptions import ConfigurationError
 from ..http.request import Request
 from ..http.response import Response
 from ..params import Depends
-from ..routing.router import Route
+from ..realtime.websocket import WebSocket
+from ..routing.router import WEBSOCKET, Route
 from .limits import Limits
-from .view import GraphQLView
+from .view import GraphQLView, Subscriptions
 
-__all__ = ["graphql_route"]
+__all__ = ["graphql_routes"]
 
 
-def graphql_route(
+def graphql_routes(
     path: str,
     schema: Schema,
     *,
@@ -39,16 +40,38 @@ def graphql_route(
     max_cost: int | None = 5000,
     list_size: int = 10,
     cache_size: int = 256,
+    subscriptions: bool = True,
+    ping_interval: float | None = 15.0,
+    connection_init_timeout: float = 10.0,
+    max_subscriptions: int | None = 100,
+    origins: Collection[str] = (),
+    on_connect: Callable[[Any, dict[str, Any]], Any] | None = None,
     name: str | None = None,
     guards: list[Any] | None = None,
-) -> Route:
-    """The route answering GraphQL at ``path`` (see ``Registrar.graphql`` for the options)."""
+) -> list[Route]:
+    """The routes answering GraphQL at ``path``: HTTP, and WebSocket for subscriptions (see ``Registrar.graphql``
+    for the options)."""
     if not isinstance(schema, Schema):
         raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
     if context is not None and not callable(context):
         raise ConfigurationError(f"context is a function returning the resolvers' context, not {context!r}")
     if batching is not None and (isinstance(batching, bool) or not isinstance(batching, int) or batching < 1):
         raise ConfigurationError(f"batching is the most operations in one request (>= 1) or None, not {batching!r}")
+    for option, value in (("ping_interval", ping_interval), ("connection_init_timeout", connection_init_timeout)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigurationError(f"{option} is a number of seconds above 0, not {value!r}")
+    if max_subscriptions is not None and (isinstance(max_subscriptions, bool) or max_subscriptions < 1):
+        raise ConfigurationError(f"max_subscriptions is a whole number >= 1 or None, not {max_subscriptions!r}")
+    if isinstance(origins, str):
+        raise ConfigurationError("origins is a list of origins (https://app.example.com), not one string")
+    served = Subscriptions(
+        protocols=Subscriptions.protocols if subscriptions else (),
+        ping_interval=ping_interval,
+        connection_init_timeout=float(connection_init_timeout),
+        max_subscriptions=max_subscriptions,
+        origins=tuple(origins),
+        on_connect=on_connect,
+    )
     limits = Limits(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens, max_cost=max_cost,
                     list_size=list_size, cache_size=cache_size)  # fmt: skip
     views: dict[int, GraphQLView] = {}  # per app: whether errors are masked and introspection on follow its debug
@@ -61,6 +84,7 @@ def graphql_route(
             view = views[id(app)] = GraphQLView(
                 schema, limits=limits, introspection=debug if introspection is None else introspection,
                 mask_errors=not debug, allow_get=allow_get, batching=batching, root_value=root_value,
+                subscriptions=served,
             )  # fmt: skip
         return view
 
@@ -69,12 +93,25 @@ def graphql_route(
         async def graphql_endpoint(request: Request) -> Response:
             return await view_for(request).answer(request, None)
 
+        async def graphql_websocket(websocket: WebSocket) -> None:
+            await view_for(websocket).answer_websocket(websocket, None)
+
     else:
         dependency = Depends(context)
 
         async def graphql_endpoint(request: Request, values: Any = dependency) -> Response:  # type: ignore[misc]
             return await view_for(request).answer(request, values)
 
+        async def graphql_websocket(websocket: WebSocket, values: Any = dependency) -> None:  # type: ignore[misc]
+            await view_for(websocket).answer_websocket(websocket, values)
+
+    name = name or "graphql"
+    middleware = list(guards or ())
     meta: dict[str, Any] = {"include_in_schema": False, "strict_content_type": False}
-    return Route(path, ["GET", "POST"], graphql_endpoint, name=name or "graphql", middleware=list(guards or ()),
-                 meta=meta)  # fmt: skip
+    routes = [Route(path, ["GET", "POST"], graphql_endpoint, name=name, middleware=middleware, meta=meta)]
+    if subscriptions:
+        # NOTE: the handshake must answer with the protocol chosen: app.run() serves such an app through ASGI
+        websocket_meta = {**meta, "websocket_subprotocols": True}
+        routes.append(Route(path, [WEBSOCKET], graphql_websocket, name=f"{name}_websocket", middleware=middleware,
+                            meta=websocket_meta))  # fmt: skip
+    return routes

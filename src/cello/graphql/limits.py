@@ -40,6 +40,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from ..http.exceptions import ConfigurationError, HTTPException
 
@@ -103,8 +104,21 @@ def extensions(limits: Limits, *, introspection: bool, mask_errors: bool) -> lis
     size = limits.cache_size
     added += [lambda: ParserCache(maxsize=size), lambda: ValidationCache(maxsize=size)]
     if mask_errors:
-        added.append(lambda: MaskErrors(should_mask_error=_should_mask, error_message=MASKED))
+        added.append(lambda: _MaskErrors(should_mask_error=_should_mask, error_message=MASKED))
     return added
+
+
+class _MaskErrors(MaskErrors):
+    """Strawberry's masking, except for an operation of a kind the transport does not carry (a query over the
+    legacy graphql-ws protocol, which carries subscriptions only): that is the request's error, and says so."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, InvalidOperationTypeError):
+            kind = original.operation_type.value
+            return GraphQLError(f"A {kind} cannot be sent this way.", error.nodes, error.source, error.positions,
+                                error.path)  # fmt: skip
+        return super().anonymise_error(error)
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -123,7 +137,7 @@ def log_errors(errors: list[GraphQLError], execution_context: Any = None) -> Non
     hostile client would otherwise write into the log at will."""
     for error in errors:
         original = error.original_error
-        if original is not None and not isinstance(original, GraphQLError):
+        if original is not None and not isinstance(original, (GraphQLError, InvalidOperationTypeError)):
             logger.error("resolver of %s failed: %s", ".".join(map(str, error.path or ())) or "the operation",
                          original, exc_info=original)  # fmt: skip
         else:

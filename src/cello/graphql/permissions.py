@@ -1,6 +1,7 @@
-"""Cello's guards as Strawberry permission classes: ``@strawberry.field(permission_classes=[permission(Role("admin"))])``
-— the same ``Authenticated()``, ``Role``, ``Permission``, guard functions and ``&`` / ``|`` / ``~`` combinations
-that protect routes, checked against the request's user (set by the app's authenticator: JWT, API key, session)."""
+"""Cello's guards as Strawberry permission classes:
+``@strawberry.field(permission_classes=[permission(Role("admin"))])`` — the same ``Authenticated()``, ``Role``,
+``Permission``, guard functions and ``&`` / ``|`` / ``~`` combinations that protect routes, checked against the
+request's user (set by the app's authenticator: JWT, API key, session)."""
 
 from __future__ import annotations
 

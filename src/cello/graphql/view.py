@@ -13,31 +13,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import dataclasses
-from collections.abc import Mapping
+import inspect
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeGuard
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, FormData
 from cross_web import HTTPException as StrawberryHTTPException
-from strawberry.exceptions import MissingQueryError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.http.async_base_view import AsyncBaseHTTPView
+from strawberry.http.async_base_view import AsyncBaseHTTPView, AsyncWebSocketAdapter
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived, WebSocketDisconnected
 from strawberry.schema import BaseSchema, Schema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET
 
 from ..http.exceptions import ConfigurationError, HTTPException
 from ..http.request import Request
 from ..http.response import Response as HTTPResponse
+from ..http.response import StreamingResponse
+from ..realtime.websocket import POLICY, WebSocket, WebSocketDisconnect
 from .context import Context, Response
 from .limits import Limits, extensions, log_errors
 
-__all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "media_type"]
+__all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "Subscriptions", "media_type"]
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -61,6 +72,24 @@ def media_type(accept: str | None) -> str | None:
         if media in (JSON, "application/*", "*/*"):
             chosen = JSON
     return chosen
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """How an endpoint serves subscriptions: ``protocols`` (graphql-transport-ws, the legacy graphql-ws, and
+    graphql-sse's distinct connections over SSE), ``ping_interval`` (seconds between the server's pings on
+    WebSocket, and between heartbeat comments over SSE), ``connection_init_timeout`` (seconds a WebSocket client
+    has to send ``connection_init``: closed with 4408 after), ``max_subscriptions`` (operations at once on one
+    connection), ``origins`` (pages of other origins allowed to open a WebSocket; a browser's cross-origin
+    handshake is refused otherwise), ``on_connect`` (``on_connect(context, params)`` at ``connection_init``:
+    ``False`` refuses with 4403, a dict is the ``connection_ack`` payload)."""
+
+    protocols: tuple[str, ...] = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
+    ping_interval: float | None = 15.0
+    connection_init_timeout: float = 10.0
+    max_subscriptions: int | None = 100
+    origins: Collection[str] = ()
+    on_connect: Callable[[Any, dict[str, Any]], Any] | None = None
 
 
 class _RequestAdapter(AsyncHTTPRequestAdapter):
@@ -110,7 +139,7 @@ class _RequestAdapter(AsyncHTTPRequestAdapter):
         return client.host if client is not None else None
 
 
-class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, Any, Any, Any]):
+class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, WebSocket, Any, Any]):
     """One endpoint's Strawberry view: its own copy of the schema, with the endpoint's limits, caches and error
     masking added to the schema's own extensions (the schema given is not changed)."""
 
@@ -127,6 +156,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, An
         allow_get: bool,
         batching: int | None,
         root_value: Any,
+        subscriptions: Subscriptions,
     ) -> None:
         if not isinstance(schema, Schema):
             raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
@@ -145,6 +175,18 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, An
             self.schema.process_errors = log_errors  # type: ignore[method-assign]
         self._allow_get = allow_get
         self.root_value = root_value
+        # subscriptions: Strawberry's protocol handlers, configured from the endpoint's options
+        self.protocols = subscriptions.protocols
+        self.connection_init_wait_timeout = timedelta(seconds=subscriptions.connection_init_timeout)
+        self.max_subscriptions_per_connection = subscriptions.max_subscriptions
+        self.allowed_origins = frozenset(subscriptions.origins)
+        self.ping_interval = subscriptions.ping_interval
+        self.keep_alive = subscriptions.ping_interval is not None  # graphql-ws: its "ka" messages
+        self.keep_alive_interval = subscriptions.ping_interval
+        self.on_connect = subscriptions.on_connect
+        self.sse = GRAPHQL_SSE_PROTOCOL in subscriptions.protocols
+        self.websocket_adapter_class = _WebSocketAdapter
+        self.graphql_transport_ws_handler_class = _TransportWSHandler
 
     @property
     def allow_queries_via_get(self) -> bool:
@@ -152,7 +194,9 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, An
 
     async def answer(self, request: Request, values: Any) -> HTTPResponse:
         """The answer to one HTTP request; ``values``: what the endpoint's context function returned."""
-        accepted = media_type(request.header("accept"))
+        accept = request.header("accept")
+        streamed = self.sse and accept is not None and "text/event-stream" in accept.lower()
+        accepted = JSON if streamed else media_type(accept)
         if accepted is None:
             raise HTTPException(406, f"GraphQL answers in {GRAPHQL_RESPONSE} or {JSON}.")
         if request.method == "POST":
@@ -200,6 +244,17 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, An
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def create_streaming_response(
+        self,
+        request: Request,
+        stream: Callable[[], AsyncGenerator[str, None]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> HTTPResponse:
+        """A subscription over SSE (graphql-sse, distinct connections): one event per result, then ``complete``."""
+        return StreamingResponse(stream(), status=sub_response.status_code,
+                                 headers={**sub_response.headers, **headers})  # fmt: skip
 
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
@@ -252,19 +307,94 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, Request, An
             answer.pop("data", None)  # nothing was executed: no data entry at all
         return answer
 
-    # -- WebSocket: not served by this view (the endpoint's HTTP route) -------------------------------------
+    # -- WebSocket: graphql-transport-ws and graphql-ws -----------------------------------------------------
 
-    def is_websocket_request(self, request: Any) -> TypeGuard[Request]:
-        return False
+    async def answer_websocket(self, websocket: WebSocket, values: Any) -> None:
+        """Serve one WebSocket connection; ``values``: what the context function returned at the handshake."""
+        context = Context(websocket, None, values) if values is None or isinstance(values, Mapping) else values
+        await self.run(websocket, context=context)
 
-    async def pick_websocket_subprotocol(self, request: Request) -> str | None:
-        raise TypeError("this GraphQL view answers HTTP requests only")
+    def is_websocket_request(self, request: Any) -> TypeGuard[WebSocket]:
+        return bool(request.is_websocket)
 
-    async def create_websocket_response(self, request: Request, subprotocol: str | None) -> Any:
-        raise TypeError("this GraphQL view answers HTTP requests only")
+    async def pick_websocket_subprotocol(self, request: WebSocket) -> str | None:
+        supported = self.websocket_subprotocols
+        return next((offered for offered in request.subprotocols if offered in supported), None)
 
-    def get_websocket_headers(self, request: Request) -> Mapping[str, str]:
-        raise TypeError("this GraphQL view answers HTTP requests only")
+    async def create_websocket_response(self, request: WebSocket, subprotocol: str | None) -> WebSocket:
+        await request.accept(subprotocol)
+        return request
 
-    async def reject_websocket(self, request: Request) -> Any:
-        raise TypeError("this GraphQL view answers HTTP requests only")
+    def get_websocket_headers(self, request: WebSocket) -> Mapping[str, str]:
+        return request.headers
+
+    async def reject_websocket(self, request: WebSocket) -> WebSocket:
+        await request.close(POLICY)  # before the handshake completes: refused with 403
+        return request
+
+    async def on_ws_connect(self, context: Any) -> Any:
+        if self.on_connect is None:
+            return UNSET
+        params = getattr(context, "connection_params", None) or {}
+        verdict = self.on_connect(context, params)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if verdict is False:
+            raise ConnectionRejectionError
+        return verdict if isinstance(verdict, dict) else UNSET
+
+
+class _WebSocketAdapter(AsyncWebSocketAdapter):
+    """Strawberry's view of a Cello WebSocket: JSON text messages."""
+
+    def __init__(self, view: Any, request: WebSocket, response: WebSocket) -> None:
+        super().__init__(view)
+        self.ws = response
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        async for message in self.ws:
+            if not message.is_text:
+                raise NonTextMessageReceived
+            try:
+                yield orjson.loads(message.text)
+            except orjson.JSONDecodeError:
+                if not ignore_parsing_errors:
+                    raise NonJsonMessageReceived from None
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect:
+            raise WebSocketDisconnected from None
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code, reason)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    """graphql-transport-ws, with the server's own pings: a proxy drops a socket quiet for long (often 60 s), and
+    a subscription may well be quiet that long. Every ``ping_interval`` seconds after ``connection_ack`` the server
+    sends ``ping``; the client answers ``pong`` (the protocol requires it)."""
+
+    ping_task: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        interval = getattr(self.view, "ping_interval", None)
+        if self.connection_acknowledged and interval and self.ping_task is None:
+            self.ping_task = asyncio.get_running_loop().create_task(self._ping(interval))
+
+    async def _ping(self, interval: float) -> None:
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                await self.send_message({"type": "ping"})
+        except (WebSocketDisconnected, WebSocketDisconnect):
+            return
+
+    async def shutdown(self) -> None:
+        if self.ping_task is not None:
+            self.ping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.ping_task
+        await super().shutdown()

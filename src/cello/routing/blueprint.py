@@ -133,14 +133,21 @@ class Registrar:
         ``max_tokens`` (2000), ``max_cost`` (5000, fields resolved, a list counting ``list_size`` items unless
         its ``first``/``limit`` argument says), ``cache_size`` (256 parsed and validated documents); ``name``;
         ``guards``, for the whole endpoint.
+
+        Subscriptions (``subscriptions=True``) over WebSocket at the same path — graphql-transport-ws and the
+        legacy graphql-ws — and over SSE (graphql-sse, distinct connections: ``Accept: text/event-stream``):
+        ``ping_interval`` (15 s), ``connection_init_timeout`` (10 s), ``max_subscriptions`` per connection (100),
+        ``origins`` (other origins whose pages may open the WebSocket), ``on_connect(context, params)`` (at
+        ``connection_init``: ``False`` refuses the connection, a dict is the acknowledgement's payload).
         """
-        from ..graphql.endpoint import graphql_route  # NOTE: imported only by apps that serve GraphQL
+        from ..graphql.endpoint import graphql_routes  # NOTE: imported only by apps that serve GraphQL
 
         if guards:
             from ..security.guards import as_guard
 
             guards = [as_guard(guard) for guard in guards]
-        self.add_route(graphql_route(path, schema, guards=list(guards), **options))
+        for route in graphql_routes(path, schema, guards=list(guards), **options):
+            self.add_route(route)
 
     def websocket(self, path: str, **options: Any) -> Callable[[F], F]:
         """Register a WebSocket handler (``cello.realtime``): ``async def h(ws)``, or a plain ``def`` that runs in
