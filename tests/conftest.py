@@ -146,6 +146,24 @@ def seed_snippet(tmp_path: Path) -> Iterator[Path]:
         asyncio.run(_postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
 
 
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL database, dropped afterwards."""
+    import asyncio
+    import uuid
+
+    from _helpers import require_service
+
+    pytest.importorskip("asyncpg")
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    database = f"cello_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(f"CREATE DATABASE {database}"))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{database}"
+    finally:
+        asyncio.run(_postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+
+
 async def _postgres_admin(statement: str) -> None:
     import asyncpg
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -211,3 +213,46 @@ def _notes_through_the_cache(app) -> None:
         ready = client.get("/health/ready").json()["checks"]
         assert ready["database"]["status"] == ready["redis"]["status"] == "pass"
         assert client.delete(f"/notes/{note['id']}").status_code == 204
+
+
+def _library(app, module) -> None:
+    """The GraphQL example: a page of books and their authors in one author query; a book added reaches a
+    subscriber."""
+    books = "{ books(first: 50) { title author { name } } }"
+    with TestClient(app) as client:
+        before = module.author_queries
+        page = client.post("/graphql", json={"query": books}).json()["data"]["books"]
+        assert {"title": "Kindred", "author": {"name": "Octavia E. Butler"}} in page
+        assert module.author_queries == before + 1  # one query for every author of the page (no N+1)
+        client.post("/graphql", json={"query": books})
+        assert module.author_queries == before + 2  # a new loader per request: nothing cached across requests
+        title = f"Book {uuid.uuid4().hex[:8]}"
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_text(json.dumps({"type": "connection_init"}))
+            assert json.loads(ws.receive_text())["type"] == "connection_ack"
+            subscription = {"query": "subscription { bookAdded { title author { name } } }"}
+            ws.send_text(json.dumps({"type": "subscribe", "id": "1", "payload": subscription}))
+            time.sleep(0.3)  # the subscription reaches the hub
+            added = client.post(
+                "/graphql", json={"query": f'mutation {{ addBook(title: "{title}", authorId: 2) {{ id }} }}'}
+            )
+            assert added.json()["data"]["addBook"]["id"] > 0
+            event = json.loads(ws.receive_text())
+            assert event["payload"]["data"]["bookAdded"] == {"title": title, "author": {"name": "Frank Herbert"}}
+
+
+def test_graphql_example_on_sqlite(tmp_path, monkeypatch):
+    pytest.importorskip("strawberry")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/library.db")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    module = load("graphql_api")
+    _library(module.app, module)
+
+
+@pytest.mark.services
+def test_graphql_example_on_postgres(monkeypatch, postgres_database):
+    pytest.importorskip("strawberry")
+    monkeypatch.setenv("DATABASE_URL", postgres_database)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    module = load("graphql_api")
+    _library(module.app, module)

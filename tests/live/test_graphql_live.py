@@ -6,6 +6,8 @@ at connection_init, the subscription cap, the Origin check, and a subscription o
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,8 @@ import pytest
 pytest.importorskip("strawberry")
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module", params=["granian", "uvicorn"])
@@ -145,3 +149,40 @@ def test_a_subscription_over_sse(server: Any) -> None:
         'event: next\ndata: {"data":{"countdown":"1 for sse-client"}}',
         "event: complete\ndata:",
     ]
+
+
+# -- the example, on two servers sharing PostgreSQL and Redis -----------------------------------------------------
+
+
+@pytest.mark.services
+async def test_a_subscription_on_one_server_gets_what_another_published(
+    live: Any, postgres_database: str, tmp_path: Path
+) -> None:
+    """examples/graphql_api.py twice (as two machines would run it): a book added through one server reaches a
+    subscriber of the other, through the broadcast hub's Redis."""
+    from gql import Client, gql
+    from gql.transport.websockets import WebsocketsTransport
+
+    from _helpers import redis_server
+
+    with redis_server(tmp_path) as redis:
+        env = {"DATABASE_URL": postgres_database, "REDIS_URL": redis.url}
+        first, second = (live("graphql_api:app", cwd=EXAMPLES, env=env, ready_path="/graphql?query={__typename}")
+                         .start() for _ in range(2))  # fmt: skip
+        transport = WebsocketsTransport(url=ws_url(first), subprotocols=["graphql-transport-ws"])
+        async with Client(transport=transport) as session:
+            added: list[Any] = []
+
+            async def listen() -> None:
+                async for event in session.subscribe(gql("subscription { bookAdded { title author { name } } }")):
+                    added.append(event["bookAdded"])
+                    return
+
+            listening = asyncio.ensure_future(listen())
+            await asyncio.sleep(0.5)  # subscribed: the first server listens to the hub's channel
+            async with httpx.AsyncClient(base_url=second.url) as client:
+                mutation = 'mutation { addBook(title: "The Left Hand of Darkness", authorId: 1) { id } }'
+                answer = await client.post("/graphql", json={"query": mutation})
+                assert answer.json()["data"]["addBook"]["id"] > 0
+            await asyncio.wait_for(listening, 10)
+        assert added == [{"title": "The Left Hand of Darkness", "author": {"name": "Ursula K. Le Guin"}}]
