@@ -7,7 +7,10 @@ group), so a leftover is found even if it escaped its process group.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _live import Certs, Factory, live_servers
@@ -38,3 +41,22 @@ def live_module() -> Iterator[Factory]:
     """``live`` for servers shared by the tests of one module."""
     with live_servers() as make:
         yield make
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """tests/js/node_modules, installed with ``npm ci`` from the committed lock file when missing: the JavaScript
+    clients (graphql-ws) the tests run under Node. Skipped (failed with CELLO_REQUIRE_SERVICES=1) without Node."""
+    from _helpers import require_program
+
+    require_program("node", shutil.which("node"))
+    npm = require_program("npm", shutil.which("npm"))
+    folder = Path(__file__).resolve().parents[1] / "js"
+    installed = folder / "node_modules"
+    lock = folder / "package-lock.json"
+    if not installed.is_dir() or installed.stat().st_mtime < lock.stat().st_mtime:
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=folder, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        if done.returncode != 0:
+            pytest.fail(f"npm ci in tests/js failed: {done.stderr[-2000:]}")
+    return installed

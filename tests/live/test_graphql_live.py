@@ -186,3 +186,20 @@ async def test_a_subscription_on_one_server_gets_what_another_published(
                 assert answer.json()["data"]["addBook"]["id"] > 0
             await asyncio.wait_for(listening, 10)
         assert added == [{"title": "The Left Hand of Darkness", "author": {"name": "Ursula K. Le Guin"}}]
+
+
+# -- the npm graphql-ws client under Node -------------------------------------------------------------------------
+
+
+def test_the_npm_graphql_ws_client(server: Any, node_modules: Path) -> None:
+    import json
+    import subprocess
+
+    script = node_modules.parent / "graphql_ws_client.mjs"
+    done = subprocess.run(["node", str(script), ws_url(server)], capture_output=True, text=True, timeout=30,
+                          cwd=node_modules.parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [item["data"]["countdown"] for item in result["countdown"]] == [f"{n} for nobody" for n in (3, 2, 1)]
+    assert result["query"] == [{"data": {"hello": "hello node from nobody"}}]
+    assert result["pings"] >= 2  # the server's pings, answered by the client
