@@ -13,6 +13,8 @@ import ast
 import asyncio
 import os
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,11 @@ def test_the_examples_of_a_page_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a block that writes files writes them here
     # a block may set variables (PROMETHEUS_MULTIPROC_DIR): it sets them in a copy, dropped afterwards
     monkeypatch.setattr(os, "environ", os.environ.copy())
-    namespace: dict = {"__name__": "docs_example"}
+    # the page's blocks run in a module of its own, registered as one: libraries that resolve a class's or a
+    # function's annotations through sys.modules (Strawberry, msgspec) find its names there
+    module = types.ModuleType("docs_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace: dict = module.__dict__
     exec("from cello import *", namespace)
     namespace["app"] = cello.App()
     for line, code, reason in blocks(page):
