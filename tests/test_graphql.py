@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -370,3 +371,36 @@ def test_concurrent_requests_keep_their_own_context() -> None:
             assert [answer.json()["data"]["who"] for answer in answers] == [f"t{n}" for n in range(20)]
 
     asyncio.run(run())
+
+
+# -- the OpenAPI document and the command line -------------------------------------------------------------------
+
+
+def test_the_endpoint_in_the_openapi_document() -> None:
+    from openapi_spec_validator import validate
+
+    for debug, shown in ((False, False), (True, True)):
+        document = make(debug=debug).openapi()
+        validate(document)
+        post_operation = document["paths"]["/graphql"]["post"]
+        assert post_operation["requestBody"]["content"]["application/json"]["schema"]["required"] == ["query"]
+        assert "application/graphql-response+json" in post_operation["responses"]["200"]["content"]
+        get_operation = document["paths"]["/graphql"]["get"]
+        assert [p["name"] for p in get_operation["parameters"]][:2] == ["query", "variables"]
+        # the SDL only where introspection would give it anyway
+        assert ("x-graphql-schema" in post_operation) is shown
+        if shown:
+            assert "type Query {" in post_operation["x-graphql-schema"]
+
+
+def test_cello_graphql_schema_prints_the_sdl(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from cello.cli import main
+
+    monkeypatch.chdir(Path(__file__).parent / "apps")
+    assert main(["graphql-schema", "graphql_app:app"]) == 0
+    printed = capsys.readouterr().out
+    assert "type Query {" in printed and "type Subscription {" in printed
+    with pytest.raises(SystemExit) as refused:
+        main(["graphql-schema", "graphql_app:app", "--path", "/elsewhere"])
+    assert refused.value.code == 2
+    assert "no GraphQL endpoint at /elsewhere" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """The ``cello`` command: ``cello run module:app``, ``cello routes module:app``, ``cello openapi module:app``,
-``cello asyncapi module:app``."""
+``cello asyncapi module:app``, ``cello graphql-schema module:app``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,20 @@ def _document(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graphql_schema(args: argparse.Namespace) -> int:
+    app = load_app(args.target)
+    endpoints = {route.path: route.meta["graphql"] for route in app.router if "graphql" in route.meta}
+    if not endpoints:
+        raise ConfigurationError(f"{args.target} serves no GraphQL endpoint (app.graphql)")
+    if args.path is None and len(endpoints) > 1:
+        raise ConfigurationError(f"{args.target} serves GraphQL at {', '.join(sorted(endpoints))}: choose with --path")
+    path = args.path or next(iter(endpoints))
+    if path not in endpoints:
+        raise ConfigurationError(f"no GraphQL endpoint at {path}; there are: {', '.join(sorted(endpoints))}")
+    sys.stdout.write(endpoints[path].as_str() + "\n")
+    return 0
+
+
 def _routes(args: argparse.Namespace) -> int:
     app = load_app(args.target)
     rows = [("METHODS", "PATH", "NAME", "HANDLER")]
@@ -150,6 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncapi.add_argument("target")
     asyncapi.add_argument("--indent", action="store_true", help="pretty-print")
     asyncapi.set_defaults(func=_document)
+
+    graphql = commands.add_parser("graphql-schema", help="print the schema (SDL) of an app's GraphQL endpoint")
+    graphql.add_argument("target")
+    graphql.add_argument("--path", help="the endpoint's path, when the app has several")
+    graphql.set_defaults(func=_graphql_schema)
 
     args = parser.parse_args(argv)
     try:

@@ -107,11 +107,68 @@ def graphql_routes(
 
     name = name or "graphql"
     middleware = list(guards or ())
-    meta: dict[str, Any] = {"include_in_schema": False, "strict_content_type": False}
+
+    def described(app: Any, method: str) -> dict[str, Any]:
+        shown = bool(app.debug) if introspection is None else introspection
+        return openapi_operation(method, schema if shown else None)
+
+    meta: dict[str, Any] = {"strict_content_type": False, "openapi": described, "tags": ["GraphQL"],
+                            "graphql": schema}  # fmt: skip
     routes = [Route(path, ["GET", "POST"], graphql_endpoint, name=name, middleware=middleware, meta=meta)]
     if subscriptions:
         # NOTE: the handshake must answer with the protocol chosen: app.run() serves such an app through ASGI
-        websocket_meta = {**meta, "websocket_subprotocols": True}
+        websocket_meta = {**meta, "websocket_subprotocols": True, "include_in_schema": False}
         routes.append(Route(path, [WEBSOCKET], graphql_websocket, name=f"{name}_websocket", middleware=middleware,
                             meta=websocket_meta))  # fmt: skip
     return routes
+
+
+# -- the OpenAPI description -----------------------------------------------------------------------------------
+
+_RESULT = {
+    "type": "object",
+    "properties": {
+        "data": {"type": ["object", "null"], "description": "the operation's result"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "GraphQL errors"},
+        "extensions": {"type": "object"},
+    },
+}
+
+
+def openapi_operation(method: str, schema: Schema | None) -> dict[str, Any]:
+    """The endpoint as an OpenAPI operation: its request and answers; with ``schema`` (introspection on), its SDL
+    as ``x-graphql-schema`` (a stranger learns nothing from the document that introspection would not tell)."""
+    content = {media: {"schema": _RESULT} for media in ("application/graphql-response+json", "application/json")}
+    operation: dict[str, Any] = {
+        "summary": "GraphQL " + ("queries" if method == "GET" else "queries and mutations"),
+        "description": "A GraphQL endpoint (GraphQL over HTTP). Subscriptions: WebSocket at the same path "
+        "(graphql-transport-ws, graphql-ws) or Server-Sent Events (Accept: text/event-stream).",
+        "responses": {
+            "200": {"description": "A GraphQL answer", "content": content},
+            "400": {"description": "A document that does not parse or validate", "content": content},
+            "default": {"description": "Error", "content": {"application/problem+json": {"schema": {}}}},
+        },
+    }
+    if method == "GET":
+        text = {"type": "string"}
+        operation["parameters"] = [
+            {"name": "query", "in": "query", "required": True, "schema": text},
+            {"name": "variables", "in": "query", "schema": text, "description": "a JSON object"},
+            {"name": "operationName", "in": "query", "schema": text},
+            {"name": "extensions", "in": "query", "schema": text, "description": "a JSON object"},
+        ]
+    else:
+        request = {
+            "type": "object",
+            "required": ["query"],
+            "properties": {
+                "query": {"type": "string"},
+                "variables": {"type": ["object", "null"]},
+                "operationName": {"type": ["string", "null"]},
+                "extensions": {"type": ["object", "null"]},
+            },
+        }
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
+    if schema is not None:
+        operation["x-graphql-schema"] = schema.as_str()
+    return operation

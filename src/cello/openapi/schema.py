@@ -121,6 +121,9 @@ def _operation(app: App, route: Route, method: str, signature: Signature, compon
     security = meta.get("security")
     if security is not None:
         operation["security"] = security
+    described_by = meta.get("openapi")  # a route that describes itself: ``(app, method) -> operation fields``
+    if described_by is not None:
+        operation.update(described_by(app, method))
     return operation
 
 
