@@ -404,3 +404,33 @@ def test_cello_graphql_schema_prints_the_sdl(monkeypatch: pytest.MonkeyPatch, ca
         main(["graphql-schema", "graphql_app:app", "--path", "/elsewhere"])
     assert refused.value.code == 2
     assert "no GraphQL endpoint at /elsewhere" in capsys.readouterr().err
+
+
+def test_prometheus_metrics_per_operation() -> None:
+    prometheus = pytest.importorskip("prometheus_client")
+    from cello.graphql import metrics
+
+    app = App()
+    app.enable_prometheus()
+    app.graphql("/metered", schema, context=context)
+
+    def count(**labels: str) -> float:
+        value = prometheus.REGISTRY.get_sample_value(
+            "cello_graphql_operations_total", {"endpoint": "/metered", **labels}
+        )
+        return value or 0.0
+
+    with TestClient(app) as client:
+        client.post("/metered", json={"query": "query Greeting { hello }"})
+        client.post("/metered", json={"query": "{ secret }"})
+        client.post("/metered", json={"query": "{ nope }"})
+        client.post("/metered", json={"query": "{ broken"})
+        for n in range(metrics.MAX_NAMES + 5):  # a client making up names cannot grow the label set
+            client.post("/metered", json={"query": f"query Made{n} {{ hello }}"})
+        text = client.get("/metrics").text
+    assert count(operation="Greeting", type="query", outcome="ok") == 1
+    assert count(operation="<anonymous>", type="query", outcome="errors") == 1
+    assert count(operation="<anonymous>", type="query", outcome="refused") == 1
+    assert count(operation="<invalid>", type="unknown", outcome="refused") == 1
+    assert count(operation="<other>", type="query", outcome="ok") == 6  # Greeting took one of the hundred names
+    assert 'cello_graphql_operation_seconds_count{endpoint="/metered",operation="Greeting",type="query"} 1.0' in text

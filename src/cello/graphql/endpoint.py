@@ -20,6 +20,7 @@ from ..params import Depends
 from ..realtime.websocket import WebSocket
 from ..routing.router import WEBSOCKET, Route
 from .limits import Limits
+from .metrics import OperationMetrics
 from .view import GraphQLView, Subscriptions
 
 __all__ = ["graphql_routes"]
@@ -81,10 +82,12 @@ def graphql_routes(
         view = views.get(id(app))
         if view is None:
             debug = bool(app.debug)
+            measured = _prometheus_on(app)
+            metrics = OperationMetrics(request.route.path if request.route else path) if measured else None
             view = views[id(app)] = GraphQLView(
                 schema, limits=limits, introspection=debug if introspection is None else introspection,
                 mask_errors=not debug, allow_get=allow_get, batching=batching, root_value=root_value,
-                subscriptions=served,
+                subscriptions=served, metrics=metrics,
             )  # fmt: skip
         return view
 
@@ -121,6 +124,13 @@ def graphql_routes(
         routes.append(Route(path, [WEBSOCKET], graphql_websocket, name=f"{name}_websocket", middleware=middleware,
                             meta=websocket_meta))  # fmt: skip
     return routes
+
+
+def _prometheus_on(app: Any) -> bool:
+    """Whether the app exports Prometheus metrics (``app.enable_prometheus()``): then operations are measured."""
+    from ..middleware.metrics import Prometheus
+
+    return any(isinstance(layer, Prometheus) for layer in app.middleware)
 
 
 # -- the OpenAPI description -----------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ and a rule class made per request (what ``QueryDepthLimiter(...)`` in a schema's
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ from graphql import (
     ValidationRule,
     get_named_type,
     is_leaf_type,
+    parse,
 )
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.extensions import (
@@ -35,7 +38,6 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
@@ -102,10 +104,27 @@ def extensions(limits: Limits, *, introspection: bool, mask_errors: bool) -> lis
     if rules:
         added.append(lambda: AddValidationRules(rules))
     size = limits.cache_size
-    added += [lambda: ParserCache(maxsize=size), lambda: ValidationCache(maxsize=size)]
+    cached_parse = functools.lru_cache(maxsize=size)(parse)  # the endpoint's own: one bound per endpoint
+    added += [lambda: _ParseCache(cached_parse), lambda: ValidationCache(maxsize=size)]
     if mask_errors:
         added.append(lambda: _MaskErrors(should_mask_error=_should_mask, error_message=MASKED))
     return added
+
+
+class _ParseCache(SchemaExtension):
+    """Parsed documents from a bounded cache, like Strawberry's ``ParserCache`` — except that a document that does
+    not parse is left to Strawberry's own parsing, which reports it: ``ParserCache`` raising from its hook skips the
+    end of the other extensions' operation (the metrics would never count the refusal)."""
+
+    def __init__(self, cached_parse: Callable[..., Any]) -> None:
+        self.cached_parse = cached_parse
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query:
+            with contextlib.suppress(GraphQLError):  # parsed again, and reported, by Strawberry
+                context.graphql_document = self.cached_parse(context.query, **context.parse_options)
+        yield
 
 
 class _MaskErrors(MaskErrors):

@@ -47,6 +47,7 @@ from ..http.response import StreamingResponse
 from ..realtime.websocket import POLICY, WebSocket, WebSocketDisconnect
 from .context import Context, Response
 from .limits import Limits, extensions, log_errors
+from .metrics import OperationMetrics
 
 __all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "Subscriptions", "media_type"]
 
@@ -157,6 +158,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         batching: int | None,
         root_value: Any,
         subscriptions: Subscriptions,
+        metrics: OperationMetrics | None = None,
     ) -> None:
         if not isinstance(schema, Schema):
             raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
@@ -164,6 +166,8 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         # batching setting) are the endpoint's own
         self.schema = copy.copy(schema)
         added = extensions(limits, introspection=introspection, mask_errors=mask_errors)
+        if metrics is not None:
+            added.append(metrics.extension)
         self.schema.extensions = (*schema.extensions, *added)
         self.schema.config = dataclasses.replace(
             schema.config,
