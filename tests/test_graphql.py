@@ -434,3 +434,34 @@ def test_prometheus_metrics_per_operation() -> None:
     assert count(operation="<invalid>", type="unknown", outcome="refused") == 1
     assert count(operation="<other>", type="query", outcome="ok") == 6  # Greeting took one of the hundred names
     assert 'cello_graphql_operation_seconds_count{endpoint="/metered",operation="Greeting",type="query"} 1.0' in text
+
+
+# -- GraphiQL ----------------------------------------------------------------------------------------------------
+
+
+def test_graphiql_is_served_by_the_app_when_on() -> None:
+    import gzip
+
+    from cello.graphql import ide
+
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with TestClient(make()) as client:  # outside debug mode: no page, no files, no introspection
+        assert client.get("/graphql", headers=browser).status_code == 400
+        assert client.get(f"{ide.assets_path('/graphql')}/graphiql.min.js").status_code == 404
+    with TestClient(make(graphiql=True)) as client:
+        page = client.get("/graphql", headers=browser)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<script>" not in page.text and "https://" not in page.text  # nothing inline, nothing from elsewhere
+        base = ide.assets_path("/graphql")
+        assert f'src="{base}/graphiql.min.js"' in page.text
+        packed = client.get(f"{base}/graphiql.min.js", headers={"accept-encoding": "gzip"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert "immutable" in packed.headers["cache-control"]
+        plain = client.get(f"{base}/react.production.min.js", headers={"accept-encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content.startswith(b"/**")
+        assert gzip.decompress((ide.STATIC / "react.production.min.js.gz").read_bytes()) == plain.content
+        assert client.get(f"{base}/secrets.txt").status_code == 404
+        # GraphiQL needs introspection: it comes with it
+        assert post(client, "{ __schema { queryType { name } } }").json()["data"]["__schema"]["queryType"]["name"]
+        # a GET with a query is still a GraphQL request, in a browser too
+        assert client.get("/graphql", params={"query": "{ hello }"}, headers=browser).json()["data"]["hello"]

@@ -13,17 +13,23 @@ from typing import Any
 
 from strawberry.schema import Schema
 
-from ..http.exceptions import ConfigurationError
+from ..http.exceptions import ConfigurationError, NotFound
 from ..http.request import Request
 from ..http.response import Response
 from ..params import Depends
 from ..realtime.websocket import WebSocket
 from ..routing.router import WEBSOCKET, Route
+from . import ide
 from .limits import Limits
 from .metrics import OperationMetrics
 from .view import GraphQLView, Subscriptions
 
 __all__ = ["graphql_routes"]
+
+# what the GraphiQL page needs on top of the app's Content-Security-Policy (cello.security.CSP.merge): its files and
+# its requests to the endpoint, all from the app's own origin
+GRAPHIQL_CSP = {"script_src": "'self'", "style_src": "'self'", "img_src": "'self' data:", "font_src": "'self' data:",
+                "connect_src": "'self'"}  # fmt: skip
 
 
 def graphql_routes(
@@ -32,6 +38,7 @@ def graphql_routes(
     *,
     context: Callable[..., Any] | None = None,
     root_value: Any = None,
+    graphiql: bool | None = None,
     introspection: bool | None = None,
     allow_get: bool = True,
     batching: int | None = None,
@@ -82,12 +89,13 @@ def graphql_routes(
         view = views.get(id(app))
         if view is None:
             debug = bool(app.debug)
+            ide_on = debug if graphiql is None else graphiql
             measured = _prometheus_on(app)
             metrics = OperationMetrics(request.route.path if request.route else path) if measured else None
             view = views[id(app)] = GraphQLView(
-                schema, limits=limits, introspection=debug if introspection is None else introspection,
+                schema, limits=limits, introspection=(debug or ide_on) if introspection is None else introspection,
                 mask_errors=not debug, allow_get=allow_get, batching=batching, root_value=root_value,
-                subscriptions=served, metrics=metrics,
+                subscriptions=served, metrics=metrics, graphiql=ide_on,
             )  # fmt: skip
         return view
 
@@ -117,7 +125,19 @@ def graphql_routes(
 
     meta: dict[str, Any] = {"strict_content_type": False, "openapi": described, "tags": ["GraphQL"],
                             "graphql": schema}  # fmt: skip
+    if graphiql is not False:  # the page is answered at the endpoint's own path
+        meta["security_headers"] = {"csp_merge": GRAPHIQL_CSP}
     routes = [Route(path, ["GET", "POST"], graphql_endpoint, name=name, middleware=middleware, meta=meta)]
+    if graphiql is not False:
+
+        async def graphiql_asset(request: Request, name: str) -> Response:
+            if not view_for(request).graphiql:
+                raise NotFound()
+            return ide.asset(request, name)
+
+        asset_meta = {"include_in_schema": False, "security_headers": {"csp_merge": GRAPHIQL_CSP}}
+        routes.append(Route(ide.assets_path(path) + "/{name}", ["GET"], graphiql_asset, name=f"{name}_graphiql",
+                            meta=asset_meta))  # fmt: skip
     if subscriptions:
         # NOTE: the handshake must answer with the protocol chosen: app.run() serves such an app through ASGI
         websocket_meta = {**meta, "websocket_subprotocols": True, "include_in_schema": False}

@@ -45,6 +45,7 @@ from ..http.request import Request
 from ..http.response import Response as HTTPResponse
 from ..http.response import StreamingResponse
 from ..realtime.websocket import POLICY, WebSocket, WebSocketDisconnect
+from . import ide
 from .context import Context, Response
 from .limits import Limits, extensions, log_errors
 from .metrics import OperationMetrics
@@ -159,6 +160,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         root_value: Any,
         subscriptions: Subscriptions,
         metrics: OperationMetrics | None = None,
+        graphiql: bool = False,
     ) -> None:
         if not isinstance(schema, Schema):
             raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
@@ -179,6 +181,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
             self.schema.process_errors = log_errors  # type: ignore[method-assign]
         self._allow_get = allow_get
         self.root_value = root_value
+        self.graphiql = graphiql
         # subscriptions: Strawberry's protocol handlers, configured from the endpoint's options
         self.protocols = subscriptions.protocols
         self.connection_init_wait_timeout = timedelta(seconds=subscriptions.connection_init_timeout)
@@ -199,6 +202,8 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
     async def answer(self, request: Request, values: Any) -> HTTPResponse:
         """The answer to one HTTP request; ``values``: what the endpoint's context function returned."""
         accept = request.header("accept")
+        if self.graphiql and request.method == "GET" and "query" not in request.query and "text/html" in (accept or ""):
+            return ide.page(request.path)  # a browser opening the endpoint
         streamed = self.sse and accept is not None and "text/event-stream" in accept.lower()
         accepted = JSON if streamed else media_type(accept)
         if accepted is None:
@@ -235,7 +240,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         return self.root_value
 
     def should_render_graphql_ide(self, request: Any) -> bool:
-        return False  # a GET without a query is a bad request (400)
+        return False  # the page is answered before Strawberry's view runs; a GET without a query is a 400
 
     async def render_graphql_ide(self, request: Request) -> HTTPResponse:
         raise StrawberryHTTPException(404, "Not Found")

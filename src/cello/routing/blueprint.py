@@ -127,12 +127,13 @@ class Registrar:
 
         ``context``: a function whose parameters are resolved per request like a handler's (``Request``,
         ``Depends(...)``...), returning a dict of values for ``info.context`` (or a context object of the
-        application's own). ``root_value``; ``introspection`` (default: on in debug mode only; errors of resolvers
-        are masked outside it); ``allow_get`` (``True``); ``batching``: the most operations one request may hold
-        (``None``: no batches); limits, checked before anything runs: ``max_depth`` (15), ``max_aliases`` (15),
-        ``max_tokens`` (2000), ``max_cost`` (5000, fields resolved, a list counting ``list_size`` items unless
-        its ``first``/``limit`` argument says), ``cache_size`` (256 parsed and validated documents); ``name``;
-        ``guards``, for the whole endpoint.
+        application's own). ``root_value``; ``graphiql`` (the IDE, served by the app at ``path`` to browsers;
+        default: on in debug mode only); ``introspection`` (default: on in debug mode or with GraphiQL; errors of
+        resolvers are masked outside debug mode); ``allow_get`` (``True``); ``batching``: the most operations one
+        request may hold (``None``: no batches); limits, checked before anything runs: ``max_depth`` (15),
+        ``max_aliases`` (15), ``max_tokens`` (2000), ``max_cost`` (5000, fields resolved, a list counting
+        ``list_size`` items unless its ``first``/``limit`` argument says), ``cache_size`` (256 parsed and validated
+        documents); ``name``; ``guards``, for the whole endpoint.
 
         Subscriptions (``subscriptions=True``) over WebSocket at the same path — graphql-transport-ws and the
         legacy graphql-ws — and over SSE (graphql-sse, distinct connections: ``Accept: text/event-stream``):
