@@ -5,6 +5,7 @@ that refuse hostile documents before any resolver runs, and error masking."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -465,3 +466,90 @@ def test_graphiql_is_served_by_the_app_when_on() -> None:
         assert post(client, "{ __schema { queryType { name } } }").json()["data"]["__schema"]["queryType"]["name"]
         # a GET with a query is still a GraphQL request, in a browser too
         assert client.get("/graphql", params={"query": "{ hello }"}, headers=browser).json()["data"]["hello"]
+
+
+# -- persisted queries -------------------------------------------------------------------------------------------
+
+
+def sha(document: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def persisted(named: str, query: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": named}}, **extra}
+    if query is not None:
+        body["query"] = query
+    return body
+
+
+def code_of(answer: Any) -> str:
+    return answer.json()["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+
+
+def test_automatic_persisted_queries() -> None:
+    query = '{ hello(name: "apq") }'
+    with TestClient(make(apq=True)) as client:
+        unknown = client.post("/graphql", json=persisted(sha(query)))
+        assert unknown.status_code == 200 and unknown.json()["errors"][0]["message"] == "PersistedQueryNotFound"
+        assert code_of(unknown) == "PERSISTED_QUERY_NOT_FOUND"
+        assert client.post("/graphql", json=persisted(sha(query), query)).json() == {
+            "data": {"hello": "hello apq via POST"}
+        }
+        # the hash alone now, over POST and over GET
+        assert client.post("/graphql", json=persisted(sha(query))).json()["data"]["hello"] == "hello apq via POST"
+        extensions = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": sha(query)}})
+        assert client.get("/graphql", params={"extensions": extensions}).json()["data"]["hello"] == "hello apq via GET"
+        wrong = client.post("/graphql", json=persisted(sha("{ other }"), query), headers={"accept": GRAPHQL_RESPONSE})
+        assert wrong.status_code == 400 and code_of(wrong) == "PERSISTED_QUERY_HASH_MISMATCH"
+        # an invalid document is not kept
+        invalid = "{ nope }"
+        client.post("/graphql", json=persisted(sha(invalid), invalid))
+        assert code_of(client.post("/graphql", json=persisted(sha(invalid)))) == "PERSISTED_QUERY_NOT_FOUND"
+        assert code_of(client.post("/graphql", json=persisted(sha(query)) | {"extensions": {"persistedQuery": {
+            "version": 2, "sha256Hash": sha(query)}}})) == "PERSISTED_QUERY_NOT_SUPPORTED"  # fmt: skip
+
+
+def test_an_endpoint_without_apq_says_so(client: Any) -> None:
+    assert code_of(client.post("/graphql", json=persisted(sha("{ hello }")))) == "PERSISTED_QUERY_NOT_SUPPORTED"
+
+
+def test_the_allowlist_runs_registered_operations_only() -> None:
+    listed = "query Greeting { hello }"
+    with TestClient(make(persisted_queries={sha(listed): listed})) as client:
+        assert client.post("/graphql", json=persisted(sha(listed))).json()["data"]["hello"].startswith("hello")
+        assert client.post("/graphql", json={"query": listed}).json()["data"]["hello"].startswith("hello")
+        for refused_body in ({"query": "{ hello }"}, persisted(sha("{ hello }"), "{ hello }")):
+            refused = client.post("/graphql", json=refused_body)
+            assert code_of(refused) == "PERSISTED_QUERY_NOT_ALLOWED"
+        assert calls == ["hello", "hello"]
+    with pytest.raises(ConfigurationError, match="not the SHA-256"):
+        App().graphql("/graphql", schema, persisted_queries={sha("{ a }"): "{ b }"})
+    with pytest.raises(ConfigurationError, match="not both"):
+        App().graphql("/graphql", schema, persisted_queries={}, apq=True)
+
+
+@pytest.mark.services
+def test_apq_in_redis_is_shared_by_every_worker() -> None:
+    pytest.importorskip("redis")
+    from _helpers import require_service
+    from cello.stores import RedisStore
+
+    require_service("Redis", "127.0.0.1", 6379)
+    import uuid
+
+    prefix = f"cello-test.{uuid.uuid4().hex[:8]}:"
+    query = '{ hello(name: "redis") }'
+    first, second = (make(apq=RedisStore("redis://127.0.0.1:6379/0", prefix=prefix)) for _ in range(2))
+    with TestClient(first) as one:
+        assert one.post("/graphql", json=persisted(sha(query), query)).json()["data"]["hello"] == "hello redis via POST"
+    with TestClient(second) as other:  # another worker: the document is in Redis
+        assert other.post("/graphql", json=persisted(sha(query))).json()["data"]["hello"] == "hello redis via POST"
+
+    async def clean() -> None:
+        store = RedisStore("redis://127.0.0.1:6379/0", prefix=prefix)
+        await store.delete(f"graphql:apq:{sha(query)}")
+        await store.close()
+
+    asyncio.run(clean())

@@ -8,7 +8,7 @@ closed after the answer), so DataLoaders made there are new for every request an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from strawberry.schema import Schema
@@ -19,9 +19,12 @@ from ..http.response import Response
 from ..params import Depends
 from ..realtime.websocket import WebSocket
 from ..routing.router import WEBSOCKET, Route
+from ..stores.base import Store
+from ..stores.memory import MemoryStore
 from . import ide
 from .limits import Limits
 from .metrics import OperationMetrics
+from .persisted import PersistedQueries
 from .view import GraphQLView, Subscriptions
 
 __all__ = ["graphql_routes"]
@@ -42,6 +45,9 @@ def graphql_routes(
     introspection: bool | None = None,
     allow_get: bool = True,
     batching: int | None = None,
+    persisted_queries: Mapping[str, str] | None = None,
+    apq: bool | Store = False,
+    apq_ttl: float = 86_400.0,
     max_depth: int | None = 15,
     max_aliases: int | None = 15,
     max_tokens: int | None = 2000,
@@ -80,6 +86,17 @@ def graphql_routes(
         origins=tuple(origins),
         on_connect=on_connect,
     )
+    if apq is True:
+        store: Store | None = MemoryStore()
+    elif apq is False or apq is None:
+        store = None
+    elif isinstance(apq, Store):
+        store = apq
+    else:
+        raise ConfigurationError(f"apq is True, False or a cello store (RedisStore for several workers), not {apq!r}")
+    persisted = None
+    if persisted_queries is not None or store is not None:
+        persisted = PersistedQueries(persisted_queries, store, apq_ttl)
     limits = Limits(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens, max_cost=max_cost,
                     list_size=list_size, cache_size=cache_size)  # fmt: skip
     views: dict[int, GraphQLView] = {}  # per app: whether errors are masked and introspection on follow its debug
@@ -95,7 +112,7 @@ def graphql_routes(
             view = views[id(app)] = GraphQLView(
                 schema, limits=limits, introspection=(debug or ide_on) if introspection is None else introspection,
                 mask_errors=not debug, allow_get=allow_get, batching=batching, root_value=root_value,
-                subscriptions=served, metrics=metrics, graphiql=ide_on,
+                subscriptions=served, metrics=metrics, graphiql=ide_on, persisted=persisted,
             )  # fmt: skip
         return view
 

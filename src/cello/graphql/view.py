@@ -49,6 +49,7 @@ from . import ide
 from .context import Context, Response
 from .limits import Limits, extensions, log_errors
 from .metrics import OperationMetrics
+from .persisted import PersistedQueries, Refused
 
 __all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "Subscriptions", "media_type"]
 
@@ -161,6 +162,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         subscriptions: Subscriptions,
         metrics: OperationMetrics | None = None,
         graphiql: bool = False,
+        persisted: PersistedQueries | None = None,
     ) -> None:
         if not isinstance(schema, Schema):
             raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
@@ -182,6 +184,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         self._allow_get = allow_get
         self.root_value = root_value
         self.graphiql = graphiql
+        self.persisted = persisted
         # subscriptions: Strawberry's protocol handlers, configured from the endpoint's options
         self.protocols = subscriptions.protocols
         self.connection_init_wait_timeout = timedelta(seconds=subscriptions.connection_init_timeout)
@@ -225,8 +228,22 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
             return await self.run(request, context=context)
         except StrawberryHTTPException as exc:
             raise HTTPException(exc.status_code, exc.reason) from None
+        except Refused as exc:  # a persisted-query refusal: a GraphQL error, which the client's link reads
+            status = 400 if accepted == GRAPHQL_RESPONSE else 200
+            return HTTPResponse(orjson.dumps(exc.answer()), status=status, media_type=accepted)
         finally:
             _response.reset(token)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        items = data if isinstance(data, list) else [data]
+        if self.persisted is None:
+            for item in items:  # a client trying APQ on an endpoint without it: tell it to send documents
+                if item.query is None and item.extensions and "persistedQuery" in item.extensions:
+                    raise Refused("PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED")
+            return data
+        resolved = [await self.persisted.resolve(item) for item in items]
+        return resolved if isinstance(data, list) else resolved[0]
 
     # -- what AsyncBaseHTTPView asks of an integration -------------------------------------------------------
 
@@ -306,8 +323,11 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
             raise StrawberryHTTPException(400, exc.as_http_error_reason(method)) from exc
         except MissingQueryError as exc:
             raise StrawberryHTTPException(400, "No GraphQL query found in the request.") from exc
-        if isinstance(result, PreExecutionError) and sub_response.media_type == GRAPHQL_RESPONSE:
-            sub_response.status_code = 400  # not a GraphQL answer: the document failed to parse or validate
+        if isinstance(result, PreExecutionError):
+            if sub_response.media_type == GRAPHQL_RESPONSE:
+                sub_response.status_code = 400  # not a GraphQL answer: the document failed to parse or validate
+        elif self.persisted is not None:
+            await self.persisted.remember(request_data)  # APQ: a document sent with its hash, and valid
         return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
