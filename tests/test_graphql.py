@@ -15,6 +15,7 @@ import pytest
 strawberry = pytest.importorskip("strawberry")
 
 from strawberry.dataloader import DataLoader  # noqa: E402
+from strawberry.file_uploads import Upload  # noqa: E402
 
 from cello import App, Blueprint, ConfigurationError, Depends, HTTPException, Request  # noqa: E402
 from cello.graphql import Context, Info, permission  # noqa: E402
@@ -553,3 +554,33 @@ def test_apq_in_redis_is_shared_by_every_worker() -> None:
         await store.close()
 
     asyncio.run(clean())
+
+
+# -- uploads -----------------------------------------------------------------------------------------------------
+
+
+def test_uploads_when_turned_on_and_never_from_a_simple_cross_site_form() -> None:
+    @strawberry.type
+    class Files:
+        @strawberry.mutation
+        async def upload(self, file: Upload) -> str:
+            content = await file.read()
+            return f"{file.filename} {file.content_type} {content.decode()}"
+
+    files_schema = strawberry.Schema(Query, Files)
+    mutation = "mutation ($file: Upload!) { upload(file: $file) }"
+    form = {"operations": json.dumps({"query": mutation, "variables": {"file": None}}),
+            "map": json.dumps({"0": ["variables.file"]})}  # fmt: skip
+    upload = {"0": ("notes.txt", b"hello file", "text/plain")}
+    app = App()
+    app.graphql("/graphql", files_schema, uploads=True)
+    app.graphql("/closed", files_schema)
+    with TestClient(app) as client:
+        answer = client.post("/graphql", data=form, files=upload, headers={"graphql-preflight": "1"})
+        assert answer.json() == {"data": {"upload": "notes.txt text/plain hello file"}}
+        bare = client.post("/graphql", data=form, files=upload)  # what a cross-site form could send
+        assert bare.status_code == 400 and "GraphQL-Preflight" in bare.json()["detail"]
+        assert client.post("/closed", data=form, files=upload, headers={"graphql-preflight": "1"}).status_code == 415
+        broken = client.post("/graphql", data={"operations": "{", "map": "{}"}, files=upload,
+                             headers={"graphql-preflight": "1"})  # fmt: skip
+        assert broken.status_code == 400

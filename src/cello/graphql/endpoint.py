@@ -45,6 +45,7 @@ def graphql_routes(
     introspection: bool | None = None,
     allow_get: bool = True,
     batching: int | None = None,
+    uploads: bool = False,
     persisted_queries: Mapping[str, str] | None = None,
     apq: bool | Store = False,
     apq_ttl: float = 86_400.0,
@@ -112,7 +113,7 @@ def graphql_routes(
             view = views[id(app)] = GraphQLView(
                 schema, limits=limits, introspection=(debug or ide_on) if introspection is None else introspection,
                 mask_errors=not debug, allow_get=allow_get, batching=batching, root_value=root_value,
-                subscriptions=served, metrics=metrics, graphiql=ide_on, persisted=persisted,
+                subscriptions=served, metrics=metrics, graphiql=ide_on, persisted=persisted, uploads=uploads,
             )  # fmt: skip
         return view
 

@@ -5,7 +5,8 @@
   status codes (a document that does not parse or validate, or breaks a limit: 400, and no ``data``); a client
   that accepts ``application/json`` (or anything, or says nothing) gets that, with 200 for a GraphQL answer
   whatever its errors, as clients before the specification expect; any other ``Accept``: 406.
-- Methods: POST with a JSON body (any other content type: 415), and GET with the operation in the query string,
+- Methods: POST with a JSON body (any other content type: 415; multipart uploads where turned on, with a
+  ``GraphQL-Preflight`` header no cross-site form can send), and GET with the operation in the query string,
   for queries only — a mutation over GET is 405 with ``Allow: POST``, so no "simple" cross-site request (a link,
   an image, a form) can change anything. Subscriptions are not answered over plain HTTP.
 - Errors of the request itself (bad JSON, no query, batching refused) are problem+json like every Cello error.
@@ -55,6 +56,11 @@ __all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "Subscriptions", "media_ty
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+# headers a multipart (upload) request must carry: a browser sends none cross-site without a CORS preflight
+PREFLIGHT_HEADERS = ("graphql-preflight", "apollo-require-preflight", "x-apollo-operation-name")
+NO_PREFLIGHT = ("A multipart GraphQL request needs a GraphQL-Preflight header (or Apollo-Require-Preflight), which a "
+                "cross-site form cannot send.")  # fmt: skip
 
 # the response a request's resolvers shape, for get_sub_response (Strawberry asks for it by request)
 _response: ContextVar[Response] = ContextVar("cello_graphql_response")
@@ -163,6 +169,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         metrics: OperationMetrics | None = None,
         graphiql: bool = False,
         persisted: PersistedQueries | None = None,
+        uploads: bool = False,
     ) -> None:
         if not isinstance(schema, Schema):
             raise ConfigurationError(f"app.graphql() serves a strawberry.Schema, not {type(schema).__name__}")
@@ -185,6 +192,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
         self.root_value = root_value
         self.graphiql = graphiql
         self.persisted = persisted
+        self.multipart_uploads_enabled = uploads  # Strawberry's: the multipart request specification
         # subscriptions: Strawberry's protocol handlers, configured from the endpoint's options
         self.protocols = subscriptions.protocols
         self.connection_init_wait_timeout = timedelta(seconds=subscriptions.connection_init_timeout)
@@ -213,7 +221,11 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
             raise HTTPException(406, f"GraphQL answers in {GRAPHQL_RESPONSE} or {JSON}.")
         if request.method == "POST":
             kind = (request.header("content-type") or "").split(";")[0].strip().lower()
-            if kind != JSON:
+            if kind == "multipart/form-data" and self.multipart_uploads_enabled:
+                # NOTE: a cross-site form can send multipart without asking first; it cannot add a header
+                if not any(request.header(name) for name in PREFLIGHT_HEADERS):
+                    raise HTTPException(400, NO_PREFLIGHT)
+            elif kind != JSON:
                 raise HTTPException(415, f"A GraphQL request over POST is {JSON}.")
         elif not self._allow_get:
             raise HTTPException(405, "GraphQL over GET is off here; POST the operation.", {"Allow": "POST"})
