@@ -584,3 +584,49 @@ def test_uploads_when_turned_on_and_never_from_a_simple_cross_site_form() -> Non
         broken = client.post("/graphql", data={"operations": "{", "map": "{}"}, files=upload,
                              headers={"graphql-preflight": "1"})  # fmt: skip
         assert broken.status_code == 400
+
+
+# -- permissions on input fields ---------------------------------------------------------------------------------
+
+
+@strawberry.input
+class Raise:
+    reason: str
+    amount: int | None = strawberry.field(default=None, permission_classes=[permission(Role("hr"))])
+
+
+@strawberry.input
+class Review:
+    raises: list[Raise]
+
+
+@strawberry.type
+class Payroll:
+    @strawberry.mutation
+    def review(self, review: Review) -> str:
+        calls.append("review")
+        return ", ".join(f"{item.reason}:{item.amount}" for item in review.raises)
+
+
+def test_permissions_on_input_fields() -> None:
+    app = App()
+    app.use(authenticate)
+    app.graphql("/graphql", strawberry.Schema(Query, Payroll))
+    mutation = "mutation ($r: Review!) { review(review: $r) }"
+    without_amount = {"r": {"raises": [{"reason": "promotion"}]}}
+    with_amount = {"r": {"raises": [{"reason": "promotion"}, {"reason": "market", "amount": 5}]}}
+    calls.clear()
+    with TestClient(app) as client:
+        mine = {"x-user": "ada", "x-roles": "engineer"}
+        answer = client.post("/graphql", json={"query": mutation, "variables": without_amount}, headers=mine)
+        assert answer.json() == {"data": {"review": "promotion:None"}}  # the guarded field not given: allowed
+        refused = client.post("/graphql", json={"query": mutation, "variables": with_amount}, headers=mine).json()
+        assert refused["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+        assert calls == ["review"]  # the refused one never ran
+        hr = {"x-user": "bo", "x-roles": "hr"}
+        allowed = client.post("/graphql", json={"query": mutation, "variables": with_amount}, headers=hr).json()
+        assert allowed == {"data": {"review": "promotion:None, market:5"}}
+        inline = 'mutation { review(review: {raises: [{reason: "x", amount: 1}]}) }'
+        assert client.post("/graphql", json={"query": inline}).json()["errors"][0]["extensions"] == {
+            "code": "UNAUTHENTICATED"
+        }

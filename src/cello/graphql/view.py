@@ -50,6 +50,7 @@ from . import ide
 from .context import Context, Response
 from .limits import Limits, extensions, log_errors
 from .metrics import OperationMetrics
+from .permissions import guard_input_fields
 from .persisted import PersistedQueries, Refused
 
 __all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "Subscriptions", "media_type"]
@@ -186,6 +187,7 @@ class GraphQLView(AsyncBaseHTTPView[Request, HTTPResponse, Response, WebSocket, 
             # "did you mean ...?" tells a stranger the schema's field names, like introspection
             disable_field_suggestions=schema.config.disable_field_suggestions or not introspection,
         )
+        guard_input_fields(schema)
         if type(schema).process_errors is BaseSchema.process_errors:  # not the application's own logging
             self.schema.process_errors = log_errors  # type: ignore[method-assign]
         self._allow_get = allow_get
