@@ -55,7 +55,7 @@ def graphql_routes(
     max_cost: int | None = 5000,
     list_size: int = 10,
     cache_size: int = 256,
-    subscriptions: bool = True,
+    subscriptions: bool | None = None,
     ping_interval: float | None = 15.0,
     connection_init_timeout: float = 10.0,
     max_subscriptions: int | None = 100,
@@ -79,6 +79,8 @@ def graphql_routes(
         raise ConfigurationError(f"max_subscriptions is a whole number >= 1 or None, not {max_subscriptions!r}")
     if isinstance(origins, str):
         raise ConfigurationError("origins is a list of origins (https://app.example.com), not one string")
+    if subscriptions is None:  # served where the schema has subscriptions (a WebSocket route costs the app RSGI)
+        subscriptions = schema.subscription is not None
     served = Subscriptions(
         protocols=Subscriptions.protocols if subscriptions else (),
         ping_interval=ping_interval,

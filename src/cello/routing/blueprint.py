@@ -137,8 +137,9 @@ class Registrar:
         ``persisted_queries`` (``{sha256: document}``: the only operations run) or ``apq`` (``True`` or a store:
         automatic persisted queries, kept ``apq_ttl`` seconds); ``name``; ``guards``, for the whole endpoint.
 
-        Subscriptions (``subscriptions=True``) over WebSocket at the same path — graphql-transport-ws and the
-        legacy graphql-ws — and over SSE (graphql-sse, distinct connections: ``Accept: text/event-stream``):
+        Subscriptions (``subscriptions``: by default, when the schema has a subscription type) over WebSocket at
+        the same path — graphql-transport-ws and the legacy graphql-ws — and over SSE (graphql-sse, distinct
+        connections: ``Accept: text/event-stream``):
         ``ping_interval`` (15 s), ``connection_init_timeout`` (10 s), ``max_subscriptions`` per connection (100),
         ``origins`` (other origins whose pages may open the WebSocket), ``on_connect(context, params)`` (at
         ``connection_init``: ``False`` refuses the connection, a dict is the acknowledgement's payload).
