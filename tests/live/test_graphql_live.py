@@ -22,7 +22,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture(scope="module", params=["granian", "uvicorn"])
 def server(request: pytest.FixtureRequest, live_module: Any) -> Any:
-    return live_module("graphql_app:app", request.param, ready_path="/__ready").start()
+    started = live_module("graphql_app:app", request.param, ready_path="/__ready").start()
+    if request.param == "granian":  # subscriptions: cello run serves the app through granian's ASGI interface
+        assert "serving through granian's ASGI interface" in started.output()
+    return started
 
 
 def test_queries_and_mutations(server: Any) -> None:
@@ -203,3 +206,19 @@ def test_the_npm_graphql_ws_client(server: Any, node_modules: Path) -> None:
     assert [item["data"]["countdown"] for item in result["countdown"]] == [f"{n} for nobody" for n in (3, 2, 1)]
     assert result["query"] == [{"data": {"hello": "hello node from nobody"}}]
     assert result["pings"] >= 2  # the server's pings, answered by the client
+
+
+# -- granian's RSGI interface: a schema without subscriptions stays on it -----------------------------------------
+
+
+def test_queries_over_granian_rsgi(live: Any) -> None:
+    server = live("graphiql_app:app", ready_path="/__ready").start()  # no subscription type: no WebSocket route
+    assert "ASGI interface" not in server.output()  # cello run did not switch interfaces
+    with httpx.Client(base_url=server.url) as client:
+        answer = client.post("/graphql", json={"query": '{ hello(name: "rsgi") }'})
+        assert answer.json() == {"data": {"hello": "hello rsgi"}}
+        assert client.get("/graphql", params={"query": "{ hello }"}).json() == {"data": {"hello": "hello world"}}
+        strict = client.post(
+            "/graphql", json={"query": "{ nope }"}, headers={"accept": "application/graphql-response+json"}
+        )
+        assert strict.status_code == 400

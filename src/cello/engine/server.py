@@ -80,8 +80,9 @@ def run(
     if interface is None:
         interface = "asgi" if _chooses_subprotocols(app) else "rsgi"
         if interface == "asgi":
-            logger.info("serving through granian's ASGI interface: WebSocket routes of the app choose a subprotocol "
-                        "(GraphQL subscriptions), which RSGI cannot send")  # fmt: skip
+            # NOTE: a warning, so that it shows before granian sets up logging: the app is slower than on RSGI
+            logger.warning("serving through granian's ASGI interface: WebSocket routes of the app choose a "
+                           "subprotocol (GraphQL subscriptions), which RSGI cannot send")  # fmt: skip
     if http3:
         if reload:
             raise ConfigurationError("reload is not available with HTTP/3; run without http3 while developing")
