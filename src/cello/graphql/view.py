@@ -88,11 +88,11 @@ def media_type(accept: str | None) -> str | None:
 class Subscriptions:
     """How an endpoint serves subscriptions: ``protocols`` (graphql-transport-ws, the legacy graphql-ws, and
     graphql-sse's distinct connections over SSE), ``ping_interval`` (seconds between the server's pings on
-    WebSocket, and between heartbeat comments over SSE), ``connection_init_timeout`` (seconds a WebSocket client
-    has to send ``connection_init``: closed with 4408 after), ``max_subscriptions`` (operations at once on one
-    connection), ``origins`` (pages of other origins allowed to open a WebSocket; a browser's cross-origin
-    handshake is refused otherwise), ``on_connect`` (``on_connect(context, params)`` at ``connection_init``:
-    ``False`` refuses with 4403, a dict is the ``connection_ack`` payload)."""
+    WebSocket; SSE streams keep Strawberry's heartbeat comments), ``connection_init_timeout`` (seconds a
+    WebSocket client has to send ``connection_init``: closed with 4408 after), ``max_subscriptions`` (operations
+    at once on one connection), ``origins`` (pages of other origins allowed to open a WebSocket; a browser's
+    cross-origin handshake is refused otherwise), ``on_connect`` (``on_connect(context, params)`` at
+    ``connection_init``: ``False`` refuses with 4403, a dict is the ``connection_ack`` payload)."""
 
     protocols: tuple[str, ...] = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
     ping_interval: float | None = 15.0
