@@ -104,18 +104,22 @@ def graphql_routes(
                     list_size=list_size, cache_size=cache_size)  # fmt: skip
     views: dict[int, GraphQLView] = {}  # per app: whether errors are masked and introspection on follow its debug
 
+    def ide_on(app: Any) -> bool:
+        return bool(app.debug) if graphiql is None else graphiql
+
+    def introspection_on(app: Any) -> bool:  # GraphiQL needs it
+        return (bool(app.debug) or ide_on(app)) if introspection is None else introspection
+
     def view_for(request: Request) -> GraphQLView:
         app = request.app
         view = views.get(id(app))
         if view is None:
-            debug = bool(app.debug)
-            ide_on = debug if graphiql is None else graphiql
             measured = _prometheus_on(app)
             metrics = OperationMetrics(request.route.path if request.route else path) if measured else None
             view = views[id(app)] = GraphQLView(
-                schema, limits=limits, introspection=(debug or ide_on) if introspection is None else introspection,
-                mask_errors=not debug, allow_get=allow_get, batching=batching, root_value=root_value,
-                subscriptions=served, metrics=metrics, graphiql=ide_on, persisted=persisted, uploads=uploads,
+                schema, limits=limits, introspection=introspection_on(app), mask_errors=not app.debug,
+                allow_get=allow_get, batching=batching, root_value=root_value, subscriptions=served, metrics=metrics,
+                graphiql=ide_on(app), persisted=persisted, uploads=uploads,
             )  # fmt: skip
         return view
 
@@ -140,8 +144,7 @@ def graphql_routes(
     middleware = list(guards or ())
 
     def described(app: Any, method: str) -> dict[str, Any]:
-        shown = bool(app.debug) if introspection is None else introspection
-        return openapi_operation(method, schema if shown else None)
+        return openapi_operation(method, schema if introspection_on(app) else None)
 
     meta: dict[str, Any] = {"strict_content_type": False, "openapi": described, "tags": ["GraphQL"],
                             "graphql": schema}  # fmt: skip
@@ -150,13 +153,13 @@ def graphql_routes(
     routes = [Route(path, ["GET", "POST"], graphql_endpoint, name=name, middleware=middleware, meta=meta)]
     if graphiql is not False:
 
-        async def graphiql_asset(request: Request, name: str) -> Response:
+        async def graphiql_asset(request: Request, asset: str) -> Response:
             if not view_for(request).graphiql:
                 raise NotFound()
-            return ide.asset(request, name)
+            return ide.asset(request, asset)
 
         asset_meta = {"include_in_schema": False, "security_headers": {"csp_merge": GRAPHIQL_CSP}}
-        routes.append(Route(ide.assets_path(path) + "/{name}", ["GET"], graphiql_asset, name=f"{name}_graphiql",
+        routes.append(Route(ide.assets_path(path) + "/{asset}", ["GET"], graphiql_asset, name=f"{name}_graphiql",
                             meta=asset_meta))  # fmt: skip
     if subscriptions:
         # NOTE: the handshake must answer with the protocol chosen: app.run() serves such an app through ASGI
