@@ -1,4 +1,5 @@
-"""GraphiQL served by the app itself, under the default security headers (tests/live/test_graphiql_browser.py)."""
+"""GraphiQL served by the app itself, under the default security headers (tests/live/test_graphiql_browser.py);
+a schema without subscriptions, so ``cello run`` keeps granian's RSGI interface (tests/live/test_graphql_live.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ class Query:
         return f"hello {name}"
 
 
-app.graphql("/graphql", strawberry.Schema(Query), graphiql=True)
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def shout(self, text: str) -> str:
+        return text.upper()
+
+
+app.graphql("/graphql", strawberry.Schema(Query, Mutation), graphiql=True)
 
 
 @app.get("/__ready")

@@ -211,7 +211,7 @@ def test_the_npm_graphql_ws_client(server: Any, node_modules: Path) -> None:
 # -- granian's RSGI interface: a schema without subscriptions stays on it -----------------------------------------
 
 
-def test_queries_over_granian_rsgi(live: Any) -> None:
+def test_queries_and_mutations_over_granian_rsgi(live: Any) -> None:
     server = live("graphiql_app:app", ready_path="/__ready").start()  # no subscription type: no WebSocket route
     assert "ASGI interface" not in server.output()  # cello run did not switch interfaces
     with httpx.Client(base_url=server.url) as client:
@@ -222,3 +222,6 @@ def test_queries_over_granian_rsgi(live: Any) -> None:
             "/graphql", json={"query": "{ nope }"}, headers={"accept": "application/graphql-response+json"}
         )
         assert strict.status_code == 400
+        shout = client.post("/graphql", json={"query": 'mutation { shout(text: "rsgi") }'})
+        assert shout.json() == {"data": {"shout": "RSGI"}}
+        assert client.get("/graphql", params={"query": 'mutation { shout(text: "x") }'}).status_code == 405
