@@ -372,16 +372,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-ServerName = Literal["granian", "granian-asgi", "uvicorn", "hypercorn", "cello-ws"]
+ServerName = Literal["granian", "granian-rsgi", "granian-asgi", "uvicorn", "hypercorn", "cello-ws"]
 
 
 class LiveServer:
     """A real server on a free loopback port: ``with LiveServer("pkg.mod:app") as server: server.url``.
 
-    ``target`` is one of: an import string, served in a subprocess by ``cello run`` (``server="granian"`` or
-    ``"granian-asgi"``), uvicorn or hypercorn, with ``extra_args`` appended to that command line; a command line
-    (a list) whose ``{host}`` and ``{port}`` fields are filled in, e.g. a script calling ``app.run()``; or an
-    App, served by ``app.run(**run_options)`` in a forked process.
+    ``target`` is one of: an import string, served in a subprocess by ``cello run`` (``server="granian"``: the
+    interface it picks; ``"granian-rsgi"`` or ``"granian-asgi"``: that one), uvicorn or hypercorn, with
+    ``extra_args`` appended to that command line; a command line (a list) whose ``{host}`` and ``{port}`` fields
+    are filled in, e.g. a script calling ``app.run()``; or an App, served by ``app.run(**run_options)`` in a forked
+    process.
 
     Teardown is guaranteed: a server that exits early or never answers makes ``start()`` raise *after* stopping
     it, leaving the ``with`` block stops it, and anything still running at interpreter exit is stopped then.
@@ -454,9 +455,9 @@ class LiveServer:
             assert not isinstance(self.target, App), "an App target is forked, not run as a command"
             return [arg.format(host=self.host, port=self.port) for arg in self.target]
         address = ["--host", self.host, "--port", str(self.port)]
-        if self.server in ("granian", "granian-asgi"):
+        if self.server in ("granian", "granian-rsgi", "granian-asgi"):
             # "granian": the interface cello run chooses (RSGI, or ASGI when WebSocket routes choose subprotocols)
-            interface = ["--interface", "asgi"] if self.server == "granian-asgi" else []
+            interface = ["--interface", self.server.removeprefix("granian-")] if "-" in self.server else []
             return [sys.executable, "-m", "cello", "run", self.target, *address, "--workers", str(self.workers),
                     *interface, *self.extra_args]  # fmt: skip
         if self.server == "cello-ws":  # the lean WebSocket server (cello.engine.wsserver)

@@ -90,7 +90,7 @@ def test_script_with_two_workers_runs_hooks_in_each(live, tmp_path):
 def test_cello_run_runs_hooks_on_both_faces(live, tmp_path, interface):
     server: LiveServer = live(
         "lifecycle_app:app",
-        "granian-asgi" if interface == "asgi" else "granian",
+        f"granian-{interface}",
         ready_path="/__ready",
         env={"CELLO_MARKS_DIR": str(tmp_path)},
     ).start()
