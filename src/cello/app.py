@@ -158,6 +158,7 @@ class App(Registrar, Shortcuts):
         self._ranks: dict[int, int] = {}  # middleware installed by enable_* -> its place in shortcuts.ORDER
         self.singletons: dict[str, Any] = {}  # register_singleton: handler parameters filled by name
         self.brokers: list[Any] = []  # include_broker: the message brokers whose subscribers run here
+        self._grpc: Any = None  # grpc_service: the gRPC services served on app.run(grpc_port=...)
         self._loop: Any = None  # the event loop the app started on (a worker's)
         if templates is not None:
             self.templates = templates if isinstance(templates, Templates) else Templates(templates)
@@ -231,6 +232,19 @@ class App(Registrar, Shortcuts):
             route.meta["framework"] = True  # the framework's own: see cello.shortcuts
         health = self._health.routes() if self._health is not None else []
         return [*super().collect_routes(), *documentation, *health]
+
+    def grpc_service(self, servicer: Any) -> Any:
+        """Serve a gRPC servicer (a subclass of the ``<Name>Servicer`` that ``cello grpc-compile`` generated) on
+        ``app.run(grpc_port=...)``'s port, in every worker, with the health and reflection services
+        (``cello.grpc``; needs the ``grpc`` extra)."""
+        if self._grpc is None:
+            from .grpc.server import GrpcServer  # NOTE: imported only by apps that serve gRPC
+
+            self._grpc = GrpcServer(self)
+            self.startup_hooks.append(self._grpc.start)
+            self.shutdown_hooks.append(self._grpc.stop)
+        self._grpc.add(servicer)
+        return servicer
 
     def include_broker(self, broker: Any) -> Any:
         """Run a ``cello.messaging.Broker``'s subscribers in this app: connected at startup and drained at

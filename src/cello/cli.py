@@ -1,5 +1,5 @@
 """The ``cello`` command: ``cello run module:app``, ``cello routes module:app``, ``cello openapi module:app``,
-``cello asyncapi module:app``, ``cello graphql-schema module:app``."""
+``cello asyncapi module:app``, ``cello graphql-schema module:app``, ``cello grpc-compile service.proto``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         interface=args.interface,
         max_header_size=args.max_header_size,
         header_timeout=args.header_timeout,
+        grpc_port=args.grpc_port,
     )
     return 0
 
@@ -98,6 +99,28 @@ def _graphql_schema(args: argparse.Namespace) -> int:
     if path not in endpoints:
         raise ConfigurationError(f"no GraphQL endpoint at {path}; there are: {', '.join(sorted(endpoints))}")
     sys.stdout.write(endpoints[path].as_str() + "\n")
+    return 0
+
+
+def _grpc_compile(args: argparse.Namespace) -> int:
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        raise ConfigurationError("cello grpc-compile needs grpcio-tools: pip install 'cello[grpc]'") from None
+    import importlib.resources
+
+    for proto in args.protos:
+        if not os.path.isfile(proto):
+            raise ConfigurationError(f"no such .proto file: {proto}")
+    out = args.out or os.path.dirname(os.path.abspath(args.protos[0]))
+    includes = {os.path.dirname(os.path.abspath(proto)) for proto in args.protos} | set(args.include or ())
+    bundled = str(importlib.resources.files("grpc_tools") / "_proto")  # google/protobuf/*.proto
+    argv = ["protoc", f"-I{bundled}", *(f"-I{path}" for path in sorted(includes)), f"--python_out={out}",
+            f"--pyi_out={out}", f"--grpc_python_out={out}",
+            *(os.path.abspath(proto) for proto in args.protos)]  # fmt: skip
+    code = protoc.main(argv)
+    if code != 0:
+        raise ConfigurationError(f"protoc failed (exit status {code}); its message is above")
     return 0
 
 
@@ -130,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--ssl-certfile")
     run.add_argument("--ssl-keyfile")
     run.add_argument("--reload", action="store_true", help="restart workers when source files change")
+    run.add_argument("--grpc-port", type=int, default=None, help="serve the app's gRPC services on this port")
     run.add_argument("--interface", choices=["rsgi", "asgi"], default=None,
                      help="granian's interface to the app (default: rsgi, or asgi for an app whose WebSocket routes "
                      "choose a subprotocol, such as GraphQL subscriptions)")  # fmt: skip
@@ -164,6 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncapi.add_argument("target")
     asyncapi.add_argument("--indent", action="store_true", help="pretty-print")
     asyncapi.set_defaults(func=_document)
+
+    compile_ = commands.add_parser(
+        "grpc-compile", help="compile .proto files into the Python modules a gRPC service subclasses (grpcio-tools)"
+    )
+    compile_.add_argument("protos", nargs="+", metavar="PROTO")
+    compile_.add_argument("--out", help="where the modules go (default: beside the first .proto file)")
+    compile_.add_argument("--include", "-I", action="append", help="another folder .proto imports are looked up in")
+    compile_.set_defaults(func=_grpc_compile)
 
     graphql = commands.add_parser("graphql-schema", help="print the schema (SDL) of an app's GraphQL endpoint")
     graphql.add_argument("target")

@@ -55,6 +55,7 @@ def run(
     workers_kill_timeout: int | None = None,
     max_header_size: int = 64 * 1024,
     header_timeout: float = 10.0,
+    grpc_port: int | None = None,
 ) -> None:
     """Serve ``app`` (an App, or an import string ``"module:attr"``) until interrupted.
 
@@ -67,7 +68,8 @@ def run(
     choose a subprotocol at the handshake (GraphQL subscriptions), which only ASGI can send.
     ``max_header_size``: bytes the request line and headers may take (HTTP/1.1; more: 431 or 414).
     ``header_timeout``: seconds a client has to send its request line and headers (slow clients are cut off);
-    the body has ``App(body_timeout=)``.
+    the body has ``App(body_timeout=)``. ``grpc_port``: where every worker serves the app's gRPC services
+    (``app.grpc_service``), on ``host`` too.
     """
     if workers < 1:
         raise ConfigurationError("workers must be >= 1")
@@ -77,6 +79,12 @@ def run(
         raise ConfigurationError("TLS needs both ssl_certfile and ssl_keyfile")
     if http not in ("auto", "1", "2"):
         raise ConfigurationError(f"http must be 'auto', '1' or '2', not {http!r}")
+    if grpc_port is not None:
+        if isinstance(grpc_port, bool) or not isinstance(grpc_port, int) or not 0 < grpc_port < 65536:
+            raise ConfigurationError(f"grpc_port is a TCP port number, not {grpc_port!r}")
+        # NOTE: the workers (forked or spawned) read the port from their environment at startup
+        os.environ["CELLO_GRPC_PORT"] = str(grpc_port)
+        os.environ["CELLO_GRPC_HOST"] = host
     if interface is None:
         interface = "asgi" if _chooses_subprotocols(app) else "rsgi"
         if interface == "asgi":

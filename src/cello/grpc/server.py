@@ -1,0 +1,222 @@
+"""Native gRPC beside the HTTP app: ``app.grpc_service(servicer)`` registers a service compiled from a ``.proto``
+file (``cello grpc-compile``), and ``app.run(grpc_port=50051)`` (``cello run --grpc-port``) serves every registered
+service through ``grpc.aio`` on that port, in every worker, inside the worker's own event loop — started with the
+app and stopped with it, in-flight calls given ``drain_timeout`` seconds to finish.
+
+granian sends no HTTP/2 trailers, which native gRPC needs (``grpc-status``), so the gRPC server has a port of its
+own; the workers share it (``SO_REUSEPORT``), as they share the HTTP port. Beside the application's services it
+serves the standard health service (``grpc.health.v1.Health``, ``SERVING`` while the app's readiness checks pass —
+the same checks as ``/health/ready``) and server reflection (``grpcurl list`` works).
+
+An exception a method raises is answered with ``INTERNAL`` and ``Internal server error.`` (the traceback is logged;
+debug mode sends the exception's text instead); ``context.abort(...)`` and the ``grpc.StatusCode`` a method sets
+are answered as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ..http.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["GrpcServer", "adder_of"]
+
+logger = logging.getLogger("cello.grpc")
+
+PORT_VARIABLE = "CELLO_GRPC_PORT"  # app.run(grpc_port=...) hands the port to the workers through it
+INTERNAL_MESSAGE = "Internal server error."
+
+
+def adder_of(servicer: Any) -> Callable[[Any, Any], None]:
+    """The ``add_<Name>Servicer_to_server`` function grpcio-tools generated beside the servicer's base class."""
+    import importlib
+
+    for base in type(servicer).__mro__:
+        module_name = getattr(base, "__module__", "")
+        if module_name.endswith("_pb2_grpc") and base.__name__.endswith("Servicer"):
+            adder = getattr(importlib.import_module(module_name), f"add_{base.__name__}_to_server", None)
+            if adder is not None:
+                return adder  # type: ignore[no-any-return]
+    raise ConfigurationError(
+        f"{type(servicer).__name__} is not a gRPC servicer: subclass the <Name>Servicer class that "
+        "`cello grpc-compile` generated in a *_pb2_grpc module"
+    )
+
+
+class GrpcServer:
+    """The app's gRPC services and, in a running worker, the ``grpc.aio`` server that serves them."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.services: list[tuple[Any, Callable[[Any, Any], None]]] = []
+        self.server: Any = None
+        self.port: int | None = None
+        self.drain_timeout = 10.0
+        self._watching: asyncio.Task[None] | None = None
+
+    def add(self, servicer: Any) -> None:
+        self.services.append((servicer, adder_of(servicer)))
+
+    async def start(self) -> None:
+        """Start serving, when a port was given (``app.run(grpc_port=...)``); the app's startup hook."""
+        value = os.environ.get(PORT_VARIABLE)
+        if not value or not self.services:
+            return
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_reflection.v1alpha import reflection
+
+        server = grpc.aio.server(
+            # plain (not async) methods run in this pool; async ones on the worker's event loop
+            migration_thread_pool=ThreadPoolExecutor(max_workers=self.app.config.threadpool_size),
+            interceptors=[_ErrorInterceptor(debug=bool(self.app.debug))],
+            options=[("grpc.so_reuseport", 1)],
+        )
+        names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
+        for servicer, adder in self.services:
+            adder(servicer, server)
+            names.extend(_service_names(adder))
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{os.environ.get('CELLO_GRPC_HOST', '127.0.0.1')}:{value}")
+        await server.start()
+        self.server = server
+        self._serving = health_pb2.HealthCheckResponse.SERVING
+        self._not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await self._report()
+        self._watching = asyncio.get_running_loop().create_task(self._watch())
+        logger.info("gRPC: serving %s on port %s", ", ".join(names[2:]), self.port)
+
+    async def stop(self) -> None:
+        """Stop taking calls and give those under way ``drain_timeout`` seconds; the app's shutdown hook."""
+        if self._watching is not None:
+            self._watching.cancel()
+            self._watching = None
+        server, self.server = self.server, None
+        if server is not None:
+            await server.stop(self.drain_timeout)
+
+    async def _report(self) -> None:
+        """The health service's answer: the app's readiness checks (``/health/ready``), or SERVING without any."""
+        checks = getattr(self.app, "_health", None)
+        ready = True
+        if checks is not None:
+            _, ready = await checks._checked()
+        status = self._serving if ready else self._not_serving
+        await self.health.set("", status)
+        for _, adder in self.services:
+            for name in _service_names(adder):
+                await self.health.set(name, status)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                await self._report()
+            except Exception:  # a check that fails to run is a failed check: the next report says so
+                logger.exception("gRPC health: the readiness checks failed to run")
+
+
+def _service_names(adder: Callable[..., Any]) -> list[str]:
+    """The full names of the services an ``add_..._to_server`` function registers (from its module's descriptor)."""
+    import importlib
+
+    grpc_module = importlib.import_module(adder.__module__)
+    pb2 = importlib.import_module(adder.__module__.removesuffix("_grpc"))
+    descriptor = getattr(pb2, "DESCRIPTOR", None)
+    names = [service.full_name for service in descriptor.services_by_name.values()] if descriptor else []
+    wanted = adder.__name__.removeprefix("add_").removesuffix("Servicer_to_server")
+    chosen = [name for name in names if name.rsplit(".", 1)[-1] == wanted]
+    return chosen or names or [getattr(grpc_module, "__name__", "unknown")]
+
+
+class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Answers an unexpected exception with INTERNAL and no internals (outside debug mode), logged with its
+    traceback. Async methods are wrapped in async code, plain ones (run in the server's thread pool) in plain
+    code."""
+
+    def __init__(self, *, debug: bool) -> None:
+        self.debug = debug
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        for kind, make in (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                           ("unary_stream", grpc.unary_stream_rpc_method_handler),
+                           ("stream_unary", grpc.stream_unary_rpc_method_handler),
+                           ("stream_stream", grpc.stream_stream_rpc_method_handler)):  # fmt: skip
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return make(self._guarded(behavior, method, kind.endswith("stream")), handler.request_deserializer,
+                            handler.response_serializer)  # fmt: skip
+        return handler
+
+    def _message(self, method: str, exc: Exception) -> str:
+        logger.error("gRPC method %s failed", method, exc_info=exc)
+        return str(exc) if self.debug else INTERNAL_MESSAGE
+
+    def _guarded(self, behavior: Callable[..., Any], method: str, streams: bool) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def produce(request: Any, context: Any) -> Any:
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception as exc:  # answered as INTERNAL, logged
+                    await context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
+
+            return produce
+        if inspect.iscoroutinefunction(behavior):
+
+            async def answer(request: Any, context: Any) -> Any:
+                try:
+                    return await behavior(request, context)
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception as exc:  # answered as INTERNAL, logged
+                    await context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
+
+            return answer
+
+        # a plain method, run in the server's thread pool, where context.abort() raises
+        def failed(context: Any, exc: Exception) -> None:
+            if context.code() not in (None, grpc.StatusCode.OK):
+                raise exc  # the method's own context.abort(...)
+            context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
+
+        if streams:
+
+            def produce_plain(request: Any, context: Any) -> Any:
+                try:
+                    yield from behavior(request, context)
+                except grpc.RpcError:
+                    raise
+                except Exception as exc:
+                    failed(context, exc)
+
+            return produce_plain
+
+        def answer_plain(request: Any, context: Any) -> Any:
+            try:
+                return behavior(request, context)
+            except grpc.RpcError:
+                raise
+            except Exception as exc:
+                failed(context, exc)
+
+        return answer_plain
