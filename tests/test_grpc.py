@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,46 @@ def test_grpc_compile_writes_the_modules_and_refuses_a_missing_file(
         main(["grpc-compile", str(tmp_path / "missing.proto")])
     assert refused.value.code == 2
     assert "no such .proto file" in capsys.readouterr().err
+
+
+async def test_calls_are_counted_per_service_method_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server in this test's own loop (the app's startup hook, as in a worker), called over a socket."""
+    pytest.importorskip("prometheus_client")
+    import grpc
+
+    from cello.testing import AsyncTestClient, free_port
+
+    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import greeter_pb2 as pb
+        import greeter_pb2_grpc
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    class Counted(greeter_pb2_grpc.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            if request.name == "nobody":
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a name, please")
+            if request.name == "boom":
+                raise RuntimeError("kaput")
+            return pb.HelloReply(message=f"Hello, {request.name}!")
+
+    app = App()
+    app.enable_prometheus()
+    app.grpc_service(Counted())
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(app) as client:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            greeter = greeter_pb2_grpc.GreeterStub(channel)
+            assert (await greeter.SayHello(pb.HelloRequest(name="Ada"), timeout=5)).message == "Hello, Ada!"
+            for name, code in (("nobody", grpc.StatusCode.INVALID_ARGUMENT), ("boom", grpc.StatusCode.INTERNAL)):
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await greeter.SayHello(pb.HelloRequest(name=name), timeout=5)
+                assert failed.value.code() == code
+        text = (await client.get("/metrics")).text
+    labels = 'method="SayHello",service="greeter.v1.Greeter"'  # the exposition sorts them
+    for code in ("OK", "INVALID_ARGUMENT", "INTERNAL"):
+        assert f'cello_grpc_calls_total{{code="{code}",{labels}}} 1.0' in text
+    assert f"cello_grpc_call_seconds_count{{{labels}}} 3.0" in text

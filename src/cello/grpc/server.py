@@ -8,6 +8,8 @@ own; the workers share it (``SO_REUSEPORT``), as they share the HTTP port. Besid
 serves the standard health service (``grpc.health.v1.Health``, ``SERVING`` while the app's readiness checks pass —
 the same checks as ``/health/ready``) and server reflection (``grpcurl list`` works).
 
+With ``app.enable_prometheus()`` every call is counted by service, method and status code, and timed.
+
 An exception a method raises is answered with ``INTERNAL`` and ``Internal server error.`` (the traceback is logged;
 debug mode sends the exception's text instead); ``context.abort(...)`` and the ``grpc.StatusCode`` a method sets
 are answered as they are.
@@ -19,6 +21,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -79,7 +82,7 @@ class GrpcServer:
         server = grpc.aio.server(
             # plain (not async) methods run in this pool; async ones on the worker's event loop
             migration_thread_pool=ThreadPoolExecutor(max_workers=self.app.config.threadpool_size),
-            interceptors=[_ErrorInterceptor(debug=bool(self.app.debug))],
+            interceptors=[*self._measuring(), _ErrorInterceptor(debug=bool(self.app.debug))],
             options=[("grpc.so_reuseport", 1)],
         )
         names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
@@ -97,6 +100,15 @@ class GrpcServer:
         await self._report()
         self._watching = asyncio.get_running_loop().create_task(self._watch())
         logger.info("gRPC: serving %s on port %s", ", ".join(names[2:]), self.port)
+
+    def _measuring(self) -> list[Any]:
+        """The metrics interceptor, outermost (it sees the status the error interceptor settled on), when the app
+        exports Prometheus metrics (``app.enable_prometheus()``)."""
+        from ..middleware.metrics import Prometheus
+
+        if not any(isinstance(layer, Prometheus) for layer in self.app.middleware):
+            return []
+        return [_Measuring()]
 
     async def stop(self) -> None:
         """Stop taking calls and give those under way ``drain_timeout`` seconds; the app's shutdown hook."""
@@ -218,5 +230,118 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 raise
             except Exception as exc:
                 failed(context, exc)
+
+        return answer_plain
+
+
+# -- metrics -----------------------------------------------------------------------------------------------------
+
+_metrics: dict[str, Any] = {}
+
+
+def _calls() -> tuple[Any, Any]:
+    if not _metrics:
+        import prometheus_client
+
+        _metrics["calls"] = prometheus_client.Counter(
+            "cello_grpc_calls", "gRPC calls answered, by status code.", ["service", "method", "code"]
+        )
+        _metrics["seconds"] = prometheus_client.Histogram(
+            "cello_grpc_call_seconds", "Time a gRPC call took (a stream: from its start to its end).",
+            ["service", "method"],
+        )  # fmt: skip
+    return _metrics["calls"], _metrics["seconds"]
+
+
+def _code_of(context: Any, default: str) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return default if code is None else str(code)
+
+
+class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """``cello_grpc_calls_total{service, method, code}`` and ``cello_grpc_call_seconds{service, method}``."""
+
+    def __init__(self) -> None:
+        self.calls, self.seconds = _calls()
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        for kind, make in (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                           ("unary_stream", grpc.unary_stream_rpc_method_handler),
+                           ("stream_unary", grpc.stream_unary_rpc_method_handler),
+                           ("stream_stream", grpc.stream_stream_rpc_method_handler)):  # fmt: skip
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return make(self._measured(behavior, service, method, kind.endswith("stream")),
+                            handler.request_deserializer, handler.response_serializer)  # fmt: skip
+        return handler
+
+    def _record(self, service: str, method: str, code: str, started: float) -> None:
+        self.calls.labels(service, method, code).inc()
+        self.seconds.labels(service, method).observe(time.perf_counter() - started)
+
+    def _measured(self, behavior: Callable[..., Any], service: str, method: str, streams: bool) -> Callable[..., Any]:
+        record = self._record
+        if inspect.isasyncgenfunction(behavior):
+
+            async def produce(request: Any, context: Any) -> Any:
+                started, code = time.perf_counter(), "OK"
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    record(service, method, _code_of(context, code) if code != "CANCELLED" else code, started)
+
+            return produce
+        if inspect.iscoroutinefunction(behavior):
+
+            async def answer(request: Any, context: Any) -> Any:
+                started, code = time.perf_counter(), "OK"
+                try:
+                    return await behavior(request, context)
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    record(service, method, _code_of(context, code) if code != "CANCELLED" else code, started)
+
+            return answer
+        if streams:
+
+            def produce_plain(request: Any, context: Any) -> Any:
+                started, code = time.perf_counter(), "OK"
+                try:
+                    yield from behavior(request, context)
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    record(service, method, _code_of(context, code), started)
+
+            return produce_plain
+
+        def answer_plain(request: Any, context: Any) -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                return behavior(request, context)
+            except BaseException:
+                code = "UNKNOWN"
+                raise
+            finally:
+                record(service, method, _code_of(context, code), started)
 
         return answer_plain
