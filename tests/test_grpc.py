@@ -85,3 +85,49 @@ async def test_calls_are_counted_per_service_method_and_code(tmp_path: Path, mon
     for code in ("OK", "INVALID_ARGUMENT", "INTERNAL"):
         assert f'cello_grpc_calls_total{{code="{code}",{labels}}} 1.0' in text
     assert f"cello_grpc_call_seconds_count{{{labels}}} 3.0" in text
+
+
+async def test_the_apps_authenticators_and_guards_protect_rpcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One auth layer: an API key in the call's metadata, as in a request's headers; a service guard."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from cello import grpc as cello_grpc
+    from cello.security import ApiKeyAuth, Permission
+    from cello.testing import AsyncTestClient, free_port
+
+    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import greeter_pb2 as pb
+        import greeter_pb2_grpc
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    class Guarded(greeter_pb2_grpc.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            user = cello_grpc.current_user()
+            return pb.HelloReply(message=f"Hello, {request.name}, from {sorted(user.permissions)}!")
+
+    reader, writer = "reader-key-0123456789", "writer-key-0123456789"
+    app = App()
+    app.use(ApiKeyAuth(keys={reader: ["greet:read"], writer: ["greet:read", "greet:write"]}))
+    app.grpc_service(Guarded(), guards=[Permission("greet:write")])
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(app):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            greeter = greeter_pb2_grpc.GreeterStub(channel)
+            hello = pb.HelloRequest(name="Ada")
+            for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED),
+                                   ((("x-api-key", "not-a-key-at-all-000"),), grpc.StatusCode.UNAUTHENTICATED),
+                                   ((("x-api-key", reader),), grpc.StatusCode.PERMISSION_DENIED)):  # fmt: skip
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await greeter.SayHello(hello, metadata=metadata, timeout=5)
+                assert refused.value.code() == code
+            answer = await greeter.SayHello(hello, metadata=(("x-api-key", writer),), timeout=5)
+            assert answer.message == "Hello, Ada, from ['greet:read', 'greet:write']!"
+            # the health service answers anyone, like /health
+            health = health_pb2_grpc.HealthStub(channel)
+            status = (await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)).status
+            assert status == health_pb2.HealthCheckResponse.SERVING

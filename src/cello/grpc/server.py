@@ -22,13 +22,16 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from ..http.exceptions import ConfigurationError
+from ..security.base import Authenticator
+from ..security.guards import Guard
+from . import auth
 
 if TYPE_CHECKING:
     from ..app import App
@@ -39,6 +42,9 @@ logger = logging.getLogger("cello.grpc")
 
 PORT_VARIABLE = "CELLO_GRPC_PORT"  # app.run(grpc_port=...) hands the port to the workers through it
 INTERNAL_MESSAGE = "Internal server error."
+# answered without credentials, like /health and the documentation
+PUBLIC_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                             "grpc.reflection.v1.ServerReflection"})  # fmt: skip
 
 
 def adder_of(servicer: Any) -> Callable[[Any, Any], None]:
@@ -63,13 +69,20 @@ class GrpcServer:
     def __init__(self, app: App) -> None:
         self.app = app
         self.services: list[tuple[Any, Callable[[Any, Any], None]]] = []
+        self.guards: dict[str, list[Any]] = {}  # service full name -> its own guards
         self.server: Any = None
         self.port: int | None = None
         self.drain_timeout = 10.0
         self._watching: asyncio.Task[None] | None = None
 
-    def add(self, servicer: Any) -> None:
-        self.services.append((servicer, adder_of(servicer)))
+    def add(self, servicer: Any, guards: Sequence[Any] = ()) -> None:
+        adder = adder_of(servicer)
+        self.services.append((servicer, adder))
+        if guards:
+            from ..security.guards import as_guard
+
+            for name in _service_names(adder):
+                self.guards.setdefault(name, []).extend(as_guard(guard) for guard in guards)
 
     async def start(self) -> None:
         """Start serving, when a port was given (``app.run(grpc_port=...)``); the app's startup hook."""
@@ -82,7 +95,11 @@ class GrpcServer:
         server = grpc.aio.server(
             # plain (not async) methods run in this pool; async ones on the worker's event loop
             migration_thread_pool=ThreadPoolExecutor(max_workers=self.app.config.threadpool_size),
-            interceptors=[*self._measuring(), _ErrorInterceptor(debug=bool(self.app.debug))],
+            interceptors=[
+                *self._measuring(),
+                _Guarding(self.app, self.guards),
+                _ErrorInterceptor(debug=bool(self.app.debug)),
+            ],
             options=[("grpc.so_reuseport", 1)],
         )
         names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
@@ -153,6 +170,95 @@ def _service_names(adder: Callable[..., Any]) -> list[str]:
     return chosen or names or [getattr(grpc_module, "__name__", "unknown")]
 
 
+_KINDS = (("unary_unary", grpc.unary_unary_rpc_method_handler), ("unary_stream", grpc.unary_stream_rpc_method_handler),
+          ("stream_unary", grpc.stream_unary_rpc_method_handler),
+          ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
+
+
+def _rewrapped(handler: Any, wrap: Callable[[Callable[..., Any], bool], Callable[..., Any]]) -> Any:
+    """``handler`` with its method replaced by ``wrap(method, streams)`` (streams: whether it answers a stream)."""
+    for kind, make in _KINDS:
+        behavior = getattr(handler, kind)
+        if behavior is not None:
+            return make(wrap(behavior, kind.endswith("stream")), handler.request_deserializer,
+                        handler.response_serializer)  # fmt: skip
+    return handler
+
+
+class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The app's authenticators and guards, and the service's own guards (``cello.grpc.auth``), before the method;
+    the health and reflection services answer anyone, like ``/health``."""
+
+    def __init__(self, app: App, guards: dict[str, list[Any]]) -> None:
+        self.app = app
+        self.guards = guards
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        service = handler_call_details.method.lstrip("/").partition("/")[0]
+        if handler is None or service in PUBLIC_SERVICES:
+            return handler
+        layers = [layer for layer in self.app.middleware if isinstance(layer, (Authenticator, Guard))]
+        guards = self.guards.get(service, [])
+        if not layers and not guards:
+            return handler
+        request = auth.CallRequest(self.app, handler_call_details.method, handler_call_details.invocation_metadata)
+        decided = await auth.verdict(request, layers, guards)
+        return _rewrapped(handler, lambda behavior, streams: _decided(behavior, streams, decided))
+
+
+def _decided(behavior: Callable[..., Any], streams: bool, decided: auth.Verdict) -> Callable[..., Any]:
+    """The method, refused with the verdict's status, or run with the verdict's user as the current caller."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def produce(request: Any, context: Any) -> Any:
+            if decided.code is not None:
+                await context.abort(decided.code, decided.message)
+            token = auth.bind(decided.user)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            finally:
+                auth.unbind(token)
+
+        return produce
+    if inspect.iscoroutinefunction(behavior):
+
+        async def answer(request: Any, context: Any) -> Any:
+            if decided.code is not None:
+                await context.abort(decided.code, decided.message)
+            token = auth.bind(decided.user)
+            try:
+                return await behavior(request, context)
+            finally:
+                auth.unbind(token)
+
+        return answer
+    if streams:
+
+        def produce_plain(request: Any, context: Any) -> Any:
+            if decided.code is not None:
+                context.abort(decided.code, decided.message)
+            token = auth.bind(decided.user)
+            try:
+                yield from behavior(request, context)
+            finally:
+                auth.unbind(token)
+
+        return produce_plain
+
+    def answer_plain(request: Any, context: Any) -> Any:
+        if decided.code is not None:
+            context.abort(decided.code, decided.message)
+        token = auth.bind(decided.user)
+        try:
+            return behavior(request, context)
+        finally:
+            auth.unbind(token)
+
+    return answer_plain
+
+
 class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Answers an unexpected exception with INTERNAL and no internals (outside debug mode), logged with its
     traceback. Async methods are wrapped in async code, plain ones (run in the server's thread pool) in plain
@@ -166,15 +272,7 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = handler_call_details.method
-        for kind, make in (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                           ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                           ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                           ("stream_stream", grpc.stream_stream_rpc_method_handler)):  # fmt: skip
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return make(self._guarded(behavior, method, kind.endswith("stream")), handler.request_deserializer,
-                            handler.response_serializer)  # fmt: skip
-        return handler
+        return _rewrapped(handler, lambda behavior, streams: self._guarded(behavior, method, streams))
 
     def _message(self, method: str, exc: Exception) -> str:
         logger.error("gRPC method %s failed", method, exc_info=exc)
@@ -271,15 +369,7 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         service, _, method = handler_call_details.method.lstrip("/").partition("/")
-        for kind, make in (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                           ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                           ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                           ("stream_stream", grpc.stream_stream_rpc_method_handler)):  # fmt: skip
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return make(self._measured(behavior, service, method, kind.endswith("stream")),
-                            handler.request_deserializer, handler.response_serializer)  # fmt: skip
-        return handler
+        return _rewrapped(handler, lambda behavior, streams: self._measured(behavior, service, method, streams))
 
     def _record(self, service: str, method: str, code: str, started: float) -> None:
         self.calls.labels(service, method, code).inc()
