@@ -132,3 +132,17 @@ def test_sigterm_lets_a_stream_under_way_finish(live: Any, compiled: Path) -> No
     assert next(call).value == 5
     os.kill(server.pid, signal.SIGTERM)
     assert [tick.value for tick in call] == [4, 3, 2, 1]  # drained, not cut
+
+
+def test_a_message_that_does_not_decode_is_invalid_argument(served: tuple[Any, str]) -> None:
+    channel = grpc.insecure_channel(served[1])
+    garbage = b"\xff\xff\xff"  # not a protobuf message
+    say_hello = channel.unary_unary("/greeter.v1.Greeter/SayHello")  # bytes in, bytes out
+    summed = channel.stream_unary("/greeter.v1.Greeter/Sum")  # a plain method, in the server's pool
+    countdown = channel.unary_stream("/greeter.v1.Greeter/Countdown")
+    for call in (lambda: say_hello(garbage, timeout=5), lambda: summed(iter([garbage]), timeout=5),
+                 lambda: list(countdown(garbage, timeout=5))):  # fmt: skip
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "does not decode" in refused.value.details()

@@ -10,7 +10,8 @@ the same checks as ``/health/ready``) and server reflection (``grpcurl list`` wo
 
 With ``app.enable_prometheus()`` every call is counted by service, method and status code, and timed.
 
-An exception a method raises is answered with ``INTERNAL`` and ``Internal server error.`` (the traceback is logged;
+A request message that does not decode is answered with ``INVALID_ARGUMENT``. An exception a method raises is
+answered with ``INTERNAL`` and ``Internal server error.`` (the traceback is logged;
 debug mode sends the exception's text instead); ``context.abort(...)`` and the ``grpc.StatusCode`` a method sets
 are answered as they are.
 """
@@ -175,14 +176,54 @@ _KINDS = (("unary_unary", grpc.unary_unary_rpc_method_handler), ("unary_stream",
           ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
 
 
-def _rewrapped(handler: Any, wrap: Callable[[Callable[..., Any], bool], Callable[..., Any]]) -> Any:
-    """``handler`` with its method replaced by ``wrap(method, streams)`` (streams: whether it answers a stream)."""
+def _rewrapped(handler: Any, wrap: Callable[[Callable[..., Any], bool], Callable[..., Any]],
+               deserializer: Callable[[Any], Any] | None = None) -> Any:  # fmt: skip
+    """``handler`` with its method replaced by ``wrap(method, streams)`` (streams: whether it answers a stream),
+    and its request deserializer by ``deserializer(it)`` when given."""
     for kind, make in _KINDS:
         behavior = getattr(handler, kind)
         if behavior is not None:
-            return make(wrap(behavior, kind.endswith("stream")), handler.request_deserializer,
+            read = handler.request_deserializer
+            return make(wrap(behavior, kind.endswith("stream")), deserializer(read) if deserializer and read else read,
                         handler.response_serializer)  # fmt: skip
     return handler
+
+
+class _Undecodable:
+    """A request message that did not decode: the method is answered INVALID_ARGUMENT instead of running on it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+UNDECODABLE = "The request message does not decode as the method's message type."
+
+
+def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    # NOTE: grpcio answers a deserializer's exception with INTERNAL; the message is the client's mistake
+    def read(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # any decoding failure: protobuf's DecodeError, a custom deserializer's
+            return _Undecodable(exc)
+
+    return read
+
+
+async def _checked_stream(requests: Any, context: Any) -> Any:
+    async for item in requests:
+        if isinstance(item, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+        yield item
+
+
+def _checked_stream_plain(requests: Any, context: Any) -> Any:
+    for item in requests:
+        if isinstance(item, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+        yield item
 
 
 class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -272,16 +313,36 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = handler_call_details.method
-        return _rewrapped(handler, lambda behavior, streams: self._guarded(behavior, method, streams))
+        streamed = bool(handler.request_streaming)
+        return _rewrapped(handler, lambda behavior, streams: self._guarded(behavior, method, streams, streamed),
+                          _lenient)  # fmt: skip
 
     def _message(self, method: str, exc: Exception) -> str:
         logger.error("gRPC method %s failed", method, exc_info=exc)
         return str(exc) if self.debug else INTERNAL_MESSAGE
 
-    def _guarded(self, behavior: Callable[..., Any], method: str, streams: bool) -> Callable[..., Any]:
+    def _guarded(self, behavior: Callable[..., Any], method: str, streams: bool, streamed: bool) -> Callable[..., Any]:
+        """``behavior`` answering INVALID_ARGUMENT for a request that did not decode and INTERNAL for an exception;
+        ``streams``: it answers a stream; ``streamed``: its requests come as one."""
+
+        async def decoded(request: Any, context: Any) -> Any:
+            if streamed:
+                return _checked_stream(request, context)
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+            return request
+
+        def decoded_plain(request: Any, context: Any) -> Any:
+            if streamed:
+                return _checked_stream_plain(request, context)
+            if isinstance(request, _Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+            return request
+
         if inspect.isasyncgenfunction(behavior):
 
             async def produce(request: Any, context: Any) -> Any:
+                request = await decoded(request, context)
                 try:
                     async for item in behavior(request, context):
                         yield item
@@ -294,6 +355,7 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if inspect.iscoroutinefunction(behavior):
 
             async def answer(request: Any, context: Any) -> Any:
+                request = await decoded(request, context)
                 try:
                     return await behavior(request, context)
                 except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -312,6 +374,7 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if streams:
 
             def produce_plain(request: Any, context: Any) -> Any:
+                request = decoded_plain(request, context)
                 try:
                     yield from behavior(request, context)
                 except grpc.RpcError:
@@ -322,6 +385,7 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return produce_plain
 
         def answer_plain(request: Any, context: Any) -> Any:
+            request = decoded_plain(request, context)
             try:
                 return behavior(request, context)
             except grpc.RpcError:
