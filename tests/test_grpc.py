@@ -131,3 +131,42 @@ async def test_the_apps_authenticators_and_guards_protect_rpcs(tmp_path: Path, m
             health = health_pb2_grpc.HealthStub(channel)
             status = (await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)).status
             assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_an_access_log_line_per_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    import grpc
+
+    from cello.testing import AsyncTestClient, free_port
+
+    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import greeter_pb2 as pb
+        import greeter_pb2_grpc
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    class Logged(greeter_pb2_grpc.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            return pb.HelloReply(message="hi")
+
+    app = App()
+    app.enable_logging()
+    app.grpc_service(Logged())
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    with caplog.at_level(logging.INFO, logger="cello.access"):
+        async with AsyncTestClient(app):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                greeter = greeter_pb2_grpc.GreeterStub(channel)
+                await greeter.SayHello(pb.HelloRequest(name="a"), metadata=(("x-request-id", "req-42"),), timeout=5)
+                await greeter.SayHello(pb.HelloRequest(name="b"), timeout=5)
+    lines = [json.loads(record.getMessage()) for record in caplog.records if record.name == "cello.access"]
+    assert [(line["rpc"], line["code"]) for line in lines] == [("/greeter.v1.Greeter/SayHello", "OK")] * 2
+    assert lines[0]["request_id"] == "req-42" and len(lines[1]["request_id"]) == 32  # the caller's, or a new one
+    assert lines[0]["client"].startswith("ipv4:127.0.0.1:") and lines[0]["duration_ms"] >= 0

@@ -8,7 +8,8 @@ own; the workers share it (``SO_REUSEPORT``), as they share the HTTP port. Besid
 serves the standard health service (``grpc.health.v1.Health``, ``SERVING`` while the app's readiness checks pass —
 the same checks as ``/health/ready``) and server reflection (``grpcurl list`` works).
 
-With ``app.enable_prometheus()`` every call is counted by service, method and status code, and timed.
+With ``app.enable_prometheus()`` every call is counted by service, method and status code, and timed; with
+``app.enable_logging()`` it gets an access log line with its request id.
 
 A request message that does not decode is answered with ``INVALID_ARGUMENT``. An exception a method raises is
 answered with ``INTERNAL`` and ``Internal server error.`` (the traceback is logged;
@@ -23,11 +24,13 @@ import inspect
 import logging
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import orjson
 
 from ..http.exceptions import ConfigurationError
 from ..security.base import Authenticator
@@ -120,13 +123,15 @@ class GrpcServer:
         logger.info("gRPC: serving %s on port %s", ", ".join(names[2:]), self.port)
 
     def _measuring(self) -> list[Any]:
-        """The metrics interceptor, outermost (it sees the status the error interceptor settled on), when the app
-        exports Prometheus metrics (``app.enable_prometheus()``)."""
+        """The interceptor that counts and logs calls, outermost (it sees the status the error interceptor settled
+        on), when the app exports Prometheus metrics (``app.enable_prometheus()``) or logs its requests
+        (``app.enable_logging()``)."""
+        from ..middleware.access_log import AccessLog
         from ..middleware.metrics import Prometheus
 
-        if not any(isinstance(layer, Prometheus) for layer in self.app.middleware):
-            return []
-        return [_Measuring()]
+        metrics = any(isinstance(layer, Prometheus) for layer in self.app.middleware)
+        access = next((layer for layer in self.app.middleware if isinstance(layer, AccessLog)), None)
+        return [_Measuring(metrics, access)] if metrics or access is not None else []
 
     async def stop(self) -> None:
         """Stop taking calls and give those under way ``drain_timeout`` seconds; the app's shutdown hook."""
@@ -422,24 +427,56 @@ def _code_of(context: Any, default: str) -> str:
     return default if code is None else str(code)
 
 
-class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """``cello_grpc_calls_total{service, method, code}`` and ``cello_grpc_call_seconds{service, method}``."""
+class _Call:
+    """One call, as the metrics and the access log name it."""
 
-    def __init__(self) -> None:
-        self.calls, self.seconds = _calls()
+    __slots__ = ("path", "service", "method", "request_id")
+
+    def __init__(self, path: str, metadata: Any) -> None:
+        self.path = path
+        self.service, _, self.method = path.lstrip("/").partition("/")
+        given = next((value for name, value in metadata or () if name.lower() == "x-request-id"), None)
+        # NOTE: the caller's id when it is a sane one (as RequestId takes a header's), else a new one
+        sane = isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable()
+        self.request_id = given if sane else uuid.uuid4().hex
+
+
+class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """``cello_grpc_calls_total{service, method, code}`` and ``cello_grpc_call_seconds{service, method}``, and an
+    access log line per call in the format of the app's ``AccessLog`` (``rpc``, ``code``, ``duration_ms``,
+    ``client``, ``request_id`` — the caller's ``x-request-id`` metadata, or a new id)."""
+
+    def __init__(self, metrics: bool, access: Any) -> None:
+        self.calls: Any = None
+        self.seconds: Any = None
+        if metrics:
+            self.calls, self.seconds = _calls()
+        self.access = access
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        service, _, method = handler_call_details.method.lstrip("/").partition("/")
-        return _rewrapped(handler, lambda behavior, streams: self._measured(behavior, service, method, streams))
+        call = _Call(handler_call_details.method, handler_call_details.invocation_metadata)
+        return _rewrapped(handler, lambda behavior, streams: self._measured(behavior, call, streams))
 
-    def _record(self, service: str, method: str, code: str, started: float) -> None:
-        self.calls.labels(service, method, code).inc()
-        self.seconds.labels(service, method).observe(time.perf_counter() - started)
+    def _record(self, call: _Call, code: str, started: float, context: Any) -> None:
+        elapsed = time.perf_counter() - started
+        if self.calls is not None:
+            self.calls.labels(call.service, call.method, code).inc()
+            self.seconds.labels(call.service, call.method).observe(elapsed)
+        access = self.access
+        if access is not None and access.logger.isEnabledFor(access.level) and call.path not in access.skip_paths:
+            fields = {"rpc": call.path, "code": code, "duration_ms": round(elapsed * 1000, 3),
+                      "client": context.peer() if hasattr(context, "peer") else None,
+                      "request_id": call.request_id}  # fmt: skip
+            if access.format == "json":
+                message = orjson.dumps(fields).decode()
+            else:
+                message = " ".join(f"{key}={value}" for key, value in fields.items() if value is not None)
+            access.logger.log(access.level, message, extra={"grpc": fields})
 
-    def _measured(self, behavior: Callable[..., Any], service: str, method: str, streams: bool) -> Callable[..., Any]:
+    def _measured(self, behavior: Callable[..., Any], call: _Call, streams: bool) -> Callable[..., Any]:
         record = self._record
         if inspect.isasyncgenfunction(behavior):
 
@@ -455,7 +492,7 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = "UNKNOWN"
                     raise
                 finally:
-                    record(service, method, _code_of(context, code) if code != "CANCELLED" else code, started)
+                    record(call, _code_of(context, code) if code != "CANCELLED" else code, started, context)
 
             return produce
         if inspect.iscoroutinefunction(behavior):
@@ -471,7 +508,7 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = "UNKNOWN"
                     raise
                 finally:
-                    record(service, method, _code_of(context, code) if code != "CANCELLED" else code, started)
+                    record(call, _code_of(context, code) if code != "CANCELLED" else code, started, context)
 
             return answer
         if streams:
@@ -484,7 +521,7 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = "UNKNOWN"
                     raise
                 finally:
-                    record(service, method, _code_of(context, code), started)
+                    record(call, _code_of(context, code), started, context)
 
             return produce_plain
 
@@ -496,6 +533,6 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = "UNKNOWN"
                 raise
             finally:
-                record(service, method, _code_of(context, code), started)
+                record(call, _code_of(context, code), started, context)
 
         return answer_plain
