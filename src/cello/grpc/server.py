@@ -73,6 +73,7 @@ class GrpcServer:
     def __init__(self, app: App) -> None:
         self.app = app
         self.services: list[tuple[Any, Callable[[Any, Any], None]]] = []
+        self.names: list[str] = []  # the full names of those services, read once from their descriptors
         self.guards: dict[str, list[Any]] = {}  # service full name -> its own guards
         self.server: Any = None
         self.port: int | None = None
@@ -81,11 +82,13 @@ class GrpcServer:
 
     def add(self, servicer: Any, guards: Sequence[Any] = ()) -> None:
         adder = adder_of(servicer)
+        names = _service_names(adder)
         self.services.append((servicer, adder))
+        self.names.extend(names)
         if guards:
             from ..security.guards import as_guard
 
-            for name in _service_names(adder):
+            for name in names:
                 self.guards.setdefault(name, []).extend(as_guard(guard) for guard in guards)
 
     async def start(self) -> None:
@@ -106,13 +109,11 @@ class GrpcServer:
             ],
             options=[("grpc.so_reuseport", 1)],
         )
-        names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
         for servicer, adder in self.services:
             adder(servicer, server)
-            names.extend(_service_names(adder))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(names, server)
+        reflection.enable_server_reflection([reflection.SERVICE_NAME, health.SERVICE_NAME, *self.names], server)
         self.port = server.add_insecure_port(f"{os.environ.get('CELLO_GRPC_HOST', '127.0.0.1')}:{value}")
         await server.start()
         self.server = server
@@ -120,7 +121,7 @@ class GrpcServer:
         self._not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         await self._report()
         self._watching = asyncio.get_running_loop().create_task(self._watch())
-        logger.info("gRPC: serving %s on port %s", ", ".join(names[2:]), self.port)
+        logger.info("gRPC: serving %s on port %s", ", ".join(self.names), self.port)
 
     def _measuring(self) -> list[Any]:
         """The interceptor that counts and logs calls, outermost (it sees the status the error interceptor settled
@@ -150,9 +151,8 @@ class GrpcServer:
             _, ready = await checks._checked()
         status = self._serving if ready else self._not_serving
         await self.health.set("", status)
-        for _, adder in self.services:
-            for name in _service_names(adder):
-                await self.health.set(name, status)
+        for name in self.names:
+            await self.health.set(name, status)
 
     async def _watch(self) -> None:
         while True:
@@ -238,18 +238,19 @@ class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, app: App, guards: dict[str, list[Any]]) -> None:
         self.app = app
         self.guards = guards
+        # NOTE: read once, at the server's start: the app's middleware is fixed once it serves
+        self.layers = [layer for layer in app.middleware if isinstance(layer, (Authenticator, Guard))]
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         service = handler_call_details.method.lstrip("/").partition("/")[0]
         if handler is None or service in PUBLIC_SERVICES:
             return handler
-        layers = [layer for layer in self.app.middleware if isinstance(layer, (Authenticator, Guard))]
         guards = self.guards.get(service, [])
-        if not layers and not guards:
+        if not self.layers and not guards:
             return handler
         request = auth.CallRequest(self.app, handler_call_details.method, handler_call_details.invocation_metadata)
-        decided = await auth.verdict(request, layers, guards)
+        decided = await auth.verdict(request, self.layers, guards)
         return _rewrapped(handler, lambda behavior, streams: _decided(behavior, streams, decided))
 
 
