@@ -57,6 +57,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
+# a page's init script: Content-Security-Policy violations collected in window.__violations
+RECORD_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+    window.__violations.push({directive: event.violatedDirective, blocked: event.blockedURI});
+});
+"""
+
+
 @contextlib.contextmanager
 def chromium_browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright; skipped (failed with CELLO_REQUIRE_SERVICES=1) when

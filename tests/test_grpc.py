@@ -17,6 +17,19 @@ from cello.cli import main
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grpc"
 
 
+@pytest.fixture
+def greeter(tmp_path: Path) -> Any:
+    """The example's modules, compiled by ``cello grpc-compile``: ``(greeter_pb2, greeter_pb2_grpc)``."""
+    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import greeter_pb2
+        import greeter_pb2_grpc
+    finally:
+        sys.path.remove(str(tmp_path))
+    return greeter_pb2, greeter_pb2_grpc
+
+
 def test_only_a_generated_servicer_is_served() -> None:
     with pytest.raises(ConfigurationError, match="not a gRPC servicer"):
         App().grpc_service(object())
@@ -44,20 +57,14 @@ def test_grpc_compile_writes_the_modules_and_refuses_a_missing_file(
     assert "no such .proto file" in capsys.readouterr().err
 
 
-async def test_calls_are_counted_per_service_method_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_calls_are_counted_per_service_method_and_code(greeter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The server in this test's own loop (the app's startup hook, as in a worker), called over a socket."""
     pytest.importorskip("prometheus_client")
     import grpc
 
     from cello.testing import AsyncTestClient, free_port
 
-    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import greeter_pb2 as pb
-        import greeter_pb2_grpc
-    finally:
-        sys.path.remove(str(tmp_path))
+    pb, greeter_pb2_grpc = greeter
 
     class Counted(greeter_pb2_grpc.GreeterServicer):
         async def SayHello(self, request: Any, context: Any) -> Any:
@@ -87,7 +94,7 @@ async def test_calls_are_counted_per_service_method_and_code(tmp_path: Path, mon
     assert f"cello_grpc_call_seconds_count{{{labels}}} 3.0" in text
 
 
-async def test_the_apps_authenticators_and_guards_protect_rpcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_apps_authenticators_and_guards_protect_rpcs(greeter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """One auth layer: an API key in the call's metadata, as in a request's headers; a service guard."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -96,13 +103,7 @@ async def test_the_apps_authenticators_and_guards_protect_rpcs(tmp_path: Path, m
     from cello.security import ApiKeyAuth, Permission
     from cello.testing import AsyncTestClient, free_port
 
-    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import greeter_pb2 as pb
-        import greeter_pb2_grpc
-    finally:
-        sys.path.remove(str(tmp_path))
+    pb, greeter_pb2_grpc = greeter
 
     class Guarded(greeter_pb2_grpc.GreeterServicer):
         async def SayHello(self, request: Any, context: Any) -> Any:
@@ -134,7 +135,7 @@ async def test_the_apps_authenticators_and_guards_protect_rpcs(tmp_path: Path, m
 
 
 async def test_an_access_log_line_per_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    greeter: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import json
     import logging
@@ -143,13 +144,7 @@ async def test_an_access_log_line_per_call(
 
     from cello.testing import AsyncTestClient, free_port
 
-    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import greeter_pb2 as pb
-        import greeter_pb2_grpc
-    finally:
-        sys.path.remove(str(tmp_path))
+    pb, greeter_pb2_grpc = greeter
 
     class Logged(greeter_pb2_grpc.GreeterServicer):
         async def SayHello(self, request: Any, context: Any) -> Any:

@@ -6,16 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from _helpers import chromium_browser
+from _helpers import RECORD_VIOLATIONS, chromium_browser
 
 pytestmark = pytest.mark.live
-
-RECORD_VIOLATIONS = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-    window.__violations.push({directive: event.violatedDirective, blocked: event.blockedURI});
-});
-"""
 
 
 def test_the_page_renders_from_the_app_alone(live):

@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from _helpers import chromium_browser
+from _helpers import RECORD_VIOLATIONS, chromium_browser
 
 pytest.importorskip("strawberry")
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
-
-RECORD_VIOLATIONS = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-    window.__violations.push({directive: event.violatedDirective, blocked: event.blockedURI});
-});
-"""
 
 
 def test_graphiql_runs_a_query_offline(live):

@@ -11,19 +11,12 @@ import re
 
 import pytest
 
-from _helpers import chromium_browser
+from _helpers import RECORD_VIOLATIONS, chromium_browser
 
 pytestmark = pytest.mark.live
 
+
 # every CSP violation the page reports, kept where the test can read it
-RECORD_VIOLATIONS = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-    window.__violations.push({directive: event.violatedDirective, blocked: event.blockedURI});
-});
-"""
-
-
 @pytest.fixture(scope="module")
 def browser():
     with chromium_browser() as browser:
