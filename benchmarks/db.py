@@ -91,6 +91,39 @@ def pin_postgres(cpus: str) -> None:
         subprocess.run(["taskset", "-a", "-p", "-c", cpus, pid], capture_output=True, check=False)
 
 
+def measure_rounds(targets: list, shapes: list[str], args, check, label: str) -> list[dict]:
+    """Every target's shapes, ``args.rounds`` times, with PostgreSQL on the client's core: each server started,
+    its answers checked with ``check(shape, port)`` (None, or what is wrong), then measured; rounds combined."""
+    rows: list[dict] = []
+    all_cpus = f"0-{(run.os.cpu_count() or 2) - 1}"
+    pin_postgres(run.CLIENT_CPU)
+    try:
+        for rnd in range(args.rounds):
+            run.log(f"round {rnd + 1} of {args.rounds}")
+            for target in targets:
+                port = run.free_port()
+                log_path = run.LOG_DIR / f"server-{label}-{target.name}.log"
+                proc = run.start_server(target, run.VENVS_DIR / target.venv, port, log_path)
+                try:
+                    run.wait_ready(proc, port, log_path)
+                    for name in (name for name in target.scenarios if name in shapes):
+                        row = {"target": target.name, "scenario": name, "round": rnd + 1, "status": "failed"}
+                        rows.append(row)
+                        problem = check(name, port)
+                        if problem:
+                            row["error"] = problem
+                            run.log(f"{target.name}/{name}: {problem}")
+                            continue
+                        row.update(run.measure(name, port, args, proc.pid), status="ok")
+                        run.log(f"{target.name}/{name}: {row['rps']:.0f} req/s, p50 {run.fmt_lat(row['p50_us'])}, "
+                                f"p99 {run.fmt_lat(row['p99_us'])}, server {row['cpu']['server']:.0%}")  # fmt: skip
+                finally:
+                    run.stop_server(proc, port)
+    finally:
+        pin_postgres(all_cpus)
+    return run.combine_rounds(rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0)
@@ -121,34 +154,7 @@ def main() -> int:
         sys.exit(error)
     run.log("creating the benchmark data (PostgreSQL cello_bench, Redis)")
     subprocess.run([str(run.VENVS_DIR / "cello" / "bin" / "python"), "db_setup.py"], cwd=run.BENCH_DIR, check=True)
-    rows: list[dict] = []
-    all_cpus = f"0-{(run.os.cpu_count() or 2) - 1}"
-    pin_postgres(run.CLIENT_CPU)
-    try:
-        for rnd in range(args.rounds):
-            run.log(f"round {rnd + 1} of {args.rounds}")
-            for target in TARGETS:
-                port = run.free_port()
-                log_path = run.LOG_DIR / f"server-db-{target.name}.log"
-                proc = run.start_server(target, run.VENVS_DIR / target.venv, port, log_path)
-                try:
-                    run.wait_ready(proc, port, log_path)
-                    for name in (name for name in target.scenarios if name in shapes):
-                        row = {"target": target.name, "scenario": name, "round": rnd + 1, "status": "failed"}
-                        rows.append(row)
-                        problem = check_shape(name, port)
-                        if problem:
-                            row["error"] = problem
-                            run.log(f"{target.name}/{name}: {problem}")
-                            continue
-                        row.update(run.measure(name, port, args, proc.pid), status="ok")
-                        run.log(f"{target.name}/{name}: {row['rps']:.0f} req/s, p50 {run.fmt_lat(row['p50_us'])}, "
-                                f"p99 {run.fmt_lat(row['p99_us'])}, server {row['cpu']['server']:.0%}")  # fmt: skip
-                finally:
-                    run.stop_server(proc, port)
-    finally:
-        pin_postgres(all_cpus)
-    rows = run.combine_rounds(rows)
+    rows = measure_rounds(TARGETS, shapes, args, check_shape, "db")
     now = dt.datetime.now(dt.UTC)
     report = {
         "timestamp": now.strftime("%Y-%m-%d %H:%M:%S UTC"),

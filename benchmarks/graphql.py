@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import db  # PostgreSQL pinning
+import db  # PostgreSQL pinning and the measuring rounds
 
 import run  # the shared harness: venvs, pinned servers, wrk, rounds
 
@@ -109,34 +109,7 @@ def main() -> int:
         sys.exit(error)
     run.log("creating the benchmark data (PostgreSQL cello_bench)")
     subprocess.run([str(run.VENVS_DIR / "cello" / "bin" / "python"), "db_setup.py"], cwd=run.BENCH_DIR, check=True)
-    rows: list[dict] = []
-    all_cpus = f"0-{(run.os.cpu_count() or 2) - 1}"
-    db.pin_postgres(run.CLIENT_CPU)
-    try:
-        for rnd in range(args.rounds):
-            run.log(f"round {rnd + 1} of {args.rounds}")
-            for target in TARGETS:
-                port = run.free_port()
-                log_path = run.LOG_DIR / f"server-graphql-{target.name}.log"
-                proc = run.start_server(target, run.VENVS_DIR / target.venv, port, log_path)
-                try:
-                    run.wait_ready(proc, port, log_path)
-                    for name in (name for name in target.scenarios if name in shapes):
-                        row = {"target": target.name, "scenario": name, "round": rnd + 1, "status": "failed"}
-                        rows.append(row)
-                        problem = check_shape(name, port)
-                        if problem:
-                            row["error"] = problem
-                            run.log(f"{target.name}/{name}: {problem}")
-                            continue
-                        row.update(run.measure(name, port, args, proc.pid), status="ok")
-                        run.log(f"{target.name}/{name}: {row['rps']:.0f} req/s, p50 {run.fmt_lat(row['p50_us'])}, "
-                                f"p99 {run.fmt_lat(row['p99_us'])}, server {row['cpu']['server']:.0%}")  # fmt: skip
-                finally:
-                    run.stop_server(proc, port)
-    finally:
-        db.pin_postgres(all_cpus)
-    rows = run.combine_rounds(rows)
+    rows = db.measure_rounds(TARGETS, shapes, args, check_shape, "graphql")
     now = dt.datetime.now(dt.UTC)
     report = {
         "timestamp": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
