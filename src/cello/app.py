@@ -233,18 +233,20 @@ class App(Registrar, Shortcuts):
         health = self._health.routes() if self._health is not None else []
         return [*super().collect_routes(), *documentation, *health]
 
-    def grpc_service(self, servicer: Any, *, guards: Iterable[Any] = ()) -> Any:
+    def grpc_service(self, servicer: Any, *, guards: Iterable[Any] = (), web: bool = True) -> Any:
         """Serve a gRPC servicer (a subclass of the ``<Name>Servicer`` that ``cello grpc-compile`` generated) on
         ``app.run(grpc_port=...)``'s port, in every worker, with the health and reflection services
-        (``cello.grpc``; needs the ``grpc`` extra). The app's authenticators and guards protect its methods, and
-        ``guards`` too (``cello.grpc.auth``)."""
+        (``cello.grpc``; needs the ``grpc`` extra), and — unless ``web=False`` — its unary and server-streaming
+        methods over Connect and gRPC-Web on the app's own port (``cello.grpc.web``). The app's authenticators
+        and guards protect its methods, and ``guards`` too (``cello.grpc.auth``)."""
         if self._grpc is None:
             from .grpc.server import GrpcServer  # NOTE: imported only by apps that serve gRPC
 
             self._grpc = GrpcServer(self)
             self.startup_hooks.append(self._grpc.start)
             self.shutdown_hooks.append(self._grpc.stop)
-        self._grpc.add(servicer, list(guards))
+        for route in self._grpc.add(servicer, list(guards), web=web):
+            self.add_route(route)
         return servicer
 
     def include_broker(self, broker: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from ..http.request import Request
 from ..security.base import Authenticator, Principal
 from ..security.guards import Guard, current_user
 
@@ -64,8 +65,9 @@ class Verdict:
         self.message = message
 
 
-async def verdict(request: CallRequest, layers: Sequence[Any], guards: Sequence[Guard]) -> Verdict:
-    """Run the app's authenticators and guards (``layers``, in the app's order) and the service's ``guards``."""
+async def verdict(request: CallRequest | Request, layers: Sequence[Any], guards: Sequence[Guard]) -> Verdict:
+    """Run the app's authenticators and guards (``layers``, in the app's order) and the service's ``guards`` on a
+    native call's metadata, or on the request of a Connect or gRPC-Web call."""
     for layer in layers:
         if isinstance(layer, Authenticator):
             secret = layer.credentials(request)

@@ -78,11 +78,16 @@ class GrpcServer:
         self.server: Any = None
         self.port: int | None = None
         self.drain_timeout = 10.0
+        self.max_receive_message_length = 4 * 1024 * 1024  # grpcio's default
+        self._layers: list[Any] | None = None
+        self._counter: Callable[[str, str, grpc.StatusCode, float], None] | None = None
         self._watching: asyncio.Task[None] | None = None
 
-    def add(self, servicer: Any, guards: Sequence[Any] = ()) -> None:
+    def add(self, servicer: Any, guards: Sequence[Any] = (), *, web: bool = True) -> list[Any]:
+        """Add a servicer; returns the routes that answer its methods over Connect and gRPC-Web (``web``)."""
         adder = adder_of(servicer)
-        names = _service_names(adder)
+        descriptors = _service_descriptors(adder)
+        names = [descriptor.full_name for descriptor in descriptors]
         self.services.append((servicer, adder))
         self.names.extend(names)
         if guards:
@@ -90,6 +95,29 @@ class GrpcServer:
 
             for name in names:
                 self.guards.setdefault(name, []).extend(as_guard(guard) for guard in guards)
+        if not web:
+            return []
+        from .web import web_routes
+
+        return web_routes(self, servicer, descriptors)
+
+    def auth_layers(self) -> list[Any]:
+        """The app's authenticators and guards, in its order; read once, when the first call comes (the app's
+        middleware is fixed once it serves)."""
+        if self._layers is None:
+            self._layers = [layer for layer in self.app.middleware if isinstance(layer, (Authenticator, Guard))]
+        return self._layers
+
+    def web_calls_counted(self) -> Callable[[str, str, grpc.StatusCode, float], None]:
+        """What counts a Connect or gRPC-Web call in ``cello_grpc_calls_total`` and ``cello_grpc_call_seconds``
+        (``count(service, path, code, started)``), when the app exports Prometheus metrics."""
+
+        def count(service: str, path: str, code: grpc.StatusCode, started: float) -> None:
+            if self._counter is None:
+                self._counter = _web_counter(self.app)
+            self._counter(service, path, code, started)
+
+        return count
 
     async def start(self) -> None:
         """Start serving, when a port was given (``app.run(grpc_port=...)``); the app's startup hook."""
@@ -104,7 +132,7 @@ class GrpcServer:
             migration_thread_pool=ThreadPoolExecutor(max_workers=self.app.config.threadpool_size),
             interceptors=[
                 *self._measuring(),
-                _Guarding(self.app, self.guards),
+                _Guarding(self.app, self.guards, self.auth_layers()),
                 _ErrorInterceptor(debug=bool(self.app.debug)),
             ],
             options=[("grpc.so_reuseport", 1)],
@@ -163,17 +191,33 @@ class GrpcServer:
                 logger.exception("gRPC health: the readiness checks failed to run")
 
 
-def _service_names(adder: Callable[..., Any]) -> list[str]:
-    """The full names of the services an ``add_..._to_server`` function registers (from its module's descriptor)."""
+def _service_descriptors(adder: Callable[..., Any]) -> list[Any]:
+    """The descriptors of the services an ``add_..._to_server`` function registers (from its ``_pb2`` module)."""
     import importlib
 
-    grpc_module = importlib.import_module(adder.__module__)
     pb2 = importlib.import_module(adder.__module__.removesuffix("_grpc"))
     descriptor = getattr(pb2, "DESCRIPTOR", None)
-    names = [service.full_name for service in descriptor.services_by_name.values()] if descriptor else []
+    services = list(descriptor.services_by_name.values()) if descriptor is not None else []
     wanted = adder.__name__.removeprefix("add_").removesuffix("Servicer_to_server")
-    chosen = [name for name in names if name.rsplit(".", 1)[-1] == wanted]
-    return chosen or names or [getattr(grpc_module, "__name__", "unknown")]
+    chosen = [service for service in services if service.name == wanted] or services
+    if not chosen:
+        raise ConfigurationError(f"{pb2.__name__} describes no service: compile the .proto with `cello grpc-compile`")
+    return chosen
+
+
+def _web_counter(app: App) -> Callable[[str, str, grpc.StatusCode, float], None]:
+    from ..middleware.metrics import Prometheus
+
+    if not any(isinstance(layer, Prometheus) for layer in app.middleware):
+        return lambda service, path, code, started: None
+    calls, seconds = _calls()
+
+    def count(service: str, path: str, code: grpc.StatusCode, started: float) -> None:
+        method = path.rpartition("/")[2]
+        calls.labels(service, method, code.name).inc()
+        seconds.labels(service, method).observe(time.perf_counter() - started)
+
+    return count
 
 
 _KINDS = (("unary_unary", grpc.unary_unary_rpc_method_handler), ("unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -235,11 +279,10 @@ class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The app's authenticators and guards, and the service's own guards (``cello.grpc.auth``), before the method;
     the health and reflection services answer anyone, like ``/health``."""
 
-    def __init__(self, app: App, guards: dict[str, list[Any]]) -> None:
+    def __init__(self, app: App, guards: dict[str, list[Any]], layers: list[Any]) -> None:
         self.app = app
         self.guards = guards
-        # NOTE: read once, at the server's start: the app's middleware is fixed once it serves
-        self.layers = [layer for layer in app.middleware if isinstance(layer, (Authenticator, Guard))]
+        self.layers = layers
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
