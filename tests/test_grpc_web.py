@@ -1,0 +1,217 @@
+"""Connect and gRPC-Web on the app's port (cello.grpc.web), in process: the wire details of each protocol — content
+types, envelopes, errors and their HTTP statuses, trailers, compression, timeouts — plain methods run in the pool,
+and what is refused. Real JavaScript clients cover the same routes over sockets in test_grpc_web_live.py."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytest.importorskip("grpc")
+pytest.importorskip("grpc_tools")
+
+import grpc
+
+from cello import App
+from cello.cli import main
+from cello.testing import TestClient
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grpc"
+HELLO = "/greeter.v1.Greeter/SayHello"
+COUNTDOWN = "/greeter.v1.Greeter/Countdown"
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    folder = tmp_path_factory.mktemp("grpc-web")
+    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(folder)]) == 0
+    sys.path.insert(0, str(folder))
+    try:
+        import greeter_pb2
+        import greeter_pb2_grpc
+    finally:
+        sys.path.remove(str(folder))
+    return greeter_pb2, greeter_pb2_grpc
+
+
+def envelope(data: bytes, flags: int = 0) -> bytes:
+    return bytes((flags,)) + len(data).to_bytes(4, "big") + data
+
+
+def frames(body: bytes) -> list[tuple[int, bytes]]:
+    found = []
+    while body:
+        size = int.from_bytes(body[1:5], "big")
+        found.append((body[0], body[5 : 5 + size]))
+        body = body[5 + size :]
+    return found
+
+
+@pytest.fixture(scope="module")
+def client(pb: tuple[Any, Any]) -> Iterator[TestClient]:
+    messages, stubs = pb
+
+    class Greeter(stubs.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            if request.name == "teapot":
+                context.set_trailing_metadata([("x-brewed", "no"), ("x-raw-bin", b"\x00\x01")])
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "100% not a teapot ☕")
+            if request.name == "boom":
+                raise RuntimeError("the database password is hunter2")
+            await context.send_initial_metadata([("x-greeted", request.name)])
+            context.set_trailing_metadata([("x-count", "1")])
+            return messages.HelloReply(message=f"Hello, {request.name}!")
+
+        def Countdown(self, request: Any, context: Any) -> Iterator[Any]:  # a plain generator: run in the pool
+            for value in range(request.start, 0, -1):
+                yield messages.Tick(value=value)
+            if request.start == 2:
+                context.set_code(grpc.StatusCode.OUT_OF_RANGE)
+                context.set_details("two is too few")
+
+    app = App()
+    app.grpc_service(Greeter())
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_connect_unary_json_and_binary(client: TestClient, pb: tuple[Any, Any]) -> None:
+    messages, _ = pb
+    answer = client.post(HELLO, content=b'{"name": "Ada"}', headers={"content-type": "application/json"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"message": "Hello, Ada!"}
+    # the method's initial metadata as headers, its trailing metadata as trailer- headers
+    assert answer.headers["x-greeted"] == "Ada" and answer.headers["trailer-x-count"] == "1"
+    binary = client.post(HELLO, content=messages.HelloRequest(name="Bo").SerializeToString(),
+                         headers={"content-type": "application/proto"})  # fmt: skip
+    assert messages.HelloReply.FromString(binary.content).message == "Hello, Bo!"
+
+
+def test_connect_errors_carry_their_code_status_and_trailers(client: TestClient) -> None:
+    teapot = client.post(HELLO, content=b'{"name": "teapot"}', headers={"content-type": "application/json"})
+    assert teapot.status_code == 400 and teapot.headers["content-type"] == "application/json"
+    assert teapot.json() == {"code": "failed_precondition", "message": "100% not a teapot ☕"}
+    assert teapot.headers["trailer-x-brewed"] == "no" and teapot.headers["trailer-x-raw-bin"] == "AAE="
+    boom = client.post(HELLO, content=b'{"name": "boom"}', headers={"content-type": "application/json"})
+    assert (boom.status_code, boom.json()) == (500, {"code": "internal", "message": "Internal server error."})
+    for body in (b"{not json", b'{"name": 5}', b'{"name": "\xff"}'):
+        bad = client.post(HELLO, content=body, headers={"content-type": "application/json"})
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_argument"
+    # a client-streaming method stays on native gRPC
+    summed = client.post("/greeter.v1.Greeter/Sum", content=b"{}", headers={"content-type": "application/json"})
+    assert (summed.status_code, summed.json()["code"]) == (501, "unimplemented")
+
+
+def test_an_unknown_content_type_is_415_with_the_types_taken(client: TestClient) -> None:
+    answer = client.post(HELLO, content=b"name=Ada", headers={"content-type": "text/plain"})
+    assert answer.status_code == 415
+    assert "application/connect+proto" in answer.headers["accept-post"]
+
+
+def test_connect_streaming_envelopes_and_end_of_stream(client: TestClient) -> None:
+    answer = client.post(COUNTDOWN, content=envelope(b'{"start": 3}'),
+                         headers={"content-type": "application/connect+json"})  # fmt: skip
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/connect+json"
+    found = frames(answer.content)
+    assert found[:-1] == [(0, b'{"value":3}'), (0, b'{"value":2}'), (0, b'{"value":1}')]
+    assert found[-1] == (2, b"{}")
+    # the code the plain generator set after its replies closes the stream
+    failed = frames(client.post(COUNTDOWN, content=envelope(b'{"start": 2}'),
+                                headers={"content-type": "application/connect+json"}).content)  # fmt: skip
+    assert len(failed) == 3 and orjson.loads(failed[-1][1]) == {
+        "error": {"code": "out_of_range", "message": "two is too few"}}  # fmt: skip
+    # not one envelope: refused in the stream's own terms
+    broken = client.post(
+        COUNTDOWN, content=b"\x00\x00\x00\x00\x09{}", headers={"content-type": "application/connect+json"}
+    )
+    assert broken.status_code == 200
+    assert orjson.loads(frames(broken.content)[-1][1])["error"]["code"] == "invalid_argument"
+
+
+def test_grpc_web_frames_and_trailers(client: TestClient, pb: tuple[Any, Any]) -> None:
+    messages, _ = pb
+    request = envelope(messages.CountdownRequest(start=2).SerializeToString())
+    answer = client.post(COUNTDOWN, content=request, headers={"content-type": "application/grpc-web+proto"})
+    assert answer.headers["content-type"] == "application/grpc-web+proto"
+    found = frames(answer.content)
+    assert [messages.Tick.FromString(data).value for flags, data in found[:-1]] == [2, 1]
+    assert found[-1] == (0x80, b"grpc-status:11\r\ngrpc-message:two is too few\r\n")
+    # an error before any reply: trailers-only, the status in the headers too, the message percent-encoded
+    teapot = client.post(HELLO, content=envelope(b'{"name":"teapot"}'),
+                         headers={"content-type": "application/grpc-web+json"})  # fmt: skip
+    assert teapot.status_code == 200
+    assert teapot.headers["grpc-status"] == "9" and teapot.headers["grpc-message"] == "100%25 not a teapot %E2%98%95"
+    assert frames(teapot.content)[-1][0] == 0x80
+    assert b"x-raw-bin:AAE=" in frames(teapot.content)[-1][1]
+
+
+def test_compressed_requests_and_timeouts(client: TestClient, pb: tuple[Any, Any]) -> None:
+    messages, _ = pb
+    squeezed = client.post(HELLO, content=gzip.compress(b'{"name": "Zip"}'),
+                           headers={"content-type": "application/json", "content-encoding": "gzip"})  # fmt: skip
+    assert squeezed.json() == {"message": "Hello, Zip!"}
+    framed = envelope(gzip.compress(messages.HelloRequest(name="Web").SerializeToString()), flags=1)
+    web = client.post(HELLO, content=framed, headers={"content-type": "application/grpc-web", "grpc-encoding": "gzip"})
+    assert messages.HelloReply.FromString(frames(web.content)[0][1]).message == "Hello, Web!"
+    unknown = client.post(HELLO, content=b"{}", headers={"content-type": "application/json", "content-encoding": "br"})
+    assert (unknown.status_code, unknown.json()["code"]) == (501, "unimplemented")
+    for name, value in (("connect-timeout-ms", "soon"), ("connect-timeout-ms", "-5")):
+        bad = client.post(HELLO, content=b"{}", headers={"content-type": "application/json", name: value})
+        assert bad.json()["code"] == "invalid_argument"
+    bad_web = client.post(HELLO, content=envelope(b""), headers={"content-type": "application/grpc-web",
+                                                                 "grpc-timeout": "5x"})  # fmt: skip
+    assert bad_web.headers["grpc-status"] == "3"
+
+
+def test_web_false_keeps_a_service_off_the_http_port(pb: tuple[Any, Any]) -> None:
+    _, stubs = pb
+
+    class Greeter(stubs.GreeterServicer):
+        pass
+
+    app = App()
+    app.grpc_service(Greeter(), web=False)
+    with TestClient(app) as client:
+        assert client.post(HELLO, content=b"{}", headers={"content-type": "application/json"}).status_code == 404
+
+
+async def test_web_calls_are_counted_with_native_ones(pb: tuple[Any, Any]) -> None:
+    pytest.importorskip("prometheus_client")
+    from cello.testing import AsyncTestClient
+
+    messages, stubs = pb
+
+    class Counted(stubs.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            if not request.name:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a name, please")
+            return messages.HelloReply(message="hi")
+
+        async def Countdown(self, request: Any, context: Any) -> AsyncIterator[Any]:
+            yield messages.Tick(value=1)
+
+    from prometheus_client import REGISTRY
+
+    calls = (("OK", "SayHello"), ("INVALID_ARGUMENT", "SayHello"), ("OK", "Countdown"))
+
+    def counted() -> list[float]:
+        labels = [{"service": "greeter.v1.Greeter", "method": method, "code": code} for code, method in calls]
+        return [REGISTRY.get_sample_value("cello_grpc_calls_total", each) or 0.0 for each in labels]
+
+    app = App()
+    app.enable_prometheus()
+    app.grpc_service(Counted())
+    before = counted()
+    async with AsyncTestClient(app) as client:
+        json_headers = {"content-type": "application/json"}
+        await client.post("/greeter.v1.Greeter/SayHello", content=b'{"name": "a"}', headers=json_headers)
+        await client.post("/greeter.v1.Greeter/SayHello", content=b"{}", headers=json_headers)
+        await client.post(COUNTDOWN, content=envelope(b"{}"), headers={"content-type": "application/connect+json"})
+        assert "cello_grpc_calls_total" in (await client.get("/metrics")).text
+    assert [after - earlier for after, earlier in zip(counted(), before, strict=True)] == [1.0, 1.0, 1.0]
