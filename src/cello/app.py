@@ -233,19 +233,21 @@ class App(Registrar, Shortcuts):
         health = self._health.routes() if self._health is not None else []
         return [*super().collect_routes(), *documentation, *health]
 
-    def grpc_service(self, servicer: Any, *, guards: Iterable[Any] = (), web: bool = True) -> Any:
+    def grpc_service(self, servicer: Any, *, guards: Iterable[Any] = (), middleware: Iterable[Any] = (),
+                     web: bool = True) -> Any:  # fmt: skip
         """Serve a gRPC servicer (a subclass of the ``<Name>Servicer`` that ``cello grpc-compile`` generated) on
         ``app.run(grpc_port=...)``'s port, in every worker, with the health and reflection services
         (``cello.grpc``; needs the ``grpc`` extra), and — unless ``web=False`` — its unary and server-streaming
         methods over Connect and gRPC-Web on the app's own port (``cello.grpc.web``). The app's authenticators
-        and guards protect its methods, and ``guards`` too (``cello.grpc.auth``)."""
+        and guards protect its methods, and ``guards`` too (``cello.grpc.auth``); ``middleware`` (a ``RateLimit``,
+        a ``CircuitBreaker``) runs around each of its calls (``cello.grpc.admission``)."""
         if self._grpc is None:
             from .grpc.server import GrpcServer  # NOTE: imported only by apps that serve gRPC
 
             self._grpc = GrpcServer(self)
             self.startup_hooks.append(self._grpc.start)
             self.shutdown_hooks.append(self._grpc.stop)
-        for route in self._grpc.add(servicer, list(guards), web=web):
+        for route in self._grpc.add(servicer, list(guards), list(middleware), web=web):
             self.add_route(route)
         return servicer
 

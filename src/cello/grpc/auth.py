@@ -16,11 +16,12 @@ from typing import Any
 
 import grpc
 
+from ..http.datastructures import Address, parse_address
 from ..http.request import Request
 from ..security.base import Authenticator, Principal
 from ..security.guards import Guard, current_user
 
-__all__ = ["CallRequest", "Verdict", "current_user_of_call", "verdict"]
+__all__ = ["CallRequest", "CallRoute", "Verdict", "current_user_of_call", "verdict"]
 
 _user: ContextVar[Principal | None] = ContextVar("cello_grpc_user", default=None)
 
@@ -30,21 +31,40 @@ def current_user_of_call() -> Principal | None:
     return _user.get()
 
 
+class CallRoute:
+    """What a request's route is to middleware, for a gRPC method: its path (``/package.Service/Method``)."""
+
+    __slots__ = ("path", "meta")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.meta: dict[str, Any] = {}
+
+
 class CallRequest:
-    """What Cello's authenticators and guards read of a gRPC call: its text metadata as headers (lower-case names;
-    ``-bin`` metadata left out), its method's path, and a context for what they find."""
+    """What Cello's authenticators, guards and middleware read of a gRPC call: its text metadata as headers
+    (lower-case names; ``-bin`` metadata left out), its method's path, its peer as the client, and a context for
+    what they find."""
 
     is_websocket = False
-    route = None
     method = "POST"
 
     def __init__(self, app: Any, path: str, metadata: Sequence[tuple[str, Any]]) -> None:
         self.app = app
         self.path = path
+        self.route = CallRoute(path)
         self.headers = {name.lower(): value for name, value in metadata or () if isinstance(value, str)}
         self.context: dict[str, Any] = {}
         self.cookies: dict[str, str] = {}
         self.query: dict[str, str] = {}
+        self._peer: str | None = None
+        self.client: Address | None = None
+
+    def set_peer(self, peer: str | None) -> None:
+        """The caller's address, from grpc's peer (known once the call runs)."""
+        # NOTE: grpc's peer is "ipv4:1.2.3.4:5678" or "ipv6:[::1]:5678"; the engines' is "1.2.3.4:5678"
+        self._peer = peer.partition(":")[2] if peer and peer.startswith(("ipv4:", "ipv6:")) else None
+        self.client = parse_address(self._peer)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)

@@ -36,6 +36,7 @@ from ..http.exceptions import ConfigurationError
 from ..security.base import Authenticator
 from ..security.guards import Guard
 from . import auth
+from .admission import Admission, Passage, Refused
 
 if TYPE_CHECKING:
     from ..app import App
@@ -75,6 +76,7 @@ class GrpcServer:
         self.services: list[tuple[Any, Callable[[Any, Any], None]]] = []
         self.names: list[str] = []  # the full names of those services, read once from their descriptors
         self.guards: dict[str, list[Any]] = {}  # service full name -> its own guards
+        self.admissions: dict[str, Admission] = {}  # service full name -> its own middleware
         self.server: Any = None
         self.port: int | None = None
         self.drain_timeout = 10.0
@@ -83,7 +85,8 @@ class GrpcServer:
         self._counter: Callable[[str, str, grpc.StatusCode, float], None] | None = None
         self._watching: asyncio.Task[None] | None = None
 
-    def add(self, servicer: Any, guards: Sequence[Any] = (), *, web: bool = True) -> list[Any]:
+    def add(self, servicer: Any, guards: Sequence[Any] = (), middleware: Sequence[Any] = (), *,
+            web: bool = True) -> list[Any]:  # fmt: skip
         """Add a servicer; returns the routes that answer its methods over Connect and gRPC-Web (``web``)."""
         adder = adder_of(servicer)
         descriptors = _service_descriptors(adder)
@@ -95,6 +98,9 @@ class GrpcServer:
 
             for name in names:
                 self.guards.setdefault(name, []).extend(as_guard(guard) for guard in guards)
+        if middleware:
+            for name in names:
+                self.admissions[name] = Admission(middleware)
         if not web:
             return []
         from .web import web_routes
@@ -132,7 +138,7 @@ class GrpcServer:
             migration_thread_pool=ThreadPoolExecutor(max_workers=self.app.config.threadpool_size),
             interceptors=[
                 *self._measuring(),
-                _Guarding(self.app, self.guards, self.auth_layers()),
+                _Guarding(self.app, self.guards, self.auth_layers(), self.admissions),
                 _ErrorInterceptor(debug=bool(self.app.debug)),
             ],
             options=[("grpc.so_reuseport", 1)],
@@ -276,13 +282,16 @@ def _checked_stream_plain(requests: Any, context: Any) -> Any:
 
 
 class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """The app's authenticators and guards, and the service's own guards (``cello.grpc.auth``), before the method;
-    the health and reflection services answer anyone, like ``/health``."""
+    """The app's authenticators and guards and the service's own guards (``cello.grpc.auth``) before the method,
+    then the service's middleware around it (``cello.grpc.admission``); the health and reflection services answer
+    anyone, like ``/health``."""
 
-    def __init__(self, app: App, guards: dict[str, list[Any]], layers: list[Any]) -> None:
+    def __init__(self, app: App, guards: dict[str, list[Any]], layers: list[Any],
+                 admissions: dict[str, Admission]) -> None:  # fmt: skip
         self.app = app
         self.guards = guards
         self.layers = layers
+        self.admissions = admissions
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
@@ -290,63 +299,119 @@ class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or service in PUBLIC_SERVICES:
             return handler
         guards = self.guards.get(service, [])
-        if not self.layers and not guards:
+        admission = self.admissions.get(service)
+        if not self.layers and not guards and admission is None:
             return handler
         request = auth.CallRequest(self.app, handler_call_details.method, handler_call_details.invocation_metadata)
         decided = await auth.verdict(request, self.layers, guards)
-        return _rewrapped(handler, lambda behavior, streams: _decided(behavior, streams, decided))
+        step = _Step(decided, admission, request, asyncio.get_running_loop())
+        return _rewrapped(handler, step.around)
 
 
-def _decided(behavior: Callable[..., Any], streams: bool, decided: auth.Verdict) -> Callable[..., Any]:
-    """The method, refused with the verdict's status, or run with the verdict's user as the current caller."""
-    if inspect.isasyncgenfunction(behavior):
+class _Step:
+    """One call through the auth layer's verdict and the service's middleware: refused, or run as the verdict's
+    user with its passage through the middleware ended when it ends."""
 
-        async def produce(request: Any, context: Any) -> Any:
-            if decided.code is not None:
-                await context.abort(decided.code, decided.message)
-            token = auth.bind(decided.user)
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            finally:
-                auth.unbind(token)
+    __slots__ = ("decided", "admission", "request", "loop")
 
-        return produce
-    if inspect.iscoroutinefunction(behavior):
+    def __init__(self, decided: auth.Verdict, admission: Admission | None, request: auth.CallRequest,
+                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        self.decided = decided
+        self.admission = admission
+        self.request = request
+        self.loop = loop
 
-        async def answer(request: Any, context: Any) -> Any:
-            if decided.code is not None:
-                await context.abort(decided.code, decided.message)
-            token = auth.bind(decided.user)
-            try:
-                return await behavior(request, context)
-            finally:
-                auth.unbind(token)
+    async def begin(self, context: Any) -> Passage | None:
+        decided = self.decided
+        if decided.code is not None:
+            await context.abort(decided.code, decided.message)
+        if self.admission is None:
+            return None
+        self.request.set_peer(context.peer())
+        try:
+            return await self.admission.admit(self.request)
+        except Refused as refused:
+            await context.abort(refused.code, refused.message, tuple(refused.metadata))
+            raise  # NOTE: not reached: abort raises
 
-        return answer
-    if streams:
-
-        def produce_plain(request: Any, context: Any) -> Any:
-            if decided.code is not None:
-                context.abort(decided.code, decided.message)
-            token = auth.bind(decided.user)
-            try:
-                yield from behavior(request, context)
-            finally:
-                auth.unbind(token)
-
-        return produce_plain
-
-    def answer_plain(request: Any, context: Any) -> Any:
+    def begin_plain(self, context: Any) -> Passage | None:
+        """``begin`` for a plain method, in the server's thread pool: the middleware runs on the event loop."""
+        decided = self.decided
         if decided.code is not None:
             context.abort(decided.code, decided.message)
-        token = auth.bind(decided.user)
+        if self.admission is None:
+            return None
+        self.request.set_peer(context.peer())
         try:
-            return behavior(request, context)
-        finally:
-            auth.unbind(token)
+            return asyncio.run_coroutine_threadsafe(self.admission.admit(self.request), self.loop).result()
+        except Refused as refused:
+            context.abort(refused.code, refused.message, tuple(refused.metadata))
+            raise  # NOTE: not reached: abort raises
 
-    return answer_plain
+    @staticmethod
+    def end(passage: Passage | None, context: Any, unset: grpc.StatusCode) -> None:
+        if passage is not None:
+            code = context.code()
+            passage.finish(code if isinstance(code, grpc.StatusCode) else unset)
+
+    def around(self, behavior: Callable[..., Any], streams: bool) -> Callable[..., Any]:
+        begin, begin_plain, end, user = self.begin, self.begin_plain, self.end, self.decided.user
+        if inspect.isasyncgenfunction(behavior):
+
+            async def produce(request: Any, context: Any) -> Any:
+                passage = await begin(context)
+                token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                    unset = grpc.StatusCode.OK
+                finally:
+                    auth.unbind(token)
+                    end(passage, context, unset)
+
+            return produce
+        if inspect.iscoroutinefunction(behavior):
+
+            async def answer(request: Any, context: Any) -> Any:
+                passage = await begin(context)
+                token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
+                try:
+                    reply = await behavior(request, context)
+                    unset = grpc.StatusCode.OK
+                    return reply
+                finally:
+                    auth.unbind(token)
+                    end(passage, context, unset)
+
+            return answer
+        if streams:
+
+            def produce_plain(request: Any, context: Any) -> Any:
+                context = recording(context)
+                passage = begin_plain(context)
+                token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
+                try:
+                    yield from behavior(request, context)
+                    unset = grpc.StatusCode.OK
+                finally:
+                    auth.unbind(token)
+                    end(passage, context, unset)
+
+            return produce_plain
+
+        def answer_plain(request: Any, context: Any) -> Any:
+            context = recording(context)
+            passage = begin_plain(context)
+            token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
+            try:
+                reply = behavior(request, context)
+                unset = grpc.StatusCode.OK
+                return reply
+            finally:
+                auth.unbind(token)
+                end(passage, context, unset)
+
+        return answer_plain
 
 
 class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -416,17 +481,19 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         # a plain method, run in the server's thread pool, where context.abort() raises
         def failed(context: Any, exc: Exception) -> None:
-            if context.code() not in (None, grpc.StatusCode.OK):
-                raise exc  # the method's own context.abort(...)
+            code = context.code()
+            if code not in (None, grpc.StatusCode.OK):  # set, then raised (as the generated base methods do)
+                context.abort(code, context.details())
             context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
 
         if streams:
 
             def produce_plain(request: Any, context: Any) -> Any:
+                context = recording(context)
                 request = decoded_plain(request, context)
                 try:
                     yield from behavior(request, context)
-                except grpc.RpcError:
+                except (grpc.RpcError, grpc.aio.AbortError):
                     raise
                 except Exception as exc:
                     failed(context, exc)
@@ -434,15 +501,58 @@ class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return produce_plain
 
         def answer_plain(request: Any, context: Any) -> Any:
+            context = recording(context)
             request = decoded_plain(request, context)
             try:
                 return behavior(request, context)
-            except grpc.RpcError:
+            except (grpc.RpcError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
                 failed(context, exc)
 
         return answer_plain
+
+
+class _Recording:
+    """A plain method's context, remembering the code and details set on it: grpcio's context for methods in its
+    thread pool has no ``code()``, which the interceptors read to know how a call ended."""
+
+    __slots__ = ("_context", "_code", "_details")
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._code: grpc.StatusCode | None = None
+        self._details = ""
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+        self._context.set_code(code)
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+        self._context.set_details(details)
+
+    def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        self._code, self._details = code, details
+        self._context.abort(code, details, trailing_metadata)
+
+    def abort_with_status(self, status: Any) -> None:
+        self._code, self._details = status.code, status.details
+        self._context.abort_with_status(status)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def recording(context: Any) -> Any:
+    """``context``, able to say its code: as it is when it can (``grpc.aio``'s, or one already wrapped)."""
+    return context if hasattr(context, "code") else _Recording(context)
 
 
 # -- metrics -----------------------------------------------------------------------------------------------------
@@ -558,6 +668,7 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if streams:
 
             def produce_plain(request: Any, context: Any) -> Any:
+                context = recording(context)
                 started, code = time.perf_counter(), "OK"
                 try:
                     yield from behavior(request, context)
@@ -570,6 +681,7 @@ class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return produce_plain
 
         def answer_plain(request: Any, context: Any) -> Any:
+            context = recording(context)
             started, code = time.perf_counter(), "OK"
             try:
                 return behavior(request, context)

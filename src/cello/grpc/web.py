@@ -47,6 +47,8 @@ from ..http.request import Request
 from ..http.response import Response, StreamingResponse
 from ..routing.router import Route
 from . import auth
+from .admission import Passage, Refused
+from .codes import HTTP_STATUS, connect_code
 
 if TYPE_CHECKING:
     from .server import GrpcServer
@@ -58,15 +60,6 @@ logger = logging.getLogger("cello.grpc")
 INTERNAL_MESSAGE = "Internal server error."
 UNDECODABLE = "The request message does not decode as the method's message type."
 
-# Connect's HTTP status for each code (connectrpc.com/docs/protocol#error-codes)
-HTTP_STATUS = {
-    grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNKNOWN: 500, grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500, grpc.StatusCode.UNAUTHENTICATED: 401,
-}  # fmt: skip
 DETAILS_KEY = "grpc-status-details-bin"
 
 # protocols, by the Content-Type's media type: (protocol, codec)
@@ -78,11 +71,6 @@ PROTOCOLS = {
     "application/grpc-web+json": (GRPC_WEB, "json"),
 }  # fmt: skip
 GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-
-
-def connect_code(code: grpc.StatusCode) -> str:
-    """The Connect name of a status code: ``invalid_argument``; CANCELLED is spelled ``canceled``."""
-    return "canceled" if code is grpc.StatusCode.CANCELLED else code.name.lower()
 
 
 class CallError(Exception):
@@ -228,6 +216,7 @@ def _refusing(method: _Method) -> Callable[[Request], Any]:
 def _endpoint(server: GrpcServer, service: str, method: _Method) -> Callable[[Request], Any]:
     context_type = AsyncWebContext if method.is_async else WebContext
     counted = server.web_calls_counted()
+    admission = server.admissions.get(service)
 
     async def answer(request: Request) -> Response:
         started = time.perf_counter()
@@ -236,19 +225,31 @@ def _endpoint(server: GrpcServer, service: str, method: _Method) -> Callable[[Re
             # NOTE: what Connect's spec asks for an unknown Content-Type: 415, and the types it takes
             return Response(status=415, headers={"accept-post": ", ".join(PROTOCOLS)})
         protocol, codec = found
+        passage: Passage | None = None
+
+        def ended(code: grpc.StatusCode) -> None:
+            counted(service, method.path, code, started)
+            if passage is not None:
+                passage.finish(code)
+
         try:
             deadline = _deadline(request, protocol)
             message = _decoded(method.input, await _request_message(request, protocol), codec)
             verdict = await auth.verdict(request, server.auth_layers(), server.guards.get(service, []))
             if verdict.code is not None:
                 raise CallError(verdict.code, verdict.message)
+            if admission is not None:
+                passage = await admission.admit(request)
+        except Refused as refused:
+            ended(refused.code)
+            return _failed(protocol, codec, CallError(refused.code, refused.message, refused.metadata))
         except CallError as error:
-            counted(service, method.path, error.code, started)
+            ended(error.code)
             return _failed(protocol, codec, error)
         context = context_type(request, deadline)
         if method.streams:
-            frames = _counted_stream(_streamed(server, method, message, context, protocol, codec, verdict.user),
-                                     counted, service, method.path, context, started)  # fmt: skip
+            frames = _ended_with(_streamed(server, method, message, context, protocol, codec, verdict.user), ended,
+                                 context)  # fmt: skip
             # NOTE: the headers leave with the first frame, so that metadata the method sends before it goes too
             first = await anext(frames)
             return StreamingResponse(_chained(first, frames), headers=_initial(context),
@@ -256,11 +257,14 @@ def _endpoint(server: GrpcServer, service: str, method: _Method) -> Callable[[Re
         try:
             reply = await _called(server, method, message, context, verdict.user)
         except CallError as error:
-            counted(service, method.path, error.code, started)
+            ended(error.code)
             return _failed(protocol, codec, error)
+        except BaseException:  # cancelled: the client left
+            ended(grpc.StatusCode.CANCELLED)
+            raise
         finally:
             context._done = True
-        counted(service, method.path, grpc.StatusCode.OK, started)
+        ended(grpc.StatusCode.OK)
         body = _encoded(reply, codec)
         headers = _initial(context)
         if protocol == CONNECT:
@@ -439,14 +443,14 @@ async def _replies(server: GrpcServer, method: _Method, message: Any, context: W
             await server.app.dispatcher.pool.run(plain.close)
 
 
-async def _counted_stream(frames: AsyncIterator[bytes], counted: Callable[..., None], service: str, path: str,
-                          context: WebContext, started: float) -> AsyncIterator[bytes]:  # fmt: skip
+async def _ended_with(frames: AsyncIterator[bytes], ended: Callable[[grpc.StatusCode], None], context: WebContext,
+                      ) -> AsyncIterator[bytes]:  # fmt: skip
+    """The frames, and ``ended(code)`` once they stop: the code the stream ended with, or CANCELLED."""
     try:
         async for frame in frames:
             yield frame
     finally:
-        code = context._code
-        counted(service, path, grpc.StatusCode.CANCELLED if code is None else code, started)
+        ended(grpc.StatusCode.CANCELLED if context._code is None else context._code)
 
 
 async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
