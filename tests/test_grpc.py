@@ -173,3 +173,105 @@ async def test_an_access_log_line_per_call(
     assert [(line["rpc"], line["code"]) for line in lines] == [("/greeter.v1.Greeter/SayHello", "OK")] * 2
     assert lines[0]["request_id"] == "req-42" and len(lines[1]["request_id"]) == 32  # the caller's, or a new one
     assert lines[0]["client"].startswith("ipv4:127.0.0.1:") and lines[0]["duration_ms"] >= 0
+
+
+async def test_rate_limits_and_circuit_breakers_around_rpcs(greeter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service's middleware: a rate limit keyed on the caller's address, and a circuit breaker that counts
+    INTERNAL as a failure but not INVALID_ARGUMENT; async and plain methods alike."""
+    import grpc
+
+    from cello.middleware import CircuitBreaker, RateLimit
+    from cello.testing import AsyncTestClient, free_port
+
+    pb, greeter_pb2_grpc = greeter
+    ran = {"hello": 0}
+
+    class Fragile(greeter_pb2_grpc.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            ran["hello"] += 1
+            if not request.name:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a name, please")
+            if request.name == "boom":
+                raise RuntimeError("down")
+            return pb.HelloReply(message="hi")
+
+        def Sum(self, requests: Any, context: Any) -> Any:  # plain: admitted from the server's thread pool
+            return pb.Total(total=sum(number.value for number in requests))
+
+    class Limited(greeter_pb2_grpc.GreeterServicer):
+        def Sum(self, requests: Any, context: Any) -> Any:
+            return pb.Total(total=sum(number.value for number in requests))
+
+    breaker = CircuitBreaker("greeter", failure_threshold=2, reset_timeout=60)
+    app = App()
+    app.grpc_service(Fragile(), middleware=[breaker])
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(app):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            greeter = greeter_pb2_grpc.GreeterStub(channel)
+            for name, code in (("", grpc.StatusCode.INVALID_ARGUMENT), ("", grpc.StatusCode.INVALID_ARGUMENT),
+                               ("boom", grpc.StatusCode.INTERNAL), ("boom", grpc.StatusCode.INTERNAL),
+                               ("Ada", grpc.StatusCode.UNAVAILABLE)):  # fmt: skip
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await greeter.SayHello(pb.HelloRequest(name=name), timeout=5)
+                assert failed.value.code() == code
+            assert ran["hello"] == 4 and breaker.state == "open"  # the open circuit answered without the method
+            assert dict(failed.value.trailing_metadata())["retry-after"].isdigit()
+
+    limited = App()
+    limited.grpc_service(Limited(), middleware=[RateLimit(requests=2, window=60, key="ip")])
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(limited):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            greeter = greeter_pb2_grpc.GreeterStub(channel)
+            numbers = [pb.Number(value=n) for n in (1, 2, 3)]
+            for _ in range(2):
+                assert (await greeter.Sum(iter(numbers), timeout=5)).total == 6
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await greeter.Sum(iter(numbers), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.details() == "Too many requests; slow down."
+            assert int(dict(refused.value.trailing_metadata())["retry-after"]) > 0
+
+
+async def test_plain_methods_end_with_the_right_status(greeter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Methods run in the server's thread pool, whose context cannot say its code: an exception is a masked
+    INTERNAL, an unimplemented method (the generated base class's) UNIMPLEMENTED, an abort its own code."""
+    import grpc
+
+    from cello.testing import AsyncTestClient, free_port
+
+    pb, greeter_pb2_grpc = greeter
+
+    class Plain(greeter_pb2_grpc.GreeterServicer):
+        def SayHello(self, request: Any, context: Any) -> Any:
+            if request.name == "boom":
+                raise RuntimeError("the database password is hunter2")
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no {request.name} here")
+
+        def Countdown(self, request: Any, context: Any) -> Any:
+            yield pb.Tick(value=1)
+            raise RuntimeError("the signing key is 0xDEADBEEF")
+
+    app = App()
+    app.grpc_service(Plain())
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(app):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            greeter = greeter_pb2_grpc.GreeterStub(channel)
+            for name, code, details in (("boom", grpc.StatusCode.INTERNAL, "Internal server error."),
+                                        ("Bo", grpc.StatusCode.NOT_FOUND, "no Bo here")):  # fmt: skip
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await greeter.SayHello(pb.HelloRequest(name=name), timeout=5)
+                assert (failed.value.code(), failed.value.details()) == (code, details)
+            ticks = greeter.Countdown(pb.CountdownRequest(start=1), timeout=5)
+            assert (await ticks.read()).value == 1
+            with pytest.raises(grpc.aio.AioRpcError) as broken:
+                await ticks.read()
+            assert (broken.value.code(), broken.value.details()) == (grpc.StatusCode.INTERNAL, "Internal server error.")
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await greeter.Sum(iter([pb.Number(value=1)]), timeout=5)
+            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -215,3 +215,32 @@ async def test_web_calls_are_counted_with_native_ones(pb: tuple[Any, Any]) -> No
         await client.post(COUNTDOWN, content=envelope(b"{}"), headers={"content-type": "application/connect+json"})
         assert "cello_grpc_calls_total" in (await client.get("/metrics")).text
     assert [after - earlier for after, earlier in zip(counted(), before, strict=True)] == [1.0, 1.0, 1.0]
+
+
+def test_a_services_middleware_answers_in_the_calls_protocol(pb: tuple[Any, Any]) -> None:
+    from cello.middleware import CircuitBreaker, RateLimit
+
+    messages, stubs = pb
+
+    class Fragile(stubs.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            if request.name == "boom":
+                raise RuntimeError("down")
+            return messages.HelloReply(message="hi")
+
+    app = App()
+    breaker = CircuitBreaker("web-greeter", failure_threshold=2, reset_timeout=60)
+    app.grpc_service(Fragile(), middleware=[RateLimit(requests=4, window=60, key="ip"), breaker])
+    json_headers = {"content-type": "application/json"}
+    with TestClient(app) as client:
+        assert client.post(HELLO, content=b'{"name": "a"}', headers=json_headers).status_code == 200
+        for _ in range(2):
+            assert client.post(HELLO, content=b'{"name": "boom"}', headers=json_headers).json()["code"] == "internal"
+        opened = client.post(HELLO, content=b'{"name": "a"}', headers=json_headers)
+        assert (opened.status_code, opened.json()["code"]) == (503, "unavailable")
+        assert int(opened.headers["trailer-retry-after"]) > 0
+        limited = client.post(
+            HELLO, content=envelope(b'{"name": "a"}'), headers={"content-type": "application/grpc-web+json"}
+        )
+        assert limited.headers["grpc-status"] == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        assert limited.headers["grpc-message"] == "Too many requests; slow down."
