@@ -275,3 +275,79 @@ async def test_plain_methods_end_with_the_right_status(greeter: Any, monkeypatch
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await greeter.Sum(iter([pb.Number(value=1)]), timeout=5)
             assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def _proxy(port: int) -> tuple[Any, dict[str, int]]:
+    """A TCP proxy to ``port``: ``state["down"]`` counts the bytes the server sends back (what is on the wire);
+    while ``state["deaf"]`` is set, what the client sends is dropped — a client gone silent."""
+    import asyncio
+
+    state = {"down": 0, "deaf": 0}
+
+    async def pipe(source: Any, target: Any, down: bool) -> None:
+        try:
+            while data := await source.read(65536):
+                if down:
+                    state["down"] += len(data)
+                elif state["deaf"]:
+                    continue
+                target.write(data)
+                await target.drain()
+        finally:
+            target.close()
+
+    async def handle(reader: Any, writer: Any) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pipe(reader, upstream_writer, False), pipe(upstream_reader, writer, True),
+                             return_exceptions=True)  # fmt: skip
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0), state
+
+
+async def test_server_settings_compression_message_size_and_keepalive(
+    greeter: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import grpc
+
+    from cello.testing import AsyncTestClient, free_port
+
+    pb, greeter_pb2_grpc = greeter
+
+    class Echo(greeter_pb2_grpc.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            return pb.HelloReply(message=request.name)
+
+        async def Countdown(self, request: Any, context: Any) -> Any:
+            for value in range(request.start, 0, -1):
+                yield pb.Tick(value=value)
+                await asyncio.sleep(request.interval)
+
+    app = App()
+    app.grpc_service(Echo())
+    app.configure_grpc(compression="gzip", max_message_size=2_000_000, keepalive_time=0.5, keepalive_timeout=0.5)
+    with pytest.raises(ConfigurationError):
+        app.configure_grpc(compression="zstd")
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(app):
+        proxy, wire = await _proxy(port)
+        address = f"127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+        async with proxy, grpc.aio.insecure_channel(address) as channel:
+            greeter = greeter_pb2_grpc.GreeterStub(channel)
+            answer = await greeter.SayHello(pb.HelloRequest(name="a" * 1_000_000), timeout=10)
+            assert len(answer.message) == 1_000_000 and wire["down"] < 50_000  # gzip on the wire
+            with pytest.raises(grpc.aio.AioRpcError) as too_large:
+                await greeter.SayHello(pb.HelloRequest(name="a" * 2_500_000), timeout=10)
+            assert too_large.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # the client goes silent during a stream: its pings unanswered, the server drops the connection
+            # within keepalive_time + keepalive_timeout, long before the stream's next message was due
+            ticks = greeter.Countdown(pb.CountdownRequest(start=2, interval=8), timeout=20)
+            assert (await ticks.read()).value == 2
+            wire["deaf"] = 1
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(grpc.aio.AioRpcError) as dropped:
+                await ticks.read()
+            assert dropped.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert asyncio.get_running_loop().time() - started < 6

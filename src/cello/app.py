@@ -241,15 +241,25 @@ class App(Registrar, Shortcuts):
         methods over Connect and gRPC-Web on the app's own port (``cello.grpc.web``). The app's authenticators
         and guards protect its methods, and ``guards`` too (``cello.grpc.auth``); ``middleware`` (a ``RateLimit``,
         a ``CircuitBreaker``) runs around each of its calls (``cello.grpc.admission``)."""
+        for route in self._grpc_server().add(servicer, list(guards), list(middleware), web=web):
+            self.add_route(route)
+        return servicer
+
+    def configure_grpc(self, **settings: Any) -> None:
+        """Settings of the app's gRPC server (``cello.grpc.server.GrpcServer.configure``): ``max_message_size``
+        (bytes, each way; 4 MiB), ``compression`` (``"gzip"``, ``"deflate"`` or None), ``keepalive_time`` and
+        ``keepalive_timeout`` (seconds), ``min_ping_interval`` (the least seconds between a client's pings),
+        ``drain_timeout`` (seconds given to calls under way at shutdown)."""
+        self._grpc_server().configure(**settings)
+
+    def _grpc_server(self) -> Any:
         if self._grpc is None:
             from .grpc.server import GrpcServer  # NOTE: imported only by apps that serve gRPC
 
             self._grpc = GrpcServer(self)
             self.startup_hooks.append(self._grpc.start)
             self.shutdown_hooks.append(self._grpc.stop)
-        for route in self._grpc.add(servicer, list(guards), list(middleware), web=web):
-            self.add_route(route)
-        return servicer
+        return self._grpc
 
     def include_broker(self, broker: Any) -> Any:
         """Run a ``cello.messaging.Broker``'s subscribers in this app: connected at startup and drained at

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import grpc
 
-__all__ = ["HTTP_STATUS", "code_of_status", "connect_code"]
+__all__ = ["HTTP_STATUS", "INTERNAL_MESSAGE", "UNDECODABLE", "code_of_status", "connect_code"]
+
+# what a call is told when its method failed unexpectedly (outside debug mode), or its message did not decode
+INTERNAL_MESSAGE = "Internal server error."
+UNDECODABLE = "The request message does not decode as the method's message type."
 
 # connectrpc.com/docs/protocol#error-codes
 HTTP_STATUS = {

@@ -37,6 +37,7 @@ from ..security.base import Authenticator
 from ..security.guards import Guard
 from . import auth
 from .admission import Admission, Passage, Refused
+from .codes import INTERNAL_MESSAGE, UNDECODABLE
 
 if TYPE_CHECKING:
     from ..app import App
@@ -46,7 +47,10 @@ __all__ = ["GrpcServer", "adder_of"]
 logger = logging.getLogger("cello.grpc")
 
 PORT_VARIABLE = "CELLO_GRPC_PORT"  # app.run(grpc_port=...) hands the port to the workers through it
-INTERNAL_MESSAGE = "Internal server error."
+UNSET: Any = object()  # a setting configure() leaves as it is
+DEFAULT_MESSAGE_SIZE = 4 * 1024 * 1024  # grpcio's
+COMPRESSIONS = {None: grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip,
+                "deflate": grpc.Compression.Deflate}  # fmt: skip
 # answered without credentials, like /health and the documentation
 PUBLIC_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                              "grpc.reflection.v1.ServerReflection"})  # fmt: skip
@@ -80,7 +84,12 @@ class GrpcServer:
         self.server: Any = None
         self.port: int | None = None
         self.drain_timeout = 10.0
-        self.max_receive_message_length = 4 * 1024 * 1024  # grpcio's default
+        self.max_message_size = DEFAULT_MESSAGE_SIZE
+        self.compression: str | None = None
+        self.keepalive_time: float | None = None
+        self.keepalive_timeout = 20.0
+        self.min_ping_interval = 300.0
+        self.web_routes: list[Any] = []
         self._layers: list[Any] | None = None
         self._counter: Callable[[str, str, grpc.StatusCode, float], None] | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -105,7 +114,50 @@ class GrpcServer:
             return []
         from .web import web_routes
 
-        return web_routes(self, servicer, descriptors)
+        routes = web_routes(self, servicer, descriptors)
+        self.web_routes.extend(routes)
+        return routes
+
+    def configure(self, *, max_message_size: int | None = None, compression: str | None = UNSET,
+                  keepalive_time: float | None = UNSET, keepalive_timeout: float | None = None,
+                  min_ping_interval: float | None = None, drain_timeout: float | None = None) -> None:  # fmt: skip
+        """Change the settings given (``app.configure_grpc``). ``max_message_size``: the largest message taken or
+        sent, in bytes, over native gRPC and (as the request body) over Connect and gRPC-Web; ``compression``:
+        what native answers are compressed with (``"gzip"``, ``"deflate"``; None: nothing); ``keepalive_time``:
+        seconds between the server's pings on a connection (None: grpcio's two hours), each given
+        ``keepalive_timeout`` seconds for its answer; ``min_ping_interval``: the least seconds a client may wait
+        between its own pings (5 minutes); ``drain_timeout``: seconds the calls under way get at shutdown."""
+        if max_message_size is not None:
+            if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) or max_message_size < 1:
+                raise ConfigurationError(f"max_message_size is a number of bytes >= 1, not {max_message_size!r}")
+            self.max_message_size = max_message_size
+            for route in self.web_routes:
+                route.body_limit = max_message_size + 5  # NOTE: an enveloped message's 5 bytes of framing
+        if compression is not UNSET:
+            if compression not in COMPRESSIONS:
+                raise ConfigurationError(f"compression is 'gzip', 'deflate' or None, not {compression!r}")
+            self.compression = compression
+        if keepalive_time is not UNSET:
+            self.keepalive_time = None if keepalive_time is None else _seconds("keepalive_time", keepalive_time)
+        if keepalive_timeout is not None:
+            self.keepalive_timeout = _seconds("keepalive_timeout", keepalive_timeout)
+        if min_ping_interval is not None:
+            self.min_ping_interval = _seconds("min_ping_interval", min_ping_interval)
+        if drain_timeout is not None:
+            self.drain_timeout = _seconds("drain_timeout", drain_timeout)
+
+    def _options(self) -> list[tuple[str, int]]:
+        """grpcio's channel arguments for the settings."""
+        options = [("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", self.max_message_size),
+                   ("grpc.max_send_message_length", self.max_message_size),
+                   ("grpc.http2.min_ping_interval_without_data_ms", int(self.min_ping_interval * 1000)),
+                   ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout * 1000)),
+                   ("grpc.http2.ping_timeout_ms", int(self.keepalive_timeout * 1000))]  # fmt: skip
+        if self.keepalive_time is not None:
+            # NOTE: pings whatever the connection carries: grpcio stops pinging after two without data by default
+            options += [("grpc.keepalive_time_ms", int(self.keepalive_time * 1000)),
+                        ("grpc.http2.max_pings_without_data", 0)]  # fmt: skip
+        return options
 
     def auth_layers(self) -> list[Any]:
         """The app's authenticators and guards, in its order; read once, when the first call comes (the app's
@@ -141,7 +193,8 @@ class GrpcServer:
                 _Guarding(self.app, self.guards, self.auth_layers(), self.admissions),
                 _ErrorInterceptor(debug=bool(self.app.debug)),
             ],
-            options=[("grpc.so_reuseport", 1)],
+            options=self._options(),
+            compression=COMPRESSIONS[self.compression],
         )
         for servicer, adder in self.services:
             adder(servicer, server)
@@ -195,6 +248,12 @@ class GrpcServer:
                 await self._report()
             except Exception:  # a check that fails to run is a failed check: the next report says so
                 logger.exception("gRPC health: the readiness checks failed to run")
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(f"{name} is a number of seconds above 0, not {value!r}")
+    return float(value)
 
 
 def _service_descriptors(adder: Callable[..., Any]) -> list[Any]:
@@ -251,9 +310,6 @@ class _Undecodable:
 
     def __init__(self, error: Exception) -> None:
         self.error = error
-
-
-UNDECODABLE = "The request message does not decode as the method's message type."
 
 
 def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:

@@ -48,7 +48,7 @@ from ..http.response import Response, StreamingResponse
 from ..routing.router import Route
 from . import auth
 from .admission import Passage, Refused
-from .codes import HTTP_STATUS, connect_code
+from .codes import HTTP_STATUS, INTERNAL_MESSAGE, UNDECODABLE, connect_code
 
 if TYPE_CHECKING:
     from .server import GrpcServer
@@ -57,8 +57,6 @@ __all__ = ["web_routes"]
 
 logger = logging.getLogger("cello.grpc")
 
-INTERNAL_MESSAGE = "Internal server error."
-UNDECODABLE = "The request message does not decode as the method's message type."
 
 DETAILS_KEY = "grpc-status-details-bin"
 
@@ -200,7 +198,7 @@ def web_routes(server: GrpcServer, servicer: Any, service_descriptors: Sequence[
             # NOTE: public: the call's credentials are checked inside, to answer in the call's own protocol
             meta = {"include_in_schema": False, "public": True, "strict_content_type": False, "grpc": True}
             routes.append(Route(method.path, ["POST"], endpoint, name=f"grpc:{method.path}",
-                                body_limit=server.max_receive_message_length, meta=meta))  # fmt: skip
+                                body_limit=server.max_message_size + 5, meta=meta))  # fmt: skip
     return routes
 
 
