@@ -126,11 +126,17 @@ async def _send(send: Send, receive: Receive, request: ASGIRequest, response: Re
     if kind == FILE:
         await _send_file(send, request, response, pool, head_only)
         return
-    await send({"type": "http.response.start", "status": response.status, "headers": _encode(response.raw_headers)})
+    trailers = response.trailers if request.sends_trailers else None  # type: ignore[attr-defined]
+    start = {"type": "http.response.start", "status": response.status, "headers": _encode(response.raw_headers)}
+    if trailers is not None:
+        start["trailers"] = True
+    await send(start)
     if head_only:
         await send({"type": "http.response.body", "body": b""})
-        return
-    await _stream_until_disconnect(send, receive, response.iterator, pool)  # type: ignore[attr-defined]
+    else:
+        await _stream_until_disconnect(send, receive, response.iterator, pool)  # type: ignore[attr-defined]
+    if trailers is not None:
+        await send({"type": "http.response.trailers", "headers": _encode(trailers()), "more_trailers": False})
 
 
 async def _send_file(send: Send, request: ASGIRequest, response: Any, pool: Any, head_only: bool) -> None:

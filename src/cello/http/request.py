@@ -130,6 +130,13 @@ class Request:
         self._json: Any = _UNSET
         self._form: FormData | None = None
 
+    @property
+    def sends_trailers(self) -> bool:
+        """Whether the server can send HTTP trailers after this request's response (a ``StreamingResponse``'s
+        ``trailers``): the ASGI ``http.response.trailers`` extension, which hypercorn offers when the client
+        said ``te: trailers``; granian sends none."""
+        return False
+
     # -- what each engine reports in its own shape ----------------------------------------------------------
 
     @property
@@ -484,6 +491,10 @@ class ASGIRequest(Request):
 
     def _header_items(self) -> Iterable[tuple[str, str]]:
         return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._scope["headers"]]
+
+    @property
+    def sends_trailers(self) -> bool:
+        return "http.response.trailers" in (self._scope.get("extensions") or ())
 
 
 def _join_address(pair: Any) -> str | None:

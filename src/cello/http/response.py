@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime
 from email.utils import format_datetime, formatdate, parsedate_to_datetime
 from http.cookies import SimpleCookie
@@ -319,9 +319,12 @@ class RedirectResponse(Response):
 
 
 class StreamingResponse(Response):
-    """A body sent chunk by chunk as the iterator produces it; sync iterators run in the thread pool."""
+    """A body sent chunk by chunk as the iterator produces it; sync iterators run in the thread pool.
 
-    __slots__ = ("iterator",)
+    ``trailers``: a function called once the body has been sent, returning header lines sent after it as HTTP
+    trailers — only where the server can (``request.sends_trailers``); elsewhere it is not called."""
+
+    __slots__ = ("iterator", "trailers")
     kind = STREAM
 
     def __init__(
@@ -330,9 +333,11 @@ class StreamingResponse(Response):
         status: int = 200,
         headers: HeadersArg = None,
         media_type: str | None = None,
+        trailers: Callable[[], list[tuple[str, str]]] | None = None,
     ) -> None:
         super().__init__(None, status, headers, media_type)
         self.iterator = content
+        self.trailers = trailers
 
 
 class FileResponse(Response):
