@@ -244,3 +244,38 @@ def test_a_services_middleware_answers_in_the_calls_protocol(pb: tuple[Any, Any]
         )
         assert limited.headers["grpc-status"] == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
         assert limited.headers["grpc-message"] == "Too many requests; slow down."
+
+
+def test_client_streaming_reads_every_message_of_the_body(pb: tuple[Any, Any]) -> None:
+    messages, stubs = pb
+
+    class Adder(stubs.GreeterServicer):
+        async def Sum(self, requests: Any, context: Any) -> Any:
+            numbers = [number.value async for number in requests]
+            return messages.Total(total=sum(numbers), count=len(numbers))
+
+        def Chat(self, requests: Any, context: Any) -> Iterator[Any]:  # plain: a plain iterator of requests
+            for line in requests:
+                yield messages.Line(text=line.text.upper())
+
+    app = App()
+    app.grpc_service(Adder())
+    with TestClient(app) as client:
+        body = b"".join(envelope(b'{"value": %d}' % n) for n in (1, 2, 3))
+        summed = client.post(
+            "/greeter.v1.Greeter/Sum", content=body, headers={"content-type": "application/connect+json"}
+        )
+        assert frames(summed.content) == [(0, b'{"total":"6","count":3}'), (2, b"{}")]
+        lines = b"".join(envelope(messages.Line(text=text).SerializeToString()) for text in ("a", "b"))
+        chat = client.post("/greeter.v1.Greeter/Chat", content=lines, headers={"content-type": "application/grpc-web"})
+        assert [messages.Line.FromString(data).text for flags, data in frames(chat.content)[:-1]] == ["A", "B"]
+        # one message, no more, for a method that takes one
+        two = client.post(HELLO, content=envelope(b"{}") * 2, headers={"content-type": "application/connect+json"})
+        assert orjson.loads(frames(two.content)[-1][1])["error"]["code"] == "invalid_argument"
+
+
+def test_native_grpc_without_trailers_is_told_where_to_go(client: TestClient) -> None:
+    """The test client, like granian, sends no HTTP trailers: a native gRPC call gets its status in the headers."""
+    answer = client.post(HELLO, content=envelope(b""), headers={"content-type": "application/grpc"})
+    assert answer.status_code == 200 and answer.headers["grpc-status"] == "12"  # UNIMPLEMENTED
+    assert "grpc_port" in answer.headers["grpc-message"]

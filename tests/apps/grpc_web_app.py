@@ -1,6 +1,6 @@
-"""The example's Greeter service behind an API key and a service guard, reached over Connect and gRPC-Web on the
-app's port and over native gRPC on its own (tests/live/test_grpc_web_live.py). greeter_pb2 and greeter_pb2_grpc
-are compiled by the test (``cello grpc-compile``) into a folder on PYTHONPATH.
+"""The example's Greeter service behind an API key and a service guard, reached over Connect, gRPC-Web and (under
+hypercorn) native gRPC on the app's port, and over native gRPC on its own (tests/live/test_grpc_web_live.py).
+greeter_pb2 and greeter_pb2_grpc are compiled by the test (``cello grpc-compile``) into a folder on PYTHONPATH.
 
 An empty name is refused with rich error details (a ``google.rpc.BadRequest``), ``boom`` raises (masked as
 INTERNAL), and Countdown streams ticks ``interval`` seconds apart and counts the streams that ended."""
@@ -53,6 +53,10 @@ class Greeter(greeter_pb2_grpc.GreeterServicer):
     def Sum(self, requests: Any, context: Any) -> Any:
         numbers = [number.value for number in requests]
         return pb.Total(total=sum(numbers), count=len(numbers))
+
+    async def Chat(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        async for line in requests:
+            yield pb.Line(text=line.text.upper())
 
 
 app.grpc_service(Greeter(), guards=[Permission("greet:write")])
