@@ -1,8 +1,10 @@
-"""The Greeter service (greeter.proto) on Cello: the HTTP app on one port, gRPC on another.
+"""The Greeter service (greeter.proto) on Cello: native gRPC on its own port, and the same methods over Connect
+and gRPC-Web on the HTTP app's port.
 
     cello grpc-compile examples/grpc/greeter.proto     # writes greeter_pb2.py and greeter_pb2_grpc.py beside it
-    python examples/grpc/service.py                     # HTTP on 8000, gRPC on 50051
-    python examples/grpc/client.py                      # calls each method
+    python examples/grpc/service.py                     # HTTP (and Connect, gRPC-Web) on 8000, gRPC on 50051
+    python examples/grpc/client.py                      # calls each method over gRPC, then SayHello over Connect
+    curl localhost:8000/greeter.v1.Greeter/SayHello -H 'content-type: application/json' -d '{"name": "Ada"}'
 
 PORT and GRPC_PORT choose the ports.
 """

@@ -78,6 +78,15 @@ def test_the_four_call_shapes(served: tuple[Any, str]) -> None:
     assert lines == ["A", "B"]
 
 
+def test_the_example_client_calls_every_way(served: tuple[Any, str], compiled: Path) -> None:
+    server, target = served
+    done = subprocess.run([sys.executable, str(compiled / "client.py"), target, server.url], cwd=compiled,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Hello, Ada!", "[3, 2, 1]", "sum of 10 numbers: 55", "['HELLO', 'GRPC']",
+                                        "Hello, Connect!"]  # fmt: skip
+
+
 def test_status_codes_and_masked_errors(served: tuple[Any, str]) -> None:
     import greeter_pb2 as pb
 
