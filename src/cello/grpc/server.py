@@ -1,43 +1,33 @@
 """Native gRPC beside the HTTP app: ``app.grpc_service(servicer)`` registers a service compiled from a ``.proto``
 file (``cello grpc-compile``), and ``app.run(grpc_port=50051)`` (``cello run --grpc-port``) serves every registered
 service through ``grpc.aio`` on that port, in every worker, inside the worker's own event loop — started with the
-app and stopped with it, in-flight calls given ``drain_timeout`` seconds to finish.
+app and stopped with it, in-flight calls given ``drain_timeout`` seconds to finish (``app.configure_grpc``).
 
 granian sends no HTTP/2 trailers, which native gRPC needs (``grpc-status``), so the gRPC server has a port of its
 own; the workers share it (``SO_REUSEPORT``), as they share the HTTP port. Beside the application's services it
 serves the standard health service (``grpc.health.v1.Health``, ``SERVING`` while the app's readiness checks pass —
-the same checks as ``/health/ready``) and server reflection (``grpcurl list`` works).
-
-With ``app.enable_prometheus()`` every call is counted by service, method and status code, and timed; with
-``app.enable_logging()`` it gets an access log line with its request id.
-
-A request message that does not decode is answered with ``INVALID_ARGUMENT``. An exception a method raises is
-answered with ``INTERNAL`` and ``Internal server error.`` (the traceback is logged;
-debug mode sends the exception's text instead); ``context.abort(...)`` and the ``grpc.StatusCode`` a method sets
-are answered as they are.
+the same checks as ``/health/ready``) and server reflection (``grpcurl list`` works). What runs around each call —
+metrics and the access log, auth and middleware, errors — is in ``cello.grpc.interceptors``; the same services on
+the app's own port, over Connect and gRPC-Web, in ``cello.grpc.web``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import orjson
 
 from ..http.exceptions import ConfigurationError
 from ..security.base import Authenticator
 from ..security.guards import Guard
-from . import auth
-from .admission import Admission, Passage, Refused
-from .codes import INTERNAL_MESSAGE, UNDECODABLE
+from .admission import Admission
+from .interceptors import Errors, Guarding, Measuring, call_metrics
 
 if TYPE_CHECKING:
     from ..app import App
@@ -51,9 +41,6 @@ UNSET: Any = object()  # a setting configure() leaves as it is
 DEFAULT_MESSAGE_SIZE = 4 * 1024 * 1024  # grpcio's
 COMPRESSIONS = {None: grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip,
                 "deflate": grpc.Compression.Deflate}  # fmt: skip
-# answered without credentials, like /health and the documentation
-PUBLIC_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
-                             "grpc.reflection.v1.ServerReflection"})  # fmt: skip
 
 
 def adder_of(servicer: Any) -> Callable[[Any, Any], None]:
@@ -190,8 +177,8 @@ class GrpcServer:
             migration_thread_pool=ThreadPoolExecutor(max_workers=self.app.config.threadpool_size),
             interceptors=[
                 *self._measuring(),
-                _Guarding(self.app, self.guards, self.auth_layers(), self.admissions),
-                _ErrorInterceptor(debug=bool(self.app.debug)),
+                Guarding(self.app, self.guards, self.auth_layers(), self.admissions),
+                Errors(debug=bool(self.app.debug)),
             ],
             options=self._options(),
             compression=COMPRESSIONS[self.compression],
@@ -219,7 +206,7 @@ class GrpcServer:
 
         metrics = any(isinstance(layer, Prometheus) for layer in self.app.middleware)
         access = next((layer for layer in self.app.middleware if isinstance(layer, AccessLog)), None)
-        return [_Measuring(metrics, access)] if metrics or access is not None else []
+        return [Measuring(metrics, access)] if metrics or access is not None else []
 
     async def stop(self) -> None:
         """Stop taking calls and give those under way ``drain_timeout`` seconds; the app's shutdown hook."""
@@ -275,7 +262,7 @@ def _web_counter(app: App) -> Callable[[str, str, grpc.StatusCode, float], None]
 
     if not any(isinstance(layer, Prometheus) for layer in app.middleware):
         return lambda service, path, code, started: None
-    calls, seconds = _calls()
+    calls, seconds = call_metrics()
 
     def count(service: str, path: str, code: grpc.StatusCode, started: float) -> None:
         method = path.rpartition("/")[2]
@@ -283,468 +270,3 @@ def _web_counter(app: App) -> Callable[[str, str, grpc.StatusCode, float], None]
         seconds.labels(service, method).observe(time.perf_counter() - started)
 
     return count
-
-
-_KINDS = (("unary_unary", grpc.unary_unary_rpc_method_handler), ("unary_stream", grpc.unary_stream_rpc_method_handler),
-          ("stream_unary", grpc.stream_unary_rpc_method_handler),
-          ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
-
-
-def _rewrapped(handler: Any, wrap: Callable[[Callable[..., Any], bool], Callable[..., Any]],
-               deserializer: Callable[[Any], Any] | None = None) -> Any:  # fmt: skip
-    """``handler`` with its method replaced by ``wrap(method, streams)`` (streams: whether it answers a stream),
-    and its request deserializer by ``deserializer(it)`` when given."""
-    for kind, make in _KINDS:
-        behavior = getattr(handler, kind)
-        if behavior is not None:
-            read = handler.request_deserializer
-            return make(wrap(behavior, kind.endswith("stream")), deserializer(read) if deserializer and read else read,
-                        handler.response_serializer)  # fmt: skip
-    return handler
-
-
-class _Undecodable:
-    """A request message that did not decode: the method is answered INVALID_ARGUMENT instead of running on it."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
-def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    # NOTE: grpcio answers a deserializer's exception with INTERNAL; the message is the client's mistake
-    def read(data: bytes) -> Any:
-        try:
-            return deserialize(data)
-        except Exception as exc:  # any decoding failure: protobuf's DecodeError, a custom deserializer's
-            return _Undecodable(exc)
-
-    return read
-
-
-async def _checked_stream(requests: Any, context: Any) -> Any:
-    async for item in requests:
-        if isinstance(item, _Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
-        yield item
-
-
-def _checked_stream_plain(requests: Any, context: Any) -> Any:
-    for item in requests:
-        if isinstance(item, _Undecodable):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
-        yield item
-
-
-class _Guarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """The app's authenticators and guards and the service's own guards (``cello.grpc.auth``) before the method,
-    then the service's middleware around it (``cello.grpc.admission``); the health and reflection services answer
-    anyone, like ``/health``."""
-
-    def __init__(self, app: App, guards: dict[str, list[Any]], layers: list[Any],
-                 admissions: dict[str, Admission]) -> None:  # fmt: skip
-        self.app = app
-        self.guards = guards
-        self.layers = layers
-        self.admissions = admissions
-
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
-        handler = await continuation(handler_call_details)
-        service = handler_call_details.method.lstrip("/").partition("/")[0]
-        if handler is None or service in PUBLIC_SERVICES:
-            return handler
-        guards = self.guards.get(service, [])
-        admission = self.admissions.get(service)
-        if not self.layers and not guards and admission is None:
-            return handler
-        request = auth.CallRequest(self.app, handler_call_details.method, handler_call_details.invocation_metadata)
-        decided = await auth.verdict(request, self.layers, guards)
-        step = _Step(decided, admission, request, asyncio.get_running_loop())
-        return _rewrapped(handler, step.around)
-
-
-class _Step:
-    """One call through the auth layer's verdict and the service's middleware: refused, or run as the verdict's
-    user with its passage through the middleware ended when it ends."""
-
-    __slots__ = ("decided", "admission", "request", "loop")
-
-    def __init__(self, decided: auth.Verdict, admission: Admission | None, request: auth.CallRequest,
-                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
-        self.decided = decided
-        self.admission = admission
-        self.request = request
-        self.loop = loop
-
-    async def begin(self, context: Any) -> Passage | None:
-        decided = self.decided
-        if decided.code is not None:
-            await context.abort(decided.code, decided.message)
-        if self.admission is None:
-            return None
-        self.request.set_peer(context.peer())
-        try:
-            return await self.admission.admit(self.request)
-        except Refused as refused:
-            await context.abort(refused.code, refused.message, tuple(refused.metadata))
-            raise  # NOTE: not reached: abort raises
-
-    def begin_plain(self, context: Any) -> Passage | None:
-        """``begin`` for a plain method, in the server's thread pool: the middleware runs on the event loop."""
-        decided = self.decided
-        if decided.code is not None:
-            context.abort(decided.code, decided.message)
-        if self.admission is None:
-            return None
-        self.request.set_peer(context.peer())
-        try:
-            return asyncio.run_coroutine_threadsafe(self.admission.admit(self.request), self.loop).result()
-        except Refused as refused:
-            context.abort(refused.code, refused.message, tuple(refused.metadata))
-            raise  # NOTE: not reached: abort raises
-
-    @staticmethod
-    def end(passage: Passage | None, context: Any, unset: grpc.StatusCode) -> None:
-        if passage is not None:
-            code = context.code()
-            passage.finish(code if isinstance(code, grpc.StatusCode) else unset)
-
-    def around(self, behavior: Callable[..., Any], streams: bool) -> Callable[..., Any]:
-        begin, begin_plain, end, user = self.begin, self.begin_plain, self.end, self.decided.user
-        if inspect.isasyncgenfunction(behavior):
-
-            async def produce(request: Any, context: Any) -> Any:
-                passage = await begin(context)
-                token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
-                try:
-                    async for item in behavior(request, context):
-                        yield item
-                    unset = grpc.StatusCode.OK
-                finally:
-                    auth.unbind(token)
-                    end(passage, context, unset)
-
-            return produce
-        if inspect.iscoroutinefunction(behavior):
-
-            async def answer(request: Any, context: Any) -> Any:
-                passage = await begin(context)
-                token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
-                try:
-                    reply = await behavior(request, context)
-                    unset = grpc.StatusCode.OK
-                    return reply
-                finally:
-                    auth.unbind(token)
-                    end(passage, context, unset)
-
-            return answer
-        if streams:
-
-            def produce_plain(request: Any, context: Any) -> Any:
-                context = recording(context)
-                passage = begin_plain(context)
-                token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
-                try:
-                    yield from behavior(request, context)
-                    unset = grpc.StatusCode.OK
-                finally:
-                    auth.unbind(token)
-                    end(passage, context, unset)
-
-            return produce_plain
-
-        def answer_plain(request: Any, context: Any) -> Any:
-            context = recording(context)
-            passage = begin_plain(context)
-            token, unset = auth.bind(user), grpc.StatusCode.CANCELLED
-            try:
-                reply = behavior(request, context)
-                unset = grpc.StatusCode.OK
-                return reply
-            finally:
-                auth.unbind(token)
-                end(passage, context, unset)
-
-        return answer_plain
-
-
-class _ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Answers an unexpected exception with INTERNAL and no internals (outside debug mode), logged with its
-    traceback. Async methods are wrapped in async code, plain ones (run in the server's thread pool) in plain
-    code."""
-
-    def __init__(self, *, debug: bool) -> None:
-        self.debug = debug
-
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        streamed = bool(handler.request_streaming)
-        return _rewrapped(handler, lambda behavior, streams: self._guarded(behavior, method, streams, streamed),
-                          _lenient)  # fmt: skip
-
-    def _message(self, method: str, exc: Exception) -> str:
-        logger.error("gRPC method %s failed", method, exc_info=exc)
-        return str(exc) if self.debug else INTERNAL_MESSAGE
-
-    def _guarded(self, behavior: Callable[..., Any], method: str, streams: bool, streamed: bool) -> Callable[..., Any]:
-        """``behavior`` answering INVALID_ARGUMENT for a request that did not decode and INTERNAL for an exception;
-        ``streams``: it answers a stream; ``streamed``: its requests come as one."""
-
-        async def decoded(request: Any, context: Any) -> Any:
-            if streamed:
-                return _checked_stream(request, context)
-            if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
-            return request
-
-        def decoded_plain(request: Any, context: Any) -> Any:
-            if streamed:
-                return _checked_stream_plain(request, context)
-            if isinstance(request, _Undecodable):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
-            return request
-
-        if inspect.isasyncgenfunction(behavior):
-
-            async def produce(request: Any, context: Any) -> Any:
-                request = await decoded(request, context)
-                try:
-                    async for item in behavior(request, context):
-                        yield item
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    raise
-                except Exception as exc:  # answered as INTERNAL, logged
-                    await context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
-
-            return produce
-        if inspect.iscoroutinefunction(behavior):
-
-            async def answer(request: Any, context: Any) -> Any:
-                request = await decoded(request, context)
-                try:
-                    return await behavior(request, context)
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    raise
-                except Exception as exc:  # answered as INTERNAL, logged
-                    await context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
-
-            return answer
-
-        # a plain method, run in the server's thread pool, where context.abort() raises
-        def failed(context: Any, exc: Exception) -> None:
-            code = context.code()
-            if code not in (None, grpc.StatusCode.OK):  # set, then raised (as the generated base methods do)
-                context.abort(code, context.details())
-            context.abort(grpc.StatusCode.INTERNAL, self._message(method, exc))
-
-        if streams:
-
-            def produce_plain(request: Any, context: Any) -> Any:
-                context = recording(context)
-                request = decoded_plain(request, context)
-                try:
-                    yield from behavior(request, context)
-                except (grpc.RpcError, grpc.aio.AbortError):
-                    raise
-                except Exception as exc:
-                    failed(context, exc)
-
-            return produce_plain
-
-        def answer_plain(request: Any, context: Any) -> Any:
-            context = recording(context)
-            request = decoded_plain(request, context)
-            try:
-                return behavior(request, context)
-            except (grpc.RpcError, grpc.aio.AbortError):
-                raise
-            except Exception as exc:
-                failed(context, exc)
-
-        return answer_plain
-
-
-class _Recording:
-    """A plain method's context, remembering the code and details set on it: grpcio's context for methods in its
-    thread pool has no ``code()``, which the interceptors read to know how a call ended."""
-
-    __slots__ = ("_context", "_code", "_details")
-
-    def __init__(self, context: Any) -> None:
-        self._context = context
-        self._code: grpc.StatusCode | None = None
-        self._details = ""
-
-    def code(self) -> grpc.StatusCode | None:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
-        self._context.set_code(code)
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-        self._context.set_details(details)
-
-    def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
-        self._code, self._details = code, details
-        self._context.abort(code, details, trailing_metadata)
-
-    def abort_with_status(self, status: Any) -> None:
-        self._code, self._details = status.code, status.details
-        self._context.abort_with_status(status)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-
-def recording(context: Any) -> Any:
-    """``context``, able to say its code: as it is when it can (``grpc.aio``'s, or one already wrapped)."""
-    return context if hasattr(context, "code") else _Recording(context)
-
-
-# -- metrics -----------------------------------------------------------------------------------------------------
-
-_metrics: dict[str, Any] = {}
-
-
-def _calls() -> tuple[Any, Any]:
-    if not _metrics:
-        import prometheus_client
-
-        _metrics["calls"] = prometheus_client.Counter(
-            "cello_grpc_calls", "gRPC calls answered, by status code.", ["service", "method", "code"]
-        )
-        _metrics["seconds"] = prometheus_client.Histogram(
-            "cello_grpc_call_seconds", "Time a gRPC call took (a stream: from its start to its end).",
-            ["service", "method"],
-        )  # fmt: skip
-    return _metrics["calls"], _metrics["seconds"]
-
-
-def _code_of(context: Any, default: str) -> str:
-    code = context.code() if hasattr(context, "code") else None
-    if isinstance(code, grpc.StatusCode):
-        return str(code.name)
-    return default if code is None else str(code)
-
-
-class _Call:
-    """One call, as the metrics and the access log name it."""
-
-    __slots__ = ("path", "service", "method", "request_id")
-
-    def __init__(self, path: str, metadata: Any) -> None:
-        self.path = path
-        self.service, _, self.method = path.lstrip("/").partition("/")
-        given = next((value for name, value in metadata or () if name.lower() == "x-request-id"), None)
-        # NOTE: the caller's id when it is a sane one (as RequestId takes a header's), else a new one
-        sane = isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable()
-        self.request_id = given if sane else uuid.uuid4().hex
-
-
-class _Measuring(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """``cello_grpc_calls_total{service, method, code}`` and ``cello_grpc_call_seconds{service, method}``, and an
-    access log line per call in the format of the app's ``AccessLog`` (``rpc``, ``code``, ``duration_ms``,
-    ``client``, ``request_id`` — the caller's ``x-request-id`` metadata, or a new id)."""
-
-    def __init__(self, metrics: bool, access: Any) -> None:
-        self.calls: Any = None
-        self.seconds: Any = None
-        if metrics:
-            self.calls, self.seconds = _calls()
-        self.access = access
-
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        call = _Call(handler_call_details.method, handler_call_details.invocation_metadata)
-        return _rewrapped(handler, lambda behavior, streams: self._measured(behavior, call, streams))
-
-    def _record(self, call: _Call, code: str, started: float, context: Any) -> None:
-        elapsed = time.perf_counter() - started
-        if self.calls is not None:
-            self.calls.labels(call.service, call.method, code).inc()
-            self.seconds.labels(call.service, call.method).observe(elapsed)
-        access = self.access
-        if access is not None and access.logger.isEnabledFor(access.level) and call.path not in access.skip_paths:
-            fields = {"rpc": call.path, "code": code, "duration_ms": round(elapsed * 1000, 3),
-                      "client": context.peer() if hasattr(context, "peer") else None,
-                      "request_id": call.request_id}  # fmt: skip
-            if access.format == "json":
-                message = orjson.dumps(fields).decode()
-            else:
-                message = " ".join(f"{key}={value}" for key, value in fields.items() if value is not None)
-            access.logger.log(access.level, message, extra={"grpc": fields})
-
-    def _measured(self, behavior: Callable[..., Any], call: _Call, streams: bool) -> Callable[..., Any]:
-        record = self._record
-        if inspect.isasyncgenfunction(behavior):
-
-            async def produce(request: Any, context: Any) -> Any:
-                started, code = time.perf_counter(), "OK"
-                try:
-                    async for item in behavior(request, context):
-                        yield item
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except BaseException:
-                    code = "UNKNOWN"
-                    raise
-                finally:
-                    record(call, _code_of(context, code) if code != "CANCELLED" else code, started, context)
-
-            return produce
-        if inspect.iscoroutinefunction(behavior):
-
-            async def answer(request: Any, context: Any) -> Any:
-                started, code = time.perf_counter(), "OK"
-                try:
-                    return await behavior(request, context)
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except BaseException:
-                    code = "UNKNOWN"
-                    raise
-                finally:
-                    record(call, _code_of(context, code) if code != "CANCELLED" else code, started, context)
-
-            return answer
-        if streams:
-
-            def produce_plain(request: Any, context: Any) -> Any:
-                context = recording(context)
-                started, code = time.perf_counter(), "OK"
-                try:
-                    yield from behavior(request, context)
-                except BaseException:
-                    code = "UNKNOWN"
-                    raise
-                finally:
-                    record(call, _code_of(context, code), started, context)
-
-            return produce_plain
-
-        def answer_plain(request: Any, context: Any) -> Any:
-            context = recording(context)
-            started, code = time.perf_counter(), "OK"
-            try:
-                return behavior(request, context)
-            except BaseException:
-                code = "UNKNOWN"
-                raise
-            finally:
-                record(call, _code_of(context, code), started, context)
-
-        return answer_plain
