@@ -188,3 +188,22 @@ async def _create_users(url: str) -> None:
 framework_client = _app_client("framework_routes_app:app", "tests/apps/framework_routes_app.py: framework routes.")
 reference_client = _app_client("reference_app:app", "tests/apps/reference_app.py: the reference API's names.")
 ordered_client = _app_client("framework_routes_app:ordered", "framework_routes_app.ordered: the canonical order.")
+
+
+@pytest.fixture(scope="session")
+def greeter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """The gRPC example's modules (examples/grpc/greeter.proto), compiled by ``cello grpc-compile``:
+    ``(greeter_pb2, greeter_pb2_grpc)``."""
+    pytest.importorskip("grpc_tools")
+    from cello.cli import main
+
+    folder = tmp_path_factory.mktemp("greeter")
+    proto = Path(__file__).resolve().parent.parent / "examples" / "grpc" / "greeter.proto"
+    assert main(["grpc-compile", str(proto), "--out", str(folder)]) == 0
+    sys.path.insert(0, str(folder))
+    try:
+        import greeter_pb2
+        import greeter_pb2_grpc
+    finally:
+        sys.path.remove(str(folder))
+    return greeter_pb2, greeter_pb2_grpc

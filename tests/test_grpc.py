@@ -17,19 +17,6 @@ from cello.cli import main
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grpc"
 
 
-@pytest.fixture
-def greeter(tmp_path: Path) -> Any:
-    """The example's modules, compiled by ``cello grpc-compile``: ``(greeter_pb2, greeter_pb2_grpc)``."""
-    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(tmp_path)]) == 0
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import greeter_pb2
-        import greeter_pb2_grpc
-    finally:
-        sys.path.remove(str(tmp_path))
-    return greeter_pb2, greeter_pb2_grpc
-
-
 def test_only_a_generated_servicer_is_served() -> None:
     with pytest.raises(ConfigurationError, match="not a gRPC servicer"):
         App().grpc_service(object())

@@ -5,7 +5,6 @@ and what is refused. Real JavaScript clients cover the same routes over sockets 
 from __future__ import annotations
 
 import gzip
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,11 @@ pytest.importorskip("grpc_tools")
 import grpc
 
 from cello import App
-from cello.cli import main
 from cello.testing import TestClient
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grpc"
 HELLO = "/greeter.v1.Greeter/SayHello"
 COUNTDOWN = "/greeter.v1.Greeter/Countdown"
-
-
-@pytest.fixture(scope="module")
-def pb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    folder = tmp_path_factory.mktemp("grpc-web")
-    assert main(["grpc-compile", str(EXAMPLE / "greeter.proto"), "--out", str(folder)]) == 0
-    sys.path.insert(0, str(folder))
-    try:
-        import greeter_pb2
-        import greeter_pb2_grpc
-    finally:
-        sys.path.remove(str(folder))
-    return greeter_pb2, greeter_pb2_grpc
 
 
 def envelope(data: bytes, flags: int = 0) -> bytes:
@@ -54,8 +39,8 @@ def frames(body: bytes) -> list[tuple[int, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def client(pb: tuple[Any, Any]) -> Iterator[TestClient]:
-    messages, stubs = pb
+def client(greeter: tuple[Any, Any]) -> Iterator[TestClient]:
+    messages, stubs = greeter
 
     class Greeter(stubs.GreeterServicer):
         async def SayHello(self, request: Any, context: Any) -> Any:
@@ -81,8 +66,8 @@ def client(pb: tuple[Any, Any]) -> Iterator[TestClient]:
         yield test_client
 
 
-def test_connect_unary_json_and_binary(client: TestClient, pb: tuple[Any, Any]) -> None:
-    messages, _ = pb
+def test_connect_unary_json_and_binary(client: TestClient, greeter: tuple[Any, Any]) -> None:
+    messages, _ = greeter
     answer = client.post(HELLO, content=b'{"name": "Ada"}', headers={"content-type": "application/json"})
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
     assert answer.json() == {"message": "Hello, Ada!"}
@@ -134,8 +119,8 @@ def test_connect_streaming_envelopes_and_end_of_stream(client: TestClient) -> No
     assert orjson.loads(frames(broken.content)[-1][1])["error"]["code"] == "invalid_argument"
 
 
-def test_grpc_web_frames_and_trailers(client: TestClient, pb: tuple[Any, Any]) -> None:
-    messages, _ = pb
+def test_grpc_web_frames_and_trailers(client: TestClient, greeter: tuple[Any, Any]) -> None:
+    messages, _ = greeter
     request = envelope(messages.CountdownRequest(start=2).SerializeToString())
     answer = client.post(COUNTDOWN, content=request, headers={"content-type": "application/grpc-web+proto"})
     assert answer.headers["content-type"] == "application/grpc-web+proto"
@@ -151,8 +136,8 @@ def test_grpc_web_frames_and_trailers(client: TestClient, pb: tuple[Any, Any]) -
     assert b"x-raw-bin:AAE=" in frames(teapot.content)[-1][1]
 
 
-def test_compressed_requests_and_timeouts(client: TestClient, pb: tuple[Any, Any]) -> None:
-    messages, _ = pb
+def test_compressed_requests_and_timeouts(client: TestClient, greeter: tuple[Any, Any]) -> None:
+    messages, _ = greeter
     squeezed = client.post(HELLO, content=gzip.compress(b'{"name": "Zip"}'),
                            headers={"content-type": "application/json", "content-encoding": "gzip"})  # fmt: skip
     assert squeezed.json() == {"message": "Hello, Zip!"}
@@ -169,8 +154,8 @@ def test_compressed_requests_and_timeouts(client: TestClient, pb: tuple[Any, Any
     assert bad_web.headers["grpc-status"] == "3"
 
 
-def test_web_false_keeps_a_service_off_the_http_port(pb: tuple[Any, Any]) -> None:
-    _, stubs = pb
+def test_web_false_keeps_a_service_off_the_http_port(greeter: tuple[Any, Any]) -> None:
+    _, stubs = greeter
 
     class Greeter(stubs.GreeterServicer):
         pass
@@ -181,11 +166,11 @@ def test_web_false_keeps_a_service_off_the_http_port(pb: tuple[Any, Any]) -> Non
         assert client.post(HELLO, content=b"{}", headers={"content-type": "application/json"}).status_code == 404
 
 
-async def test_web_calls_are_counted_with_native_ones(pb: tuple[Any, Any]) -> None:
+async def test_web_calls_are_counted_with_native_ones(greeter: tuple[Any, Any]) -> None:
     pytest.importorskip("prometheus_client")
     from cello.testing import AsyncTestClient
 
-    messages, stubs = pb
+    messages, stubs = greeter
 
     class Counted(stubs.GreeterServicer):
         async def SayHello(self, request: Any, context: Any) -> Any:
@@ -217,10 +202,10 @@ async def test_web_calls_are_counted_with_native_ones(pb: tuple[Any, Any]) -> No
     assert [after - earlier for after, earlier in zip(counted(), before, strict=True)] == [1.0, 1.0, 1.0]
 
 
-def test_a_services_middleware_answers_in_the_calls_protocol(pb: tuple[Any, Any]) -> None:
+def test_a_services_middleware_answers_in_the_calls_protocol(greeter: tuple[Any, Any]) -> None:
     from cello.middleware import CircuitBreaker, RateLimit
 
-    messages, stubs = pb
+    messages, stubs = greeter
 
     class Fragile(stubs.GreeterServicer):
         async def SayHello(self, request: Any, context: Any) -> Any:
@@ -246,8 +231,8 @@ def test_a_services_middleware_answers_in_the_calls_protocol(pb: tuple[Any, Any]
         assert limited.headers["grpc-message"] == "Too many requests; slow down."
 
 
-def test_client_streaming_reads_every_message_of_the_body(pb: tuple[Any, Any]) -> None:
-    messages, stubs = pb
+def test_client_streaming_reads_every_message_of_the_body(greeter: tuple[Any, Any]) -> None:
+    messages, stubs = greeter
 
     class Adder(stubs.GreeterServicer):
         async def Sum(self, requests: Any, context: Any) -> Any:

@@ -48,8 +48,9 @@ _KINDS = (("unary_unary", grpc.unary_unary_rpc_method_handler), ("unary_stream",
 class Hooks:
     """What an interceptor does around one call of a method. ``enter`` (``enter_plain`` for a plain method, in the
     server's thread pool) runs first and returns the request the method gets; ``fail`` (``fail_plain``) gets an
-    exception the method raised — not an abort, not a cancellation — and must raise; ``leave`` runs last, always,
-    with what ended the call (None: it ended well)."""
+    exception the method raised — not an abort, not a cancellation — and raises (a plain stream's may instead set
+    the call's code and return, ending the stream); ``leave`` runs last, always, with what ended the call (None: it
+    ended well)."""
 
     async def enter(self, request: Any, context: Any) -> Any:
         return request
@@ -332,16 +333,18 @@ class Errors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        hooks = _Failing(handler_call_details.method, bool(handler.request_streaming), self.debug)
+        hooks = _Failing(handler_call_details.method, bool(handler.request_streaming),
+                         bool(handler.response_streaming), self.debug)  # fmt: skip
         return rewrapped(handler, hooks, _lenient)
 
 
 class _Failing(Hooks):
-    __slots__ = ("method", "streamed", "debug")
+    __slots__ = ("method", "streamed", "streams", "debug")
 
-    def __init__(self, method: str, streamed: bool, debug: bool) -> None:
+    def __init__(self, method: str, streamed: bool, streams: bool, debug: bool) -> None:
         self.method = method
         self.streamed = streamed  # its requests come as a stream
+        self.streams = streams  # it answers a stream
         self.debug = debug
 
     async def enter(self, request: Any, context: Any) -> Any:
@@ -369,7 +372,14 @@ class _Failing(Hooks):
         await context.abort(*self._status(exc, context))
 
     def fail_plain(self, exc: Exception, context: Any) -> None:
-        context.abort(*self._status(exc, context))
+        code, message = self._status(exc, context)
+        if self.streams:
+            # NOTE: grpcio can lose an abort raised in a plain generator that has yielded (the client then waits
+            # for its deadline); a code set before the generator ends always arrives
+            context.set_code(code)
+            context.set_details(message)
+            return
+        context.abort(code, message)
 
 
 # -- metrics and the access log --------------------------------------------------------------------------------
