@@ -49,6 +49,13 @@ def test_the_site_in_a_browser(site):
         charts = page.locator("img[src*='charts/']")
         assert charts.count() >= 5
         page.wait_for_load_state("load")
+        # NOTE: on a busy machine an image may still be decoding at the load event: wait for each, bounded
+        drawn = ("() => [...document.querySelectorAll(\"img[src*='charts/']\")]"
+                 ".every(i => i.complete && i.naturalWidth > 0)")  # fmt: skip
+        try:
+            page.wait_for_function(drawn, timeout=15_000)
+        except Exception:  # the widths below say which chart never came
+            pass
         widths = page.eval_on_selector_all("img[src*='charts/']", "imgs => imgs.map(i => i.naturalWidth)")
         assert all(width > 0 for width in widths), widths  # every chart was drawn and loads
 
