@@ -264,3 +264,49 @@ def test_native_grpc_without_trailers_is_told_where_to_go(client: TestClient) ->
     answer = client.post(HELLO, content=envelope(b""), headers={"content-type": "application/grpc"})
     assert answer.status_code == 200 and answer.headers["grpc-status"] == "12"  # UNIMPLEMENTED
     assert "grpc_port" in answer.headers["grpc-message"]
+
+
+async def test_one_jwt_and_role_guard_for_routes_and_every_protocol(
+    greeter: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's JwtAuth and an RBAC guard: a bearer token in a request's headers, in a call's metadata."""
+    from cello.middleware import JwtAuth, JwtConfig
+    from cello.security import Role
+    from cello.testing import AsyncTestClient, free_port
+
+    messages, stubs = greeter
+
+    class Greeter(stubs.GreeterServicer):
+        async def SayHello(self, request: Any, context: Any) -> Any:
+            return messages.HelloReply(message=f"Hello, {request.name}!")
+
+    config = JwtConfig(secret=b"grpc-test-secret-that-is-long-enough!")
+    app = App()
+    app.use(JwtAuth(config))
+    app.grpc_service(Greeter(), guards=[Role("admin")])
+
+    @app.get("/me")
+    def me(request: Any) -> dict[str, Any]:
+        return {"sub": request.context["jwt_claims"]["sub"]}
+
+    admin = config.create_token({"sub": "ada", "roles": ["admin"]})
+    viewer = config.create_token({"sub": "bo", "roles": ["viewer"]})
+    port = free_port()
+    monkeypatch.setenv("CELLO_GRPC_PORT", str(port))
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/me", headers={"authorization": f"Bearer {viewer}"})).json() == {"sub": "bo"}
+        for token, status in ((admin, 200), (viewer, 403), (None, 401)):
+            headers = {"content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})}
+            answer = await client.post(HELLO, content=b'{"name": "Ada"}', headers=headers)
+            assert answer.status_code == status
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = stubs.GreeterStub(channel)
+            hello = await stub.SayHello(
+                messages.HelloRequest(name="Ada"), metadata=(("authorization", f"Bearer {admin}"),)
+            )
+            assert hello.message == "Hello, Ada!"
+            for metadata, code in (((("authorization", f"Bearer {viewer}"),), grpc.StatusCode.PERMISSION_DENIED),
+                                   ((), grpc.StatusCode.UNAUTHENTICATED)):  # fmt: skip
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.SayHello(messages.HelloRequest(name="Ada"), metadata=metadata, timeout=5)
+                assert refused.value.code() == code
