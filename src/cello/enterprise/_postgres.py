@@ -146,7 +146,9 @@ class PostgresConnection:
                     raw.busy_since = 0.0
                 yield Row(row)
 
-    def transaction(self) -> Any:
+    def transaction(self, immediate: bool = False) -> Any:
+        # NOTE: immediate is SQLite's: PostgreSQL takes each row's lock as it writes it, and never fails a transaction
+        # for another's commit between its reads and its writes (read committed)
         return self.raw.transaction()  # nested: a savepoint
 
     async def _call(self, method: Any, query: str, args: Sequence[Any], **options: Any) -> Any:

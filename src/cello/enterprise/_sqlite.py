@@ -199,10 +199,11 @@ class SQLiteConnection:
             await self._run(cursor.close)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """BEGIN ... COMMIT, or a savepoint inside one already open; rolled back on an exception."""
+    async def transaction(self, immediate: bool = False) -> AsyncIterator[None]:
+        """BEGIN ... COMMIT, or a savepoint inside one already open; rolled back on an exception. ``immediate``:
+        BEGIN IMMEDIATE, the write lock taken at once (waiting for it as for any lock)."""
         name = f"cello_{next(_savepoints)}" if self.depth else None
-        await self.execute(f"SAVEPOINT {name}" if name else "BEGIN", ())
+        await self.execute(f"SAVEPOINT {name}" if name else ("BEGIN IMMEDIATE" if immediate else "BEGIN"), ())
         self.depth += 1
         try:
             yield

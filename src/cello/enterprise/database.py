@@ -70,9 +70,10 @@ class Connection:
         return self._raw.iterate(query, args, batch)  # type: ignore[no-any-return]
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """A transaction on this connection; inside another one, a savepoint."""
-        async with self._raw.transaction():
+    async def transaction(self, *, immediate: bool = False) -> AsyncIterator[Connection]:
+        """A transaction on this connection; inside another one, a savepoint (``immediate``: see
+        ``Database.transaction``)."""
+        async with self._raw.transaction(immediate):
             yield self
 
 
@@ -257,9 +258,14 @@ class Database:
                 self._current.reset(token)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """Commit on success, roll back on an exception; inside another transaction, a savepoint."""
-        async with self.connection() as conn, conn.transaction():
+    async def transaction(self, *, immediate: bool = False) -> AsyncIterator[Connection]:
+        """Commit on success, roll back on an exception; inside another transaction, a savepoint.
+
+        ``immediate``: on SQLite, take the write lock when the transaction begins (``BEGIN IMMEDIATE``), waiting for
+        it as long as for any lock. A transaction that reads, then writes what it read, needs it there: SQLite fails
+        such a transaction at its first write when another writer committed since its first read. PostgreSQL needs
+        nothing of the kind and ignores it."""
+        async with self.connection() as conn, conn.transaction(immediate=immediate):
             yield conn
 
     async def request_connection(self) -> AsyncIterator[Connection]:
