@@ -1,0 +1,73 @@
+"""Typed events: what the event store writes and reads back.
+
+An event is an instance of a ``msgspec.Struct`` or a dataclass; it is stored as JSON under a type name — the
+class's own name unless registered under another (``EventTypes.register(OrderPlaced, name="order-placed")``). Read
+back, an event of a registered type is an instance of its class again; one of a type the store does not know (an
+event another service wrote, or a class since removed) is read as its JSON document, a dict, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ..http.exceptions import ConfigurationError
+
+__all__ = ["EventTypes", "RecordedEvent"]
+
+_encoder = msgspec.json.Encoder()
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """An event as the store holds it: its stream and version there (from 1), its global ``position`` (increasing
+    in commit order across all streams), its id, type name, the event itself (``data``: an instance of its class,
+    or a dict when its type is not registered), its ``metadata`` (correlation and causation ids, user, …) and when
+    it was recorded (UTC)."""
+
+    stream_id: str
+    version: int
+    position: int
+    event_id: str
+    type: str
+    data: Any
+    metadata: dict[str, Any]
+    recorded_at: dt.datetime
+
+
+class EventTypes:
+    """The event classes a store knows, by type name, both ways."""
+
+    def __init__(self, classes: Iterable[type] = ()) -> None:
+        self._by_name: dict[str, type] = {}
+        self._names: dict[type, str] = {}
+        for cls in classes:
+            self.register(cls)
+
+    def register(self, cls: type, *, name: str | None = None) -> type:
+        """Store ``cls``'s events under ``name`` (default: the class's name); usable as a class decorator."""
+        if not (isinstance(cls, type) and (issubclass(cls, msgspec.Struct) or dataclasses.is_dataclass(cls))):
+            raise ConfigurationError(f"an event type is a msgspec.Struct or a dataclass, not {cls!r}")
+        name = name or cls.__name__
+        known = self._by_name.get(name)
+        if known is not None and known is not cls:
+            raise ConfigurationError(f"event type name {name!r} is taken by {known.__qualname__}")
+        self._by_name[name] = cls
+        self._names[cls] = name
+        return cls
+
+    def name_of(self, event: Any) -> str:
+        """The type name of ``event``, registering its class on first sight."""
+        cls = type(event)
+        name = self._names.get(cls)
+        return name if name is not None else self._names[self.register(cls)]
+
+    def encode(self, event: Any) -> bytes:
+        return _encoder.encode(event)
+
+    def decode(self, name: str, data: bytes | str) -> Any:
+        cls = self._by_name.get(name)
+        return msgspec.json.decode(data) if cls is None else msgspec.json.decode(data, type=cls)

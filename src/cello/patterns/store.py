@@ -1,0 +1,224 @@
+"""The event store: streams of typed events in one table of the app's own ``Database`` (PostgreSQL, or SQLite).
+
+    store = EventStore(db)                      # table cello_events, created by setup() (or at startup: attach)
+    await store.append("order-42", [OrderPlaced(...)], expected_version=0)     # 0: a new stream
+    events = await store.read_stream("order-42")                               # RecordedEvent, oldest first
+
+**Optimistic concurrency.** Every event has a version in its stream (from 1) and the pair is unique: of two
+writers appending after the same version, exactly one wins and the other gets ``ConcurrencyError`` — a 409
+problem+json when a handler lets it out — with nothing half-written. ``expected_version=ANY`` appends wherever the
+stream is.
+
+**Idempotent appends.** Each event has an id (``event_ids=[...]``, else a new UUID); an append whose ids are all
+already the stream's newest events is a retry, answered with the events stored the first time.
+
+**A global order.** ``position`` increases across all streams in commit order, and ``read_all(after=...)`` never
+shows a position while an earlier one could still commit: on PostgreSQL appends take a transaction-level advisory
+lock, so they commit one after another; SQLite lets one writer at a time anyway. A rolled-back append leaves a hole
+in the positions, never an event that turns up later behind a reader.
+
+**Transactions.** ``append`` joins the transaction the task holds (``async with db.transaction()``, or a handler's
+``Depends(db.request_transaction)``) — the events commit or roll back with the rest of its work; on PostgreSQL the
+advisory lock is then held until that transaction ends.
+
+**Metadata.** Each event carries ``correlation_id`` (given, or the request id of the request being handled),
+``causation_id`` and ``user`` when given, and whatever else ``metadata`` holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..enterprise.database import Connection, Database
+from ..http.exceptions import ConfigurationError, HTTPException
+from ..middleware.request_id import current_request_id
+from .events import EventTypes, RecordedEvent
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["ANY", "ConcurrencyError", "EventStore"]
+
+ANY: Any = object()  # expected_version: append wherever the stream is
+LOCK_KEY = 0x63656C6C6F  # "cello": the advisory lock PostgreSQL appends take, one after another
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_COLUMNS = "position, stream_id, version, event_id, type, data, metadata, recorded_at"
+# the statements, their {table} filled in once (a name checked against _NAME)
+_STATEMENTS = {
+    "insert": "INSERT INTO {table} (stream_id, version, event_id, type, data, metadata, recorded_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING position",
+    "version": "SELECT max(version) FROM {table} WHERE stream_id = $1",
+    "event": "SELECT stream_id, version FROM {table} WHERE event_id = $1",
+    "stream": "SELECT {columns} FROM {table} WHERE stream_id = $1 AND version >= $2",
+    "stream_to": "SELECT {columns} FROM {table} WHERE stream_id = $1 AND version >= $2 AND version <= $3",
+    "all": "SELECT {columns} FROM {table} WHERE position > $1 ORDER BY position LIMIT $2",
+}
+
+_TABLES = {
+    "postgresql": """CREATE TABLE IF NOT EXISTS {table} (
+        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        UNIQUE (stream_id, version))""",
+    "sqlite": """CREATE TABLE IF NOT EXISTS {table} (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        UNIQUE (stream_id, version))""",
+}
+
+
+class ConcurrencyError(HTTPException):
+    """The stream was not at the version the append expected (another writer got there first): a 409."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(409, "The resource was changed by another request; read it again and retry.")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class EventStore:
+    """Streams of events in ``table`` of ``db``; ``events``: the event classes to read back as themselves (others
+    register on first append)."""
+
+    def __init__(self, db: Database, *, table: str = "cello_events", events: Iterable[type] = ()) -> None:
+        if not _NAME.match(table):
+            raise ConfigurationError(f"table is a plain SQL name (letters, digits, _), not {table!r}")
+        self.db = db
+        self.table = table
+        self.sql = {name: template.format(table=table, columns=_COLUMNS) for name, template in _STATEMENTS.items()}
+        self.types = EventTypes(events)
+        self._postgres = db.dialect == "postgresql"
+
+    def event(self, cls: type | None = None, *, name: str | None = None) -> Any:
+        """Register an event class (``@store.event``, ``@store.event(name="order-placed")``)."""
+        if cls is None:
+            return lambda cls: self.types.register(cls, name=name)
+        return self.types.register(cls, name=name)
+
+    async def setup(self) -> None:
+        """Create the table when it is missing (every worker may run this at once: on PostgreSQL one at a time,
+        under the appends' advisory lock, as concurrent ``CREATE TABLE IF NOT EXISTS`` collide)."""
+        async with self.db.transaction(immediate=True) as conn:
+            if self._postgres:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await conn.execute(_TABLES[self.db.dialect].format(table=self.table))
+
+    def attach(self, app: App) -> EventStore:
+        """Create the table at the app's startup."""
+        app.startup_hooks.append(self.setup)
+        return self
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    async def append(self, stream_id: str, events: Sequence[Any], *, expected_version: int = ANY,
+                     event_ids: Sequence[str] | None = None, metadata: dict[str, Any] | None = None,
+                     correlation_id: str | None = None, causation_id: str | None = None,
+                     user: str | None = None) -> list[RecordedEvent]:  # fmt: skip
+        """Append ``events`` to the stream after ``expected_version`` (its current version; 0 for a new stream,
+        ``ANY`` for wherever it is); returns them as recorded. Raises ``ConcurrencyError`` when the stream is
+        elsewhere."""
+        if not events:
+            return []
+        if event_ids is not None and len(event_ids) != len(events):
+            raise ConfigurationError("event_ids needs one id per event")
+        ids = [str(event_id) for event_id in event_ids] if event_ids is not None else [uuid.uuid4().hex for _ in events]
+        shared = {key: value for key, value in (metadata or {}).items() if value is not None}
+        for key, value in (("correlation_id", correlation_id or current_request_id.get()),
+                           ("causation_id", causation_id), ("user", user)):  # fmt: skip
+            if value is not None:
+                shared.setdefault(key, value)
+        meta_json = msgspec.json.encode(shared).decode()
+        now = dt.datetime.now(dt.UTC)
+        # NOTE: immediate: on SQLite the version read and the insert must not be split by another writer's commit
+        async with self.db.transaction(immediate=True) as conn:
+            if self._postgres:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            current = await self._version(conn, stream_id)
+            if event_ids is not None:
+                retried = await self._retried(conn, stream_id, ids, current)
+                if retried is not None:
+                    return retried
+            if expected_version is not ANY and current != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, current)
+            rows = [(stream_id, current + n, event_id, self.types.name_of(event),
+                     self.types.encode(event).decode(), meta_json, now if self._postgres else now.isoformat())
+                    for n, (event_id, event) in enumerate(zip(ids, events, strict=True), start=1)]  # fmt: skip
+            try:
+                inserted = await conn.fetch_many(self.sql["insert"], rows)
+            except Exception as exc:
+                if _unique_violation(exc):  # NOTE: SQLite: a writer that read the version before another committed
+                    raise ConcurrencyError(stream_id, current, current + 1) from None
+                raise
+        recorded = zip(rows, inserted, events, strict=True)
+        return [RecordedEvent(stream_id, version, row["position"], event_id, name, event, shared, now)
+                for (_, version, event_id, name, *_), row, event in recorded]  # fmt: skip
+
+    async def _version(self, conn: Connection, stream_id: str) -> int:
+        found = await conn.fetch_val(self.sql["version"], stream_id)
+        return int(found or 0)
+
+    async def _retried(self, conn: Connection, stream_id: str, ids: list[str], current: int,
+                       ) -> list[RecordedEvent] | None:  # fmt: skip
+        """The events stored under ``ids`` when the same append already happened: they are the stream's last."""
+        first = await conn.fetch_one(self.sql["event"], ids[0])
+        if first is None:
+            return None
+        stored = await self.read_stream(stream_id, from_version=first["version"])
+        if first["stream_id"] != stream_id or [event.event_id for event in stored] != ids:
+            raise ConcurrencyError(stream_id, current, current)  # the ids were used for other events
+        return stored
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    async def version(self, stream_id: str) -> int:
+        """The stream's current version (0: no such stream)."""
+        async with self.db.connection() as conn:
+            return await self._version(conn, stream_id)
+
+    async def read_stream(self, stream_id: str, *, from_version: int = 1, to_version: int | None = None,
+                          ) -> list[RecordedEvent]:  # fmt: skip
+        """The stream's events from ``from_version`` (to ``to_version``, inclusive), oldest first."""
+        if to_version is None:
+            rows = await self.db.fetch_all(self.sql["stream"] + " ORDER BY version", stream_id, from_version)
+        else:
+            rows = await self.db.fetch_all(self.sql["stream_to"] + " ORDER BY version", stream_id, from_version,
+                                           to_version)  # fmt: skip
+        return [self._recorded(row) for row in rows]
+
+    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events of every stream with a position above ``after``, in position order."""
+        rows = await self.db.fetch_all(self.sql["all"], after, limit)
+        return [self._recorded(row) for row in rows]
+
+    def _recorded(self, row: Any) -> RecordedEvent:
+        recorded_at = row["recorded_at"]
+        if isinstance(recorded_at, str):
+            recorded_at = dt.datetime.fromisoformat(recorded_at)
+        return RecordedEvent(row["stream_id"], row["version"], row["position"], row["event_id"], row["type"],
+                             self.types.decode(row["type"], row["data"]), msgspec.json.decode(row["metadata"]),
+                             recorded_at)  # fmt: skip
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database refusing a duplicate key (asyncpg's UniqueViolationError, sqlite3's
+    IntegrityError of a UNIQUE constraint)."""
+    name = type(exc).__name__
+    return name == "UniqueViolationError" or (name == "IntegrityError" and "UNIQUE" in str(exc))

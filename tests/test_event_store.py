@@ -1,0 +1,169 @@
+"""The event store (cello.patterns) on the real databases — a SQLite file and a throwaway PostgreSQL database:
+typed events read back as themselves, optimistic concurrency with exactly one winner among racing writers, a global
+order a reader never sees out of order, idempotent retries, the request's transaction shared, a 409 from a
+handler."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from cello import App, Depends
+from cello.enterprise.database import Database
+from cello.middleware.request_id import current_request_id
+from cello.patterns import ANY, ConcurrencyError, EventStore
+from cello.testing import AsyncTestClient
+
+
+class OrderPlaced(msgspec.Struct):
+    order_id: str
+    total: int
+
+
+@dataclasses.dataclass
+class ItemAdded:
+    sku: str
+    quantity: int
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        yield request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[EventStore]:
+    async with Database(database_url, pool_size=8) as db:
+        events = EventStore(db, events=[OrderPlaced, ItemAdded])
+        await events.setup()
+        yield events
+
+
+async def test_typed_events_come_back_as_themselves(store: EventStore) -> None:
+    token = current_request_id.set("req-7")
+    try:
+        recorded = await store.append("order-1", [OrderPlaced("o1", 250), ItemAdded("pen", 2)], expected_version=0,
+                                      user="ada")  # fmt: skip
+    finally:
+        current_request_id.reset(token)
+    assert [(event.version, event.type) for event in recorded] == [(1, "OrderPlaced"), (2, "ItemAdded")]
+    read = await store.read_stream("order-1")
+    assert [event.data for event in read] == [OrderPlaced("o1", 250), ItemAdded("pen", 2)]
+    assert read == recorded
+    assert read[0].metadata == {"correlation_id": "req-7", "user": "ada"}  # the request's id, automatically
+    assert read[0].recorded_at.tzinfo is not None and read[0].position < read[1].position
+    assert await store.version("order-1") == 2 and await store.version("nothing") == 0
+    assert [event.version for event in await store.read_stream("order-1", from_version=2)] == [2]
+
+
+async def test_a_stale_writer_gets_a_concurrency_error(store: EventStore) -> None:
+    await store.append("order-2", [OrderPlaced("o2", 10)], expected_version=0)
+    with pytest.raises(ConcurrencyError) as stale:
+        await store.append("order-2", [ItemAdded("ink", 1)], expected_version=0)
+    assert (stale.value.status, stale.value.expected, stale.value.actual) == (409, 0, 1)
+    await store.append("order-2", [ItemAdded("ink", 1)], expected_version=ANY)
+    assert await store.version("order-2") == 2
+
+
+async def test_of_racing_writers_exactly_one_wins(store: EventStore) -> None:
+    async def attempt(n: int) -> bool:
+        try:
+            await store.append("contested", [ItemAdded(f"sku-{n}", n)], expected_version=0)
+            return True
+        except ConcurrencyError:
+            return False
+
+    won = await asyncio.gather(*(attempt(n) for n in range(20)))
+    assert won.count(True) == 1
+    assert len(await store.read_stream("contested")) == 1
+
+
+async def test_a_reader_following_the_global_order_misses_nothing(store: EventStore) -> None:
+    """Writers on many streams at once; a reader that only ever asks for positions after the last it saw still
+    sees every event, once."""
+    writers, appends = 8, 15
+    done = asyncio.Event()
+    seen: list[int] = []
+
+    async def write(n: int) -> None:
+        for version in range(appends):
+            await store.append(f"stream-{n}", [ItemAdded(f"s{n}", version)], expected_version=version)
+
+    async def read() -> None:
+        last = 0
+        while True:
+            finished = done.is_set()
+            for event in await store.read_all(after=last, limit=50):
+                seen.append(event.position)
+                last = event.position
+            if finished:
+                return
+            await asyncio.sleep(0)
+
+    reader = asyncio.create_task(read())
+    await asyncio.gather(*(write(n) for n in range(writers)))
+    done.set()
+    await reader
+    everything = [event.position for event in await store.read_all(limit=10_000)]
+    assert seen == everything and len(everything) == writers * appends
+
+
+async def test_a_retried_append_is_answered_with_the_first(store: EventStore) -> None:
+    first = await store.append("order-3", [OrderPlaced("o3", 5)], expected_version=0, event_ids=["cmd-1"])
+    again = await store.append("order-3", [OrderPlaced("o3", 5)], expected_version=0, event_ids=["cmd-1"])
+    assert again == first and await store.version("order-3") == 1
+    with pytest.raises(ConcurrencyError):  # the id is another stream's event
+        await store.append("order-4", [OrderPlaced("o4", 5)], expected_version=0, event_ids=["cmd-1"])
+
+
+async def test_appends_share_the_transaction_they_run_in(store: EventStore) -> None:
+    db = store.db
+
+    async def failing_work() -> None:
+        async with db.transaction():
+            await store.append("order-5", [OrderPlaced("o5", 1)], expected_version=0)
+            raise RuntimeError("the rest of the work failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_work()
+    assert await store.version("order-5") == 0
+    async with db.transaction():
+        await store.append("order-5", [OrderPlaced("o5", 1)], expected_version=0)
+    assert await store.version("order-5") == 1
+
+
+async def test_an_unknown_type_is_read_as_its_document(store: EventStore, database_url: str) -> None:
+    await store.append("order-6", [OrderPlaced("o6", 3)])
+    stranger = EventStore(store.db)  # knows no classes
+    [event] = await stranger.read_stream("order-6")
+    assert event.type == "OrderPlaced" and event.data == {"order_id": "o6", "total": 3}
+
+
+async def test_a_handler_that_loses_the_race_answers_409(store: EventStore) -> None:
+    app = App()
+
+    async def unit_of_work() -> AsyncIterator[None]:
+        async with store.db.transaction():
+            yield
+
+    @app.post("/orders/{order_id}/items")
+    async def add_item(order_id: str, expected: int, _: Any = Depends(unit_of_work)) -> dict[str, int]:
+        recorded = await store.append(order_id, [ItemAdded("pen", 1)], expected_version=expected)
+        return {"version": recorded[-1].version}
+
+    async with AsyncTestClient(app) as client:
+        assert (await client.post("/orders/o7/items?expected=0")).json() == {"version": 1}
+        lost = await client.post("/orders/o7/items?expected=0")
+        assert lost.status_code == 409 and lost.headers["content-type"] == "application/problem+json"
+        assert "stream" not in lost.text and "o7" not in lost.json()["detail"]
+    assert isinstance((await store.read_stream("o7"))[0].recorded_at, dt.datetime)
