@@ -17,8 +17,9 @@ import pytest
 
 from cello import App, Depends
 from cello.enterprise.database import Database
+from cello.http.exceptions import NotFound
 from cello.middleware.request_id import current_request_id
-from cello.patterns import ANY, ConcurrencyError, EventStore
+from cello.patterns import ANY, Aggregate, ConcurrencyError, EventStore, Repository
 from cello.testing import AsyncTestClient
 
 
@@ -167,3 +168,98 @@ async def test_a_handler_that_loses_the_race_answers_409(store: EventStore) -> N
         assert lost.status_code == 409 and lost.headers["content-type"] == "application/problem+json"
         assert "stream" not in lost.text and "o7" not in lost.json()["detail"]
     assert isinstance((await store.read_stream("o7"))[0].recorded_at, dt.datetime)
+
+
+# -- aggregates, snapshots, upcasting --------------------------------------------------------------------------
+
+
+class Order(Aggregate):
+    placed: bool = False
+    total: int = 0
+    items: list[str] = []
+
+    def apply(self, event: Any) -> None:
+        match event:
+            case OrderPlaced(total=total):
+                self.placed, self.total = True, total
+            case ItemAdded(sku=sku, quantity=quantity):
+                self.items.extend([sku] * quantity)
+
+    def add(self, sku: str, quantity: int = 1) -> None:
+        if not self.placed:
+            raise ValueError("not placed")
+        self.record(ItemAdded(sku, quantity))
+
+
+async def test_an_aggregate_is_what_its_events_made_it(store: EventStore) -> None:
+    orders = Repository(store, Order)
+    order = Order.new("1")
+    order.record(OrderPlaced("1", 300))
+    order.add("pen", 2)
+    assert order.items == ["pen", "pen"] and order.version == 0 and len(order.pending) == 2
+    await orders.save(order)
+    assert order.version == 2 and order.pending == []
+    again = await orders.load("1")
+    assert (again.placed, again.total, again.items, again.version) == (True, 300, ["pen", "pen"], 2)
+    assert [event.stream_id for event in await store.read_stream("order-1")] == ["order-1", "order-1"]
+    assert await orders.get("missing") is None
+    with pytest.raises(NotFound):
+        await orders.load("missing")
+    # two loads of one order, two saves: the second is stale
+    first, second = await orders.load("1"), await orders.load("1")
+    first.add("ink")
+    second.add("cap")
+    await orders.save(first)
+    with pytest.raises(ConcurrencyError):
+        await orders.save(second)
+    assert (await orders.load("1")).items == ["pen", "pen", "ink"]
+
+
+async def test_snapshots_shorten_loading_and_match_a_full_replay(store: EventStore) -> None:
+    orders = Repository(store, Order, snapshot_every=5)
+    order = Order.new("2")
+    order.record(OrderPlaced("2", 10))
+    await orders.save(order)
+    for n in range(11):  # versions 2..12: snapshots at 5 and 10
+        order.add(f"sku-{n}")
+        await orders.save(order)
+    snapshot = await store.load_snapshot("order-2")
+    assert snapshot is not None and snapshot[:2] == (10, 1)
+    replayed = await Repository(store, Order).load("2")  # no snapshots: every event
+    loaded = await orders.load("2")
+    assert loaded == replayed and loaded.version == replayed.version == 12
+    # a snapshot of an older shape is ignored: rebuilt from the events
+    await store.save_snapshot("order-2", 12, 1, '{"placed": true, "total": -1, "items": []}')
+
+    class Reshaped(Order):
+        snapshot_version = 2
+
+    reshaped = await Repository(store, Reshaped, prefix="order", snapshot_every=5).load("2")
+    assert reshaped.total == 10 and len(reshaped.items) == 11
+
+
+async def test_old_events_are_upcast_to_todays_class(database_url: str) -> None:
+    class PriceSet(msgspec.Struct):  # version 1: a price in whole euros
+        euros: int
+
+    async with Database(database_url) as db:
+        old = EventStore(db, table="upcast_events")
+        await old.setup()
+        old.event(PriceSet, name="PriceSet")
+        await old.append("price-1", [PriceSet(3)])
+
+        class PriceSetV2(msgspec.Struct):  # version 2: cents and a currency
+            cents: int
+            currency: str
+
+        new = EventStore(db, table="upcast_events")
+        new.event(PriceSetV2, name="PriceSet", version=2)
+
+        @new.upcaster("PriceSet", 1)
+        def to_cents(document: dict[str, Any]) -> dict[str, Any]:
+            return {"cents": document["euros"] * 100, "currency": "EUR"}
+
+        await new.append("price-1", [PriceSetV2(450, "USD")])
+        events = await new.read_stream("price-1")
+        assert [event.data for event in events] == [PriceSetV2(300, "EUR"), PriceSetV2(450, "USD")]
+        assert events[1].metadata == {"event_version": 2}

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["ANY", "ConcurrencyError", "EventStore"]
 
 ANY: Any = object()  # expected_version: append wherever the stream is
+VERSION_KEY = "event_version"  # metadata: the version of its type's shape an event was written with (when > 1)
 LOCK_KEY = 0x63656C6C6F  # "cello": the advisory lock PostgreSQL appends take, one after another
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _COLUMNS = "position, stream_id, version, event_id, type, data, metadata, recorded_at"
@@ -58,7 +59,17 @@ _STATEMENTS = {
     "stream": "SELECT {columns} FROM {table} WHERE stream_id = $1 AND version >= $2",
     "stream_to": "SELECT {columns} FROM {table} WHERE stream_id = $1 AND version >= $2 AND version <= $3",
     "all": "SELECT {columns} FROM {table} WHERE position > $1 ORDER BY position LIMIT $2",
+    "snapshot": "SELECT version, schema, state FROM {table}_snapshots WHERE stream_id = $1",
+    "save_snapshot": "INSERT INTO {table}_snapshots (stream_id, version, schema, state) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, schema = excluded.schema, "
+    "state = excluded.state",
 }
+# an aggregate's latest snapshot (cello.patterns.aggregates): the same in both databases
+_SNAPSHOTS = """CREATE TABLE IF NOT EXISTS {table}_snapshots (
+    stream_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    schema INTEGER NOT NULL,
+    state TEXT NOT NULL)"""
 
 _TABLES = {
     "postgresql": """CREATE TABLE IF NOT EXISTS {table} (
@@ -107,11 +118,16 @@ class EventStore:
         self.types = EventTypes(events)
         self._postgres = db.dialect == "postgresql"
 
-    def event(self, cls: type | None = None, *, name: str | None = None) -> Any:
-        """Register an event class (``@store.event``, ``@store.event(name="order-placed")``)."""
+    def event(self, cls: type | None = None, *, name: str | None = None, version: int = 1) -> Any:
+        """Register an event class (``@store.event``, ``@store.event(name="order-placed", version=2)``)."""
         if cls is None:
-            return lambda cls: self.types.register(cls, name=name)
-        return self.types.register(cls, name=name)
+            return lambda cls: self.types.register(cls, name=name, version=version)
+        return self.types.register(cls, name=name, version=version)
+
+    def upcaster(self, name: str, from_version: int) -> Any:
+        """Register a function turning version ``from_version`` of event type ``name`` into the next one
+        (``cello.patterns.events``)."""
+        return self.types.upcaster(name, from_version)
 
     async def setup(self) -> None:
         """Create the table when it is missing (every worker may run this at once: on PostgreSQL one at a time,
@@ -120,6 +136,7 @@ class EventStore:
             if self._postgres:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             await conn.execute(_TABLES[self.db.dialect].format(table=self.table))
+            await conn.execute(_SNAPSHOTS.format(table=self.table))
 
     def attach(self, app: App) -> EventStore:
         """Create the table at the app's startup."""
@@ -158,9 +175,13 @@ class EventStore:
                     return retried
             if expected_version is not ANY and current != expected_version:
                 raise ConcurrencyError(stream_id, expected_version, current)
-            rows = [(stream_id, current + n, event_id, self.types.name_of(event),
-                     self.types.encode(event).decode(), meta_json, now if self._postgres else now.isoformat())
-                    for n, (event_id, event) in enumerate(zip(ids, events, strict=True), start=1)]  # fmt: skip
+            stamp = now if self._postgres else now.isoformat()
+            rows = []
+            for n, (event_id, event) in enumerate(zip(ids, events, strict=True), start=1):
+                name = self.types.name_of(event)
+                version = self.types.version_of(name)
+                meta = meta_json if version == 1 else msgspec.json.encode({**shared, VERSION_KEY: version}).decode()
+                rows.append((stream_id, current + n, event_id, name, self.types.encode(event).decode(), meta, stamp))
             try:
                 inserted = await conn.fetch_many(self.sql["insert"], rows)
             except Exception as exc:
@@ -168,8 +189,9 @@ class EventStore:
                     raise ConcurrencyError(stream_id, current, current + 1) from None
                 raise
         recorded = zip(rows, inserted, events, strict=True)
-        return [RecordedEvent(stream_id, version, row["position"], event_id, name, event, shared, now)
-                for (_, version, event_id, name, *_), row, event in recorded]  # fmt: skip
+        return [RecordedEvent(stream_id, version, row["position"], event_id, name, event, msgspec.json.decode(meta),
+                              now)
+                for (_, version, event_id, name, _, meta, _), row, event in recorded]  # fmt: skip
 
     async def _version(self, conn: Connection, stream_id: str) -> int:
         found = await conn.fetch_val(self.sql["version"], stream_id)
@@ -185,6 +207,17 @@ class EventStore:
         if first["stream_id"] != stream_id or [event.event_id for event in stored] != ids:
             raise ConcurrencyError(stream_id, current, current)  # the ids were used for other events
         return stored
+
+    # -- snapshots --------------------------------------------------------------------------------------------
+
+    async def save_snapshot(self, stream_id: str, version: int, schema: int, state: str) -> None:
+        """Keep ``state`` (JSON) as the stream's snapshot at ``version``, written as ``schema`` of its shape."""
+        await self.db.execute(self.sql["save_snapshot"], stream_id, version, schema, state)
+
+    async def load_snapshot(self, stream_id: str) -> tuple[int, int, str] | None:
+        """The stream's latest snapshot: ``(version, schema, state)``, or None."""
+        row = await self.db.fetch_one(self.sql["snapshot"], stream_id)
+        return None if row is None else (row["version"], row["schema"], row["state"])
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -212,9 +245,10 @@ class EventStore:
         recorded_at = row["recorded_at"]
         if isinstance(recorded_at, str):
             recorded_at = dt.datetime.fromisoformat(recorded_at)
-        return RecordedEvent(row["stream_id"], row["version"], row["position"], row["event_id"], row["type"],
-                             self.types.decode(row["type"], row["data"]), msgspec.json.decode(row["metadata"]),
-                             recorded_at)  # fmt: skip
+        metadata = msgspec.json.decode(row["metadata"])
+        data = self.types.decode(row["type"], row["data"], metadata.get(VERSION_KEY, 1))
+        return RecordedEvent(row["stream_id"], row["version"], row["position"], row["event_id"], row["type"], data,
+                             metadata, recorded_at)  # fmt: skip
 
 
 def _unique_violation(exc: BaseException) -> bool:
