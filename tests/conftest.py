@@ -207,3 +207,12 @@ def greeter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     finally:
         sys.path.remove(str(folder))
     return greeter_pb2, greeter_pb2_grpc
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind the data layer serves: a SQLite file, and a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        yield request.getfixturevalue("postgres_database")

@@ -102,6 +102,32 @@ def _graphql_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _projections(args: argparse.Namespace) -> int:
+    """List an app's projections with their checkpoints, or rebuild one (``Projector.attach(app)``)."""
+    import asyncio
+
+    app = load_app(args.target)
+    projectors = app.state.get("projectors", [])
+    if not projectors:
+        raise ConfigurationError(f"{args.target} runs no projector (Projector(...).attach(app))")
+
+    async def act() -> int:
+        if args.action == "list":
+            for projector in projectors:
+                for name in projector.projections:
+                    sys.stdout.write(f"{name}\t{await projector.position(name)}\n")
+            return 0
+        chosen = [projector for projector in projectors if args.name in projector.projections]
+        if not chosen:
+            names = sorted(name for projector in projectors for name in projector.projections)
+            raise ConfigurationError(f"no projection {args.name!r}; there are: {', '.join(names)}")
+        applied = await chosen[0].rebuild(args.name)
+        sys.stdout.write(f"{args.name}: rebuilt from {applied} events\n")
+        return 0
+
+    return asyncio.run(act())
+
+
 def _grpc_compile(args: argparse.Namespace) -> int:
     try:
         from grpc_tools import protoc
@@ -202,7 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     graphql.add_argument("--path", help="the endpoint's path, when the app has several")
     graphql.set_defaults(func=_graphql_schema)
 
+    projections = commands.add_parser("projections", help="list an app's projections, or rebuild one")
+    projections.add_argument("action", choices=["list", "rebuild"])
+    projections.add_argument("target")
+    projections.add_argument("name", nargs="?", help="the projection to rebuild")
+    projections.set_defaults(func=_projections)
+
     args = parser.parse_args(argv)
+    if args.command == "projections" and args.action == "rebuild" and not args.name:
+        parser.exit(2, "cello projections rebuild: error: name the projection to rebuild\n")
     try:
         return int(args.func(args))
     except ConfigurationError as exc:  # a usage mistake deserves one line, not a traceback

@@ -59,17 +59,24 @@ _STATEMENTS = {
     "stream": "SELECT {columns} FROM {table} WHERE stream_id = $1 AND version >= $2",
     "stream_to": "SELECT {columns} FROM {table} WHERE stream_id = $1 AND version >= $2 AND version <= $3",
     "all": "SELECT {columns} FROM {table} WHERE position > $1 ORDER BY position LIMIT $2",
+    "checkpoint": "SELECT position FROM {table}_checkpoints WHERE name = $1",
+    "save_checkpoint": "INSERT INTO {table}_checkpoints (name, position) VALUES ($1, $2) "
+    "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
     "snapshot": "SELECT version, schema, state FROM {table}_snapshots WHERE stream_id = $1",
     "save_snapshot": "INSERT INTO {table}_snapshots (stream_id, version, schema, state) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, schema = excluded.schema, "
     "state = excluded.state",
 }
-# an aggregate's latest snapshot (cello.patterns.aggregates): the same in both databases
+# an aggregate's latest snapshot (cello.patterns.aggregates), and each projection's checkpoint
+# (cello.patterns.projections): the same in both databases
 _SNAPSHOTS = """CREATE TABLE IF NOT EXISTS {table}_snapshots (
     stream_id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     schema INTEGER NOT NULL,
     state TEXT NOT NULL)"""
+_CHECKPOINTS = """CREATE TABLE IF NOT EXISTS {table}_checkpoints (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL)"""
 
 _TABLES = {
     "postgresql": """CREATE TABLE IF NOT EXISTS {table} (
@@ -116,6 +123,7 @@ class EventStore:
         self.table = table
         self.sql = {name: template.format(table=table, columns=_COLUMNS) for name, template in _STATEMENTS.items()}
         self.types = EventTypes(events)
+        self.inline: list[Any] = []  # projections updated in each append's transaction
         self._postgres = db.dialect == "postgresql"
 
     def event(self, cls: type | None = None, *, name: str | None = None, version: int = 1) -> Any:
@@ -123,6 +131,12 @@ class EventStore:
         if cls is None:
             return lambda cls: self.types.register(cls, name=name, version=version)
         return self.types.register(cls, name=name, version=version)
+
+    def project(self, projection: Any) -> Any:
+        """Update ``projection`` (``cello.patterns.projections.Projection``) inline: in the transaction of every
+        append, with the events appended."""
+        self.inline.append(projection)
+        return projection
 
     def upcaster(self, name: str, from_version: int) -> Any:
         """Register a function turning version ``from_version`` of event type ``name`` into the next one
@@ -137,6 +151,7 @@ class EventStore:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             await conn.execute(_TABLES[self.db.dialect].format(table=self.table))
             await conn.execute(_SNAPSHOTS.format(table=self.table))
+            await conn.execute(_CHECKPOINTS.format(table=self.table))
 
     def attach(self, app: App) -> EventStore:
         """Create the table at the app's startup."""
@@ -188,10 +203,14 @@ class EventStore:
                 if _unique_violation(exc):  # NOTE: SQLite: a writer that read the version before another committed
                     raise ConcurrencyError(stream_id, current, current + 1) from None
                 raise
-        recorded = zip(rows, inserted, events, strict=True)
-        return [RecordedEvent(stream_id, version, row["position"], event_id, name, event, msgspec.json.decode(meta),
-                              now)
-                for (_, version, event_id, name, _, meta, _), row, event in recorded]  # fmt: skip
+            stored = zip(rows, inserted, events, strict=True)
+            recorded = [RecordedEvent(stream_id, version, row["position"], event_id, name, event,
+                                      msgspec.json.decode(meta), now)
+                        for (_, version, event_id, name, _, meta, _), row, event in stored]  # fmt: skip
+            for projection in self.inline:
+                for each in recorded:
+                    await projection.handle(each, conn)
+        return recorded
 
     async def _version(self, conn: Connection, stream_id: str) -> int:
         found = await conn.fetch_val(self.sql["version"], stream_id)
@@ -208,7 +227,15 @@ class EventStore:
             raise ConcurrencyError(stream_id, current, current)  # the ids were used for other events
         return stored
 
-    # -- snapshots --------------------------------------------------------------------------------------------
+    # -- snapshots and checkpoints ----------------------------------------------------------------------------
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Record that projection ``name`` has applied every event up to ``position``."""
+        await self.db.execute(self.sql["save_checkpoint"], name, position)
+
+    async def load_checkpoint(self, name: str) -> int:
+        """The position projection ``name`` has applied events up to (0: none yet)."""
+        return int(await self.db.fetch_val(self.sql["checkpoint"], name) or 0)
 
     async def save_snapshot(self, stream_id: str, version: int, schema: int, state: str) -> None:
         """Keep ``state`` (JSON) as the stream's snapshot at ``version``, written as ``schema`` of its shape."""
