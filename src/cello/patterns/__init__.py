@@ -1,8 +1,10 @@
 """Patterns on the app's own database: an event store with typed events and optimistic concurrency
 (``cello.patterns.store``), aggregate roots kept in it, with snapshots (``cello.patterns.aggregates``), and
-projections fed by it, inline or caught up in the background (``cello.patterns.projections``)."""
+projections fed by it, inline or caught up in the background (``cello.patterns.projections``); command and query
+buses (``cello.patterns.cqrs``)."""
 
 from .aggregates import Aggregate, Repository
+from .cqrs import CommandBus, QueryBus, transactional
 from .events import EventTypes, RecordedEvent
 from .projections import Projection, Projector
 from .store import ANY, ConcurrencyError, EventStore
@@ -10,11 +12,14 @@ from .store import ANY, ConcurrencyError, EventStore
 __all__ = [
     "ANY",
     "Aggregate",
+    "CommandBus",
     "ConcurrencyError",
     "EventStore",
     "EventTypes",
     "Projection",
     "Projector",
+    "QueryBus",
     "RecordedEvent",
     "Repository",
+    "transactional",
 ]
