@@ -1,11 +1,12 @@
 """Patterns on the app's own database: an event store with typed events and optimistic concurrency
 (``cello.patterns.store``), aggregate roots kept in it, with snapshots (``cello.patterns.aggregates``), and
 projections fed by it, inline or caught up in the background (``cello.patterns.projections``); command and query
-buses (``cello.patterns.cqrs``)."""
+buses (``cello.patterns.cqrs``); a transactional outbox to the brokers and an inbox (``cello.patterns.outbox``)."""
 
 from .aggregates import Aggregate, Repository
 from .cqrs import CommandBus, QueryBus, transactional
 from .events import EventTypes, RecordedEvent
+from .outbox import Inbox, Outbox
 from .projections import Projection, Projector
 from .store import ANY, ConcurrencyError, EventStore
 
@@ -16,6 +17,8 @@ __all__ = [
     "ConcurrencyError",
     "EventStore",
     "EventTypes",
+    "Inbox",
+    "Outbox",
     "Projection",
     "Projector",
     "QueryBus",
