@@ -128,6 +128,30 @@ def _projections(args: argparse.Namespace) -> int:
     return asyncio.run(act())
 
 
+def _sagas(args: argparse.Namespace) -> int:
+    """List an app's sagas, newest first, or show one (``Sagas(...).attach(app)``)."""
+    import asyncio
+
+    import msgspec
+
+    app = load_app(args.target)
+    runners = app.state.get("sagas", [])
+    if not runners:
+        raise ConfigurationError(f"{args.target} runs no sagas (Sagas(...).attach(app))")
+
+    async def act() -> int:
+        runner = runners[0]
+        if args.action == "show":
+            sys.stdout.write(msgspec.json.encode(await runner.get(args.id)).decode() + "\n")
+            return 0
+        for state in await runner.list(args.limit):
+            failure = f"\t{state.error}" if state.error else ""
+            sys.stdout.write(f"{state.id}\t{state.name}\t{state.status}\tstep {state.step}{failure}\n")
+        return 0
+
+    return asyncio.run(act())
+
+
 def _grpc_compile(args: argparse.Namespace) -> int:
     try:
         from grpc_tools import protoc
@@ -234,7 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     projections.add_argument("name", nargs="?", help="the projection to rebuild")
     projections.set_defaults(func=_projections)
 
+    sagas = commands.add_parser("sagas", help="list an app's sagas, or show one")
+    sagas.add_argument("action", choices=["list", "show"])
+    sagas.add_argument("target")
+    sagas.add_argument("id", nargs="?", help="the saga to show")
+    sagas.add_argument("--limit", type=int, default=100, help="list: how many, newest first")
+    sagas.set_defaults(func=_sagas)
+
     args = parser.parse_args(argv)
+    if args.command == "sagas" and args.action == "show" and not args.id:
+        parser.exit(2, "cello sagas show: error: name the saga to show\n")
     if args.command == "projections" and args.action == "rebuild" and not args.name:
         parser.exit(2, "cello projections rebuild: error: name the projection to rebuild\n")
     try:
