@@ -254,3 +254,21 @@ async def test_old_events_are_upcast_to_todays_class(database_url: str) -> None:
         events = await new.read_stream("price-1")
         assert [event.data for event in events] == [PriceSetV2(300, "EUR"), PriceSetV2(450, "USD")]
         assert events[1].metadata == {"event_version": 2}
+
+
+async def test_following_replays_then_waits_for_new_events(store: EventStore) -> None:
+    await store.append("order-8", [OrderPlaced("o8", 1), ItemAdded("pen", 1)])
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in store.follow(types=["ItemAdded"], poll=5.0):
+            seen.append(event.data.sku)
+            if len(seen) == 2:
+                return
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    assert seen == ["pen"]
+    await store.append("order-8", [ItemAdded("ink", 1)])  # wakes the follower long before its 5 s poll
+    await asyncio.wait_for(follower, 2)
+    assert seen == ["pen", "ink"]

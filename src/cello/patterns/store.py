@@ -21,16 +21,21 @@ in the positions, never an event that turns up later behind a reader.
 ``Depends(db.request_transaction)``) — the events commit or roll back with the rest of its work; on PostgreSQL the
 advisory lock is then held until that transaction ends.
 
+**Following.** ``follow(after=position)`` yields every event past a position, then the new ones as they commit;
+``sse(last_event_id)`` serves that as Server-Sent Events, resuming where a reconnecting browser left off.
+
 **Metadata.** Each event carries ``correlation_id`` (given, or the request id of the request being handled),
 ``causation_id`` and ``user`` when given, and whatever else ``metadata`` holds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -124,6 +129,7 @@ class EventStore:
         self.sql = {name: template.format(table=table, columns=_COLUMNS) for name, template in _STATEMENTS.items()}
         self.types = EventTypes(events)
         self.inline: list[Any] = []  # projections updated in each append's transaction
+        self._followers: set[asyncio.Event] = set()  # one per follow(): set after each append
         self._postgres = db.dialect == "postgresql"
 
     def event(self, cls: type | None = None, *, name: str | None = None, version: int = 1) -> Any:
@@ -210,6 +216,8 @@ class EventStore:
             for projection in self.inline:
                 for each in recorded:
                     await projection.handle(each, conn)
+        for follower in self._followers:  # NOTE: they look now (inside a caller's transaction: maybe before it commits)
+            follower.set()
         return recorded
 
     async def _version(self, conn: Connection, stream_id: str) -> int:
@@ -267,6 +275,45 @@ class EventStore:
         """Up to ``limit`` events of every stream with a position above ``after``, in position order."""
         rows = await self.db.fetch_all(self.sql["all"], after, limit)
         return [self._recorded(row) for row in rows]
+
+    async def follow(self, *, after: int = 0, types: Iterable[str] | None = None, stream_prefix: str | None = None,
+                     poll: float = 0.25, batch: int = 500) -> AsyncIterator[RecordedEvent]:  # fmt: skip
+        """Every event past position ``after`` in order, then each new one as it commits, for ever (until the
+        iterator is closed); ``types`` / ``stream_prefix`` keep only those. New events are looked for every ``poll``
+        seconds, and at once after an append of this store's."""
+        wanted = set(types) if types is not None else None
+        appended = asyncio.Event()
+        self._followers.add(appended)
+        try:
+            while True:
+                appended.clear()
+                events = await self.read_all(after=after, limit=batch)
+                for event in events:
+                    after = event.position
+                    if (wanted is None or event.type in wanted) and (
+                        stream_prefix is None or event.stream_id.startswith(stream_prefix)
+                    ):
+                        yield event
+                if len(events) < batch:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(poll):
+                            await appended.wait()
+        finally:
+            self._followers.discard(appended)
+
+    def sse(self, last_event_id: str | None = None, **options: Any) -> Any:
+        """An ``EventSourceResponse`` of ``follow(...)`` (``options``): every event after ``last_event_id`` (a
+        position: what a reconnecting browser sends back), then the live ones; each as JSON, with its type as the
+        SSE event name and its position as the SSE id."""
+        from ..realtime.sse import EventSourceResponse, ServerSentEvent
+
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+
+        async def events() -> AsyncIterator[Any]:
+            async for event in self.follow(after=after, **options):
+                yield ServerSentEvent(msgspec.json.encode(event).decode(), event=event.type, id=str(event.position))
+
+        return EventSourceResponse(events())
 
     def _recorded(self, row: Any) -> RecordedEvent:
         recorded_at = row["recorded_at"]
