@@ -18,7 +18,7 @@ from cello import App, Depends
 from cello.enterprise.database import Database
 from cello.http.exceptions import NotFound
 from cello.middleware.request_id import current_request_id
-from cello.patterns import ANY, Aggregate, ConcurrencyError, EventStore, Repository
+from cello.patterns import ANY, Aggregate, ConcurrencyError, EventStore, Repository, StreamDeleted
 from cello.testing import AsyncTestClient
 
 
@@ -272,3 +272,43 @@ async def test_following_replays_then_waits_for_new_events(store: EventStore) ->
     await store.append("order-8", [ItemAdded("ink", 1)])  # wakes the follower long before its 5 s poll
     await asyncio.wait_for(follower, 2)
     assert seen == ["pen", "ink"]
+
+
+# -- deletion and crypto-shredding -----------------------------------------------------------------------------
+
+
+async def test_a_deleted_stream_is_gone_and_takes_no_more_events(store: EventStore) -> None:
+    await store.append("order-9", [OrderPlaced("o9", 1), ItemAdded("pen", 1)])
+    await store.append("order-10", [OrderPlaced("o10", 2)])
+    assert await store.delete_stream("order-9") == 2
+    assert await store.read_stream("order-9") == [] and await store.version("order-9") == 0
+    assert [event.stream_id for event in await store.read_all()] == ["order-10"]
+    with pytest.raises(StreamDeleted) as gone:
+        await store.append("order-9", [OrderPlaced("o9", 1)])
+    assert gone.value.status == 410
+
+
+async def test_shredding_a_streams_key_makes_its_data_unreadable(database_url: str) -> None:
+    pytest.importorskip("cryptography")
+    async with Database(database_url) as db:
+        store = EventStore(db, events=[OrderPlaced], encrypt=lambda stream: stream.startswith("customer-"))
+        await store.setup()
+        await store.append("customer-1", [OrderPlaced("o1", 100)], user="ada")
+        await store.append("order-1", [OrderPlaced("o1", 100)])
+        raw = await db.fetch_val("SELECT data FROM cello_events WHERE stream_id = 'customer-1'")
+        assert "o1" not in raw  # encrypted at rest
+        [secret] = await store.read_stream("customer-1")
+        assert secret.data == OrderPlaced("o1", 100)
+        assert await store.shred("customer-1") is True
+        [shredded] = await store.read_stream("customer-1")
+        assert shredded.data is None and shredded.type == "OrderPlaced" and shredded.metadata["user"] == "ada"
+        assert (await store.read_stream("order-1"))[0].data == OrderPlaced("o1", 100)  # not encrypted, untouched
+        # moved to another event, a ciphertext does not decrypt
+        await store.append("customer-2", [OrderPlaced("o2", 5), OrderPlaced("o3", 6)])
+        first, second = await store.read_stream("customer-2")
+        await db.execute("UPDATE cello_events SET data = (SELECT data FROM cello_events WHERE event_id = $1) "
+                         "WHERE event_id = $2", first.event_id, second.event_id)  # fmt: skip
+        from cryptography.exceptions import InvalidTag
+
+        with pytest.raises(InvalidTag):
+            await store.read_stream("customer-2")

@@ -10,7 +10,7 @@ from .events import EventTypes, RecordedEvent
 from .outbox import Inbox, Outbox
 from .projections import Projection, Projector
 from .sagas import Saga, SagaContext, Sagas, SagaState
-from .store import ANY, ConcurrencyError, EventStore
+from .store import ANY, ConcurrencyError, EventStore, StreamDeleted
 
 __all__ = [
     "ANY",
@@ -30,5 +30,6 @@ __all__ = [
     "SagaContext",
     "SagaState",
     "Sagas",
+    "StreamDeleted",
     "transactional",
 ]

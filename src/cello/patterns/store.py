@@ -24,6 +24,10 @@ advisory lock is then held until that transaction ends.
 **Following.** ``follow(after=position)`` yields every event past a position, then the new ones as they commit;
 ``sse(last_event_id)`` serves that as Server-Sent Events, resuming where a reconnecting browser left off.
 
+**Deletion and shredding.** ``delete_stream`` deletes a stream's events and leaves a tombstone (appending again
+is a 410). With ``encrypt=`` choosing streams, their events' data is encrypted with a key per stream, and
+``shred(stream_id)`` deletes the key: the events stay, their data unreadable (``cello.patterns.shredding``).
+
 **Metadata.** Each event carries ``correlation_id`` (given, or the request id of the request being handled),
 ``causation_id`` and ``user`` when given, and whatever else ``metadata`` holds.
 """
@@ -35,7 +39,7 @@ import contextlib
 import datetime as dt
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -44,11 +48,12 @@ from ..enterprise.database import Connection, Database
 from ..http.exceptions import ConfigurationError, HTTPException
 from ..middleware.request_id import current_request_id
 from .events import EventTypes, RecordedEvent
+from .shredding import ENCRYPTED_KEY
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["ANY", "ConcurrencyError", "EventStore"]
+__all__ = ["ANY", "ConcurrencyError", "EventStore", "StreamDeleted"]
 
 ANY: Any = object()  # expected_version: append wherever the stream is
 VERSION_KEY = "event_version"  # metadata: the version of its type's shape an event was written with (when > 1)
@@ -67,6 +72,14 @@ _STATEMENTS = {
     "checkpoint": "SELECT position FROM {table}_checkpoints WHERE name = $1",
     "save_checkpoint": "INSERT INTO {table}_checkpoints (name, position) VALUES ($1, $2) "
     "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    "key": "SELECT key FROM {table}_keys WHERE stream_id = $1",
+    "add_key": "INSERT INTO {table}_keys (stream_id, key) VALUES ($1, $2) ON CONFLICT (stream_id) DO NOTHING",
+    "shred": "DELETE FROM {table}_keys WHERE stream_id = $1",
+    "tombstone": "INSERT INTO {table}_tombstones (stream_id, version) VALUES ($1, $2) ON CONFLICT (stream_id) "
+    "DO NOTHING",
+    "deleted": "SELECT version FROM {table}_tombstones WHERE stream_id = $1",
+    "delete_events": "DELETE FROM {table} WHERE stream_id = $1",
+    "delete_snapshot": "DELETE FROM {table}_snapshots WHERE stream_id = $1",
     "snapshot": "SELECT version, schema, state FROM {table}_snapshots WHERE stream_id = $1",
     "save_snapshot": "INSERT INTO {table}_snapshots (stream_id, version, schema, state) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, schema = excluded.schema, "
@@ -82,6 +95,13 @@ _SNAPSHOTS = """CREATE TABLE IF NOT EXISTS {table}_snapshots (
 _CHECKPOINTS = """CREATE TABLE IF NOT EXISTS {table}_checkpoints (
     name TEXT PRIMARY KEY,
     position BIGINT NOT NULL)"""
+# encrypted streams' keys (cello.patterns.shredding), and deleted streams' tombstones
+_KEYS = """CREATE TABLE IF NOT EXISTS {table}_keys (
+    stream_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL)"""
+_TOMBSTONES = """CREATE TABLE IF NOT EXISTS {table}_tombstones (
+    stream_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL)"""
 
 _TABLES = {
     "postgresql": """CREATE TABLE IF NOT EXISTS {table} (
@@ -117,11 +137,19 @@ class ConcurrencyError(HTTPException):
         self.actual = actual
 
 
+class StreamDeleted(HTTPException):
+    """The stream was deleted (``delete_stream``): it takes no more events — a 410."""
+
+    def __init__(self) -> None:
+        super().__init__(410, "The resource was deleted.")
+
+
 class EventStore:
     """Streams of events in ``table`` of ``db``; ``events``: the event classes to read back as themselves (others
     register on first append)."""
 
-    def __init__(self, db: Database, *, table: str = "cello_events", events: Iterable[type] = ()) -> None:
+    def __init__(self, db: Database, *, table: str = "cello_events", events: Iterable[type] = (),
+                 encrypt: Callable[[str], bool] | None = None) -> None:  # fmt: skip
         if not _NAME.match(table):
             raise ConfigurationError(f"table is a plain SQL name (letters, digits, _), not {table!r}")
         self.db = db
@@ -129,6 +157,12 @@ class EventStore:
         self.sql = {name: template.format(table=table, columns=_COLUMNS) for name, template in _STATEMENTS.items()}
         self.types = EventTypes(events)
         self.inline: list[Any] = []  # projections updated in each append's transaction
+        self.encrypt = encrypt  # which streams' event data is encrypted (cello.patterns.shredding)
+        self._cipher: Any = None
+        if encrypt is not None:
+            from .shredding import StreamCipher
+
+            self._cipher = StreamCipher()
         self._followers: set[asyncio.Event] = set()  # one per follow(): set after each append
         self._postgres = db.dialect == "postgresql"
 
@@ -158,6 +192,8 @@ class EventStore:
             await conn.execute(_TABLES[self.db.dialect].format(table=self.table))
             await conn.execute(_SNAPSHOTS.format(table=self.table))
             await conn.execute(_CHECKPOINTS.format(table=self.table))
+            await conn.execute(_KEYS.format(table=self.table))
+            await conn.execute(_TOMBSTONES.format(table=self.table))
 
     def attach(self, app: App) -> EventStore:
         """Create the table at the app's startup."""
@@ -190,6 +226,10 @@ class EventStore:
             if self._postgres:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             current = await self._version(conn, stream_id)
+            if current == 0 and await conn.fetch_val(self.sql["deleted"], stream_id) is not None:
+                raise StreamDeleted()
+            encrypted = self.encrypt is not None and self.encrypt(stream_id)
+            stream_key = await self._key(conn, stream_id) if encrypted else None
             if event_ids is not None:
                 retried = await self._retried(conn, stream_id, ids, current)
                 if retried is not None:
@@ -201,8 +241,15 @@ class EventStore:
             for n, (event_id, event) in enumerate(zip(ids, events, strict=True), start=1):
                 name = self.types.name_of(event)
                 version = self.types.version_of(name)
-                meta = meta_json if version == 1 else msgspec.json.encode({**shared, VERSION_KEY: version}).decode()
-                rows.append((stream_id, current + n, event_id, name, self.types.encode(event).decode(), meta, stamp))
+                data = self.types.encode(event)
+                extra = {VERSION_KEY: version} if version > 1 else {}
+                if stream_key is not None:
+                    extra[ENCRYPTED_KEY] = 1
+                    text = self._cipher.encrypt(stream_key, stream_id, event_id, data)
+                else:
+                    text = data.decode()
+                meta = msgspec.json.encode({**shared, **extra}).decode() if extra else meta_json
+                rows.append((stream_id, current + n, event_id, name, text, meta, stamp))
             try:
                 inserted = await conn.fetch_many(self.sql["insert"], rows)
             except Exception as exc:
@@ -269,12 +316,12 @@ class EventStore:
         else:
             rows = await self.db.fetch_all(self.sql["stream_to"] + " ORDER BY version", stream_id, from_version,
                                            to_version)  # fmt: skip
-        return [self._recorded(row) for row in rows]
+        return await self._records(rows)
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events of every stream with a position above ``after``, in position order."""
         rows = await self.db.fetch_all(self.sql["all"], after, limit)
-        return [self._recorded(row) for row in rows]
+        return await self._records(rows)
 
     async def follow(self, *, after: int = 0, types: Iterable[str] | None = None, stream_prefix: str | None = None,
                      poll: float = 0.25, batch: int = 500) -> AsyncIterator[RecordedEvent]:  # fmt: skip
@@ -315,14 +362,55 @@ class EventStore:
 
         return EventSourceResponse(events())
 
-    def _recorded(self, row: Any) -> RecordedEvent:
+    async def _records(self, rows: list[Any]) -> list[RecordedEvent]:
+        """Rows as events; encrypted data decrypted with its stream's key (None once the key is shredded)."""
+        keys: dict[str, str | None] = {}
+        if self._cipher is not None:
+            for row in rows:
+                stream_id = row["stream_id"]
+                if stream_id not in keys and f'"{ENCRYPTED_KEY}"' in row["metadata"]:
+                    keys[stream_id] = await self.db.fetch_val(self.sql["key"], stream_id)
+        return [self._recorded(row, keys) for row in rows]
+
+    def _recorded(self, row: Any, keys: dict[str, str | None]) -> RecordedEvent:
         recorded_at = row["recorded_at"]
         if isinstance(recorded_at, str):
             recorded_at = dt.datetime.fromisoformat(recorded_at)
         metadata = msgspec.json.decode(row["metadata"])
-        data = self.types.decode(row["type"], row["data"], metadata.get(VERSION_KEY, 1))
+        data: Any = row["data"]
+        if metadata.get(ENCRYPTED_KEY):
+            key = keys.get(row["stream_id"])
+            data = None if key is None else self._cipher.decrypt(key, row["stream_id"], row["event_id"], data)
+        if data is not None:
+            data = self.types.decode(row["type"], data, metadata.get(VERSION_KEY, 1))
         return RecordedEvent(row["stream_id"], row["version"], row["position"], row["event_id"], row["type"], data,
                              metadata, recorded_at)  # fmt: skip
+
+    # -- keys and deletion ------------------------------------------------------------------------------------
+
+    async def _key(self, conn: Connection, stream_id: str) -> str:
+        """The stream's key, made on its first encrypted append."""
+        key = await conn.fetch_val(self.sql["key"], stream_id)
+        if key is None:
+            await conn.execute(self.sql["add_key"], stream_id, self._cipher.new_key())
+            key = await conn.fetch_val(self.sql["key"], stream_id)
+        return str(key)
+
+    async def shred(self, stream_id: str) -> bool:
+        """Delete the stream's key (crypto-shredding): its events' data can never be read again. True when there
+        was one."""
+        return bool(await self.db.execute(self.sql["shred"], stream_id))
+
+    async def delete_stream(self, stream_id: str) -> int:
+        """Delete the stream's events, snapshot and key, and leave a tombstone: appending to it again is refused
+        (``StreamDeleted``, a 410). Returns how many events went."""
+        async with self.db.transaction(immediate=True) as conn:
+            version = await self._version(conn, stream_id)
+            await conn.execute(self.sql["tombstone"], stream_id, version)
+            deleted = await conn.execute(self.sql["delete_events"], stream_id)
+            await conn.execute(self.sql["delete_snapshot"], stream_id)
+            await conn.execute(self.sql["shred"], stream_id)
+        return int(deleted)
 
 
 def _unique_violation(exc: BaseException) -> bool:
