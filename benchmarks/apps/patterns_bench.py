@@ -1,0 +1,149 @@
+"""The patterns benchmarks' measuring loops (benchmarks/patterns.py), run pinned to one core in the cello venv
+against PostgreSQL (BENCH_DB_URL): one JSON line per figure on stdout.
+
+    python patterns_bench.py appends cello|raw WRITERS EVENTS SECONDS
+    python patterns_bench.py catchup EVENTS
+    python patterns_bench.py sagas SAGAS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+import time
+import uuid
+
+import asyncpg
+import msgspec
+
+from cello.enterprise.database import Database
+from cello.patterns import EventStore, Projection, Projector, Saga, SagaContext, Sagas
+
+URL = os.environ["BENCH_DB_URL"]
+
+
+class Deposited(msgspec.Struct):
+    account: str
+    amount: int
+
+
+async def fresh_store(db: Database, table: str) -> EventStore:
+    for suffix in ("", "_snapshots", "_checkpoints", "_keys", "_tombstones"):
+        await db.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
+    store = EventStore(db, table=table, events=[Deposited])
+    await store.setup()
+    return store
+
+
+async def appends_cello(writers: int, events: int, seconds: float) -> float:
+    async with Database(URL, pool_size=max(writers, 2)) as db:
+        store = await fresh_store(db, "bench_events")
+        batch = [Deposited("a", 1)] * events
+        deadline = time.perf_counter() + seconds
+
+        async def write(n: int) -> int:
+            stream, version = f"account-{n}-{uuid.uuid4().hex[:6]}", 0
+            while time.perf_counter() < deadline:
+                await store.append(stream, batch, expected_version=version)
+                version += events
+            return version
+
+        started = time.perf_counter()
+        appended = sum(await asyncio.gather(*(write(n) for n in range(writers))))
+        return appended / (time.perf_counter() - started)
+
+
+async def appends_raw(writers: int, events: int, seconds: float) -> float:
+    """The statement the event store runs for an append outside a transaction (the lock, the version check, the
+    inserts), sent with asyncpg directly."""
+    async with Database(URL) as db:
+        store = await fresh_store(db, "bench_raw")
+    statement = store.sql["append_at_once"]
+    pool = await asyncpg.create_pool(URL, min_size=writers, max_size=max(writers, 2))
+    try:
+        payload = msgspec.json.encode(Deposited("a", 1)).decode()
+        names, datas, metas = ["Deposited"] * events, [payload] * events, ["{}"] * events
+
+        async def write(n: int) -> int:
+            stream, version = f"account-{n}-{uuid.uuid4().hex[:6]}", 0
+            async with pool.acquire() as conn:
+                while time.perf_counter() < deadline:
+                    ids = [uuid.uuid4().hex for _ in range(events)]
+                    rows = await conn.fetch(statement, 0x63656C6C6F, stream, ids, names, datas, metas,
+                                            dt.datetime.now(dt.UTC), version)  # fmt: skip
+                    if len(rows) != events:
+                        raise RuntimeError("lost a race")
+                    version += events
+            return version
+
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        appended = sum(await asyncio.gather(*(write(n) for n in range(writers))))
+        return appended / (time.perf_counter() - started)
+    finally:
+        await pool.close()
+
+
+async def catchup(count: int) -> float:
+    async with Database(URL, pool_size=4) as db:
+        store = await fresh_store(db, "bench_catchup")
+        await db.execute("DROP TABLE IF EXISTS bench_balances")
+        await db.execute("CREATE TABLE bench_balances (account TEXT PRIMARY KEY, balance BIGINT NOT NULL)")
+        for start in range(0, count, 100):
+            await store.append(f"account-{start % 50}", [Deposited(f"a{start % 50}", 1)] * 100)
+        balances = Projection("bench_balances")
+
+        @balances.on(Deposited)
+        async def deposited(event: Deposited, recorded: object, conn: object) -> None:
+            await conn.execute(  # type: ignore[attr-defined]
+                "INSERT INTO bench_balances (account, balance) VALUES ($1, $2) "
+                "ON CONFLICT (account) DO UPDATE SET balance = bench_balances.balance + excluded.balance",
+                event.account, event.amount,
+            )  # fmt: skip
+
+        projector = Projector(store, balances, batch=500)
+        started = time.perf_counter()
+        applied = await projector.catch_up()
+        elapsed = time.perf_counter() - started
+        assert applied == count, applied
+        return count / elapsed
+
+
+async def sagas(count: int) -> float:
+    async with Database(URL, pool_size=10) as db:
+        await db.execute("DROP TABLE IF EXISTS bench_sagas")
+        saga = Saga("noop")
+        for name in ("one", "two", "three"):
+
+            @saga.step(name)
+            async def step(context: SagaContext) -> None:
+                context.data[context.step] = True
+
+        runner = Sagas(db, saga, table="bench_sagas")
+        await runner.setup()
+        started = time.perf_counter()
+        ids = [await runner.start("noop") for _ in range(count)]
+        for saga_id in ids:
+            assert (await runner.wait(saga_id)).status == "completed"
+        elapsed = time.perf_counter() - started
+        await runner.close()
+        return 3 * count / elapsed
+
+
+async def main(argv: list[str]) -> None:
+    kind = argv[0]
+    if kind == "appends":
+        implementation, writers, events, seconds = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
+        measure = appends_cello if implementation == "cello" else appends_raw
+        print(json.dumps({"events_per_s": await measure(writers, events, seconds)}))
+    elif kind == "catchup":
+        print(json.dumps({"events_per_s": await catchup(int(argv[1]))}))
+    elif kind == "sagas":
+        print(json.dumps({"steps_per_s": await sagas(int(argv[1]))}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
