@@ -209,3 +209,29 @@ def test_the_sagas_command_lists_and_shows(tmp_path: Path, capsys: pytest.Captur
         assert json.loads(capsys.readouterr().out)["data"] == {"reserve": True, "charge": True}
     finally:
         sys.path.remove(str(tmp_path))
+
+
+async def test_sagas_and_their_steps_are_counted(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import REGISTRY
+
+    from cello import App
+    from cello.testing import AsyncTestClient
+
+    watched = [("cello_sagas_total", {"saga": "payment", "status": "compensated"}),
+               ("cello_saga_steps_total", {"step": "charge", "kind": "action", "outcome": "error"}),
+               ("cello_saga_steps_total", {"step": "reserve", "kind": "compensation", "outcome": "ok"})]  # fmt: skip
+
+    def counts() -> list[float]:  # NOTE: the process's: other tests count too
+        return [REGISTRY.get_sample_value(name, labels) or 0.0 for name, labels in watched]
+
+    async with Database(f"sqlite:///{tmp_path / 'counted.db'}") as db:
+        app = App()
+        app.enable_prometheus()
+        sagas = Sagas(db, payment([], fail_at="ship", flaky={"charge": 1})).attach(app)
+        before = counts()
+        async with AsyncTestClient(app) as client:
+            assert (await sagas.wait(await sagas.start("payment"))).status == "compensated"
+            assert "cello_sagas_total" in (await client.get("/metrics")).text
+        after = counts()
+    assert [later - earlier for later, earlier in zip(after, before, strict=True)] == [1.0, 1.0, 1.0]

@@ -29,6 +29,9 @@ after it, with the same key. ``saga.data`` is the saga's state (JSON), saved wit
 retries); the saga ends ``compensated``. A compensation that keeps failing leaves it ``failed`` — stuck, for a
 person to look at (``cello sagas list``).
 
+**Metrics.** With ``app.enable_prometheus()``: ``cello_sagas_total{saga, status}`` and
+``cello_saga_steps_total{step, kind, outcome}`` (kind: action or compensation; outcome: ok, error or timeout).
+
 **Crashes.** A saga being run is leased to its runner for ``lease`` seconds, renewed while it runs. The runner of
 every worker looks for sagas whose lease ran out — their worker died — and takes them over, resuming at the step
 they were in (forwards, or compensating). So after ``kill -9`` a saga completes or compensates once a worker runs
@@ -186,6 +189,7 @@ class Sagas:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.counts = dict.fromkeys(ENDED, 0)  # sagas this runner ended, by how
+        self._metrics: tuple[Any, Any] | None = None  # with app.enable_prometheus(): sagas ended, steps run
 
     async def setup(self) -> None:
         """Create the table when it is missing (one worker at a time on PostgreSQL)."""
@@ -202,6 +206,10 @@ class Sagas:
         app.startup_hooks.append(self.open)
         app.shutdown_hooks.append(self.close)
         app.state.setdefault("sagas", []).append(self)
+        from ..middleware.metrics import Prometheus
+
+        if any(isinstance(layer, Prometheus) for layer in app.middleware):
+            self._metrics = _metrics()
         return self
 
     async def open(self) -> None:
@@ -329,20 +337,28 @@ class Sagas:
             status = COMPLETED if status == RUNNING else COMPENSATED
             await self._save(state.id, status, step, data, error)
         self.counts[status] += 1
+        if self._metrics is not None:
+            self._metrics[0].labels(definition.name, status).inc()
         logger.info("saga %s (%s) %s", state.id, definition.name, status)
 
     async def _attempts(self, step: _Step, call: Callable[[SagaContext], Awaitable[Any]], saga_id: str,
                         data: dict[str, Any], key: str) -> None:  # fmt: skip
+        kind = "compensation" if key.endswith(":compensate") else "action"
         for attempt in range(1, step.retries + 2):
             context = SagaContext(saga_id, data, step.name, key, attempt)
             try:
                 async with asyncio.timeout(step.timeout):
                     await call(context)
+                if self._metrics is not None:
+                    self._metrics[1].labels(step.name, kind, "ok").inc()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a timeout among them
-                reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                timed_out = isinstance(exc, TimeoutError)
+                reason = "timed out" if timed_out else f"{type(exc).__name__}: {exc}"
+                if self._metrics is not None:
+                    self._metrics[1].labels(step.name, kind, "timeout" if timed_out else "error").inc()
                 if attempt > step.retries:
                     raise StepFailed(f"step {step.name} failed ({reason})") from exc
                 logger.info("saga %s: step %s failed (%s), attempt %d of %d", saga_id, step.name, reason, attempt,
@@ -355,6 +371,22 @@ class Sagas:
                                       msgspec.json.encode(data).decode(), error, now + self.lease, now)  # fmt: skip
         if not saved:
             raise RuntimeError(f"saga {saga_id} is no longer this runner's")
+
+
+_counters: dict[str, Any] = {}
+
+
+def _metrics() -> tuple[Any, Any]:
+    """``cello_sagas_total{saga, status}`` (sagas ended) and ``cello_saga_steps_total{step, kind, outcome}`` (each
+    attempt of an action or compensation), made once per process."""
+    if not _counters:
+        import prometheus_client
+
+        _counters["sagas"] = prometheus_client.Counter("cello_sagas", "Sagas ended, by how.", ["saga", "status"])
+        _counters["steps"] = prometheus_client.Counter(
+            "cello_saga_steps", "Attempts of saga steps' actions and compensations.", ["step", "kind", "outcome"]
+        )
+    return _counters["sagas"], _counters["steps"]
 
 
 def _state(row: Any) -> SagaState:
