@@ -312,3 +312,48 @@ async def test_shredding_a_streams_key_makes_its_data_unreadable(database_url: s
 
         with pytest.raises(InvalidTag):
             await store.read_stream("customer-2")
+
+
+WRITER = """
+import asyncio, sys
+import msgspec
+from cello.enterprise.database import Database
+from cello.patterns import ConcurrencyError, EventStore
+
+class ItemAdded(msgspec.Struct):
+    sku: str
+    quantity: int
+
+async def main(url, name, count):
+    async with Database(url) as db:
+        store = EventStore(db, events=[ItemAdded])
+        written = lost = 0
+        while written < count:
+            version = await store.version("shared")
+            try:
+                await store.append("shared", [ItemAdded(f"{name}-{written}", 1)], expected_version=version)
+                written += 1
+            except ConcurrencyError:
+                lost += 1
+        print(lost)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def test_two_processes_racing_on_one_stream(store: EventStore, database_url: str) -> None:
+    """Two processes append to one stream as fast as they can, each retrying what it loses: every version exactly
+    once, each process's events all there, positions in version order."""
+    import subprocess
+    import sys
+
+    count = 60
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, database_url, name, str(count)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in ("p", "q")]  # fmt: skip
+    results = [await asyncio.to_thread(writer.communicate, None, 120) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], [err.decode()[-500:] for _, err in results]
+    events = await store.read_stream("shared")
+    assert [event.version for event in events] == list(range(1, 2 * count + 1))
+    assert sorted(event.data.sku for event in events) == sorted(f"{name}-{n}" for name in "pq" for n in range(count))
+    positions = [event.position for event in events]
+    assert positions == sorted(positions)
