@@ -1,12 +1,12 @@
 """The transactional outbox and the inbox (cello.patterns.outbox) on the real databases: routed events leave with
 their append's commit and never without it, in order, with the event's id as the message id; a crash between the
 commit and the publish (the message still goes out), and after a publish before its mark (it goes out again, and
-the consumer's inbox makes its effect happen once); a broker that refuses; and RabbitMQ as the broker."""
+the consumer's inbox makes its effect happen once); and a message added with the work it announces. The real
+brokers are in tests/live/test_outbox_brokers.py."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -143,33 +143,3 @@ async def test_messages_added_with_the_work_they_announce(store: EventStore) -> 
         await outbox.add("emails", {"to": "ada@example.com"}, message_id="welcome-ada")  # the same id: once
         assert await outbox.relay() == 1
         await until(lambda: got == [{"to": "ada@example.com"}])
-
-
-async def test_to_rabbitmq(tmp_path: Any) -> None:
-    pytest.importorskip("aio_pika")
-    from _helpers import require_service
-
-    require_service("RabbitMQ", "127.0.0.1", 5672)
-    topic = f"cello-test.outbox.{uuid.uuid4().hex[:10]}"
-    async with Database(f"sqlite:///{tmp_path / 'shop.db'}") as db:
-        store = EventStore(db, events=[OrderPlaced])
-        await store.setup()
-        broker = Broker("amqp://guest:guest@127.0.0.1:5672/")
-        app, outbox, received = shop(store, broker, topic)
-        outbox.attach(app)  # relayed in the background, as in a worker
-        try:
-            async with AsyncTestClient(app, real_brokers=True):
-                for n in range(5):
-                    await store.append(f"order-{n}", [OrderPlaced(str(n), n)])
-                await until(lambda: len(received) == 5)
-                assert [order.order_id for _, order, _ in sorted(received, key=lambda got: got[1].total)] == [
-                    "0", "1", "2", "3", "4"]  # fmt: skip
-                assert await outbox.pending() == 0
-        finally:  # the shared broker keeps no queue of the test's
-            import aio_pika
-
-            from cello.messaging.amqp import queue_name
-
-            connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-            async with connection:
-                await (await connection.channel()).queue_delete(queue_name(topic, "shipping"))
