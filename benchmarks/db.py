@@ -170,14 +170,7 @@ def main() -> int:
         "cello_source": run.CELLO_SOURCE or run.source_revision(),
         "results": rows,
     }
-    text = render(report)
-    run.RESULTS_DIR.mkdir(exist_ok=True)
-    stem = run.RESULTS_DIR / f"db-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text + "\n")
-    if shapes == SHAPES:
-        (run.RESULTS_DIR / "db-latest.md").write_text(text + "\n")
-    print(text)
+    run.save_report("db", report, render(report), now, latest=shapes == SHAPES)
     return 0
 
 

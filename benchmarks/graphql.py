@@ -125,14 +125,7 @@ def main() -> int:
         "cello_source": run.CELLO_SOURCE or run.source_revision(),
         "results": rows,
     }
-    text = render(report)
-    run.RESULTS_DIR.mkdir(exist_ok=True)
-    stem = run.RESULTS_DIR / f"graphql-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text + "\n")
-    if shapes == SHAPES and args.rounds >= 3:
-        (run.RESULTS_DIR / "graphql-latest.md").write_text(text + "\n")
-    print(text)
+    run.save_report("graphql", report, render(report), now, latest=shapes == SHAPES and args.rounds >= 3)
     return 0
 
 

@@ -210,14 +210,7 @@ def main() -> int:
         "cello_source": run.CELLO_SOURCE or run.source_revision(),
         "results": run.combine_rounds(rows),
     }
-    text = render(report)
-    run.RESULTS_DIR.mkdir(exist_ok=True)
-    stem = run.RESULTS_DIR / f"grpc-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text + "\n")
-    if args.rounds >= 3:
-        (run.RESULTS_DIR / "grpc-latest.md").write_text(text + "\n")
-    print(text)
+    run.save_report("grpc", report, render(report), now, latest=args.rounds >= 3)
     return 0
 
 

@@ -200,14 +200,7 @@ def main() -> int:
         "results": combine(rows),
         "all_rounds": rows,
     }
-    text = render(report)
-    run.RESULTS_DIR.mkdir(exist_ok=True)
-    stem = run.RESULTS_DIR / f"messaging-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text + "\n")
-    if brokers == BROKERS and not args.quick:
-        (run.RESULTS_DIR / "messaging-latest.md").write_text(text + "\n")
-    print(text)
+    run.save_report("messaging", report, render(report), now, latest=brokers == BROKERS and not args.quick)
     return 0
 
 

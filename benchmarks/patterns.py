@@ -110,14 +110,7 @@ def main() -> int:
         "figures": figures,
         "medians": {name: statistics.median(values) for name, values in figures.items()},
     }
-    text = render(report)
-    run.RESULTS_DIR.mkdir(exist_ok=True)
-    stem = run.RESULTS_DIR / f"patterns-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text + "\n")
-    if args.rounds >= 3:
-        (run.RESULTS_DIR / "patterns-latest.md").write_text(text + "\n")
-    print(text)
+    run.save_report("patterns", report, render(report), now, latest=args.rounds >= 3)
     return 0
 
 

@@ -738,6 +738,18 @@ def fmt_lat(us: float | None) -> str:
     return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
 
 
+def save_report(kind: str, report: dict, text: str, now: dt.datetime, latest: bool) -> None:
+    """``results/<kind>-<timestamp>.json`` and ``.md``, and ``results/<kind>-latest.md`` when ``latest`` (a full
+    run); the text printed too."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = RESULTS_DIR / f"{kind}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(text + "\n")
+    if latest:
+        (RESULTS_DIR / f"{kind}-latest.md").write_text(text + "\n")
+    print(text)
+
+
 def machine_info(venvs: dict) -> dict:
     cpu = "unknown"
     try:
