@@ -227,3 +227,19 @@ BROKERS: dict[str, Callable[[], contextlib.AbstractContextManager[BrokerTarget]]
     "kafka": kafka,
     "sqs": sqs,
 }
+
+
+@contextlib.contextmanager
+def serving(name: str, prefix: str) -> Iterator[BrokerTarget]:
+    """Broker ``name`` of ``BROKERS``, its environment set for the server processes using it, and what topics
+    starting with ``prefix`` left on a shared broker deleted afterwards."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch, BROKERS[name]() as found:
+        for variable, value in found.env.items():
+            patch.setenv(variable, value)
+        try:
+            yield found
+        finally:
+            if found.forget is not None:
+                found.forget(prefix)

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from _brokers import BROKERS, BrokerTarget
+from _brokers import BROKERS, BrokerTarget, serving
 from _live import Factory
 
 from cello import App, ConfigurationError, Header
@@ -45,14 +45,8 @@ PREFIX = f"cello-test.{uuid.uuid4().hex[:6]}."
 
 @pytest.fixture(scope="module", params=list(BROKERS))
 def target(request: pytest.FixtureRequest) -> Iterator[BrokerTarget]:
-    with pytest.MonkeyPatch.context() as patch, BROKERS[request.param]() as found:
-        for name, value in found.env.items():
-            patch.setenv(name, value)
-        try:
-            yield found
-        finally:
-            if found.forget is not None:
-                found.forget(PREFIX)
+    with serving(request.param, PREFIX) as found:
+        yield found
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from _brokers import BROKERS, BrokerTarget
+from _brokers import BROKERS, BrokerTarget, serving
 
 from cello import App
 from cello.enterprise.database import Database
@@ -31,14 +31,8 @@ class OrderPlaced(msgspec.Struct):
 
 @pytest.fixture(scope="module", params=list(BROKERS))
 def target(request: pytest.FixtureRequest) -> Iterator[BrokerTarget]:
-    with pytest.MonkeyPatch.context() as patch, BROKERS[request.param]() as found:
-        for name, value in found.env.items():
-            patch.setenv(name, value)
-        try:
-            yield found
-        finally:
-            if found.forget is not None:
-                found.forget(PREFIX)
+    with serving(request.param, PREFIX) as found:
+        yield found
 
 
 def test_committed_events_reach_the_broker_after_a_crash(target: BrokerTarget, tmp_path: Path) -> None:
