@@ -186,3 +186,60 @@ def test_the_projections_command_lists_and_rebuilds(tmp_path: Path, capsys: pyte
             return await read_model(db)
 
     assert asyncio.run(rebuilt()) == {"acct-1": 15}
+
+
+def test_a_projector_killed_mid_batch_resumes_with_every_event_once(tmp_path: Path) -> None:
+    """A worker is killed (SIGKILL) inside a batch: the batch's writes and checkpoint never committed, and the next
+    worker applies every event exactly once (the read model's primary key would refuse a second time)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    database = tmp_path / "projection.db"
+
+    async def prepare() -> None:
+        async with Database(f"sqlite:///{database}") as db:
+            store = EventStore(db)
+            await store.setup()
+            await db.execute("CREATE TABLE totals (event_id TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
+            await db.execute("CREATE TABLE progress (version INTEGER NOT NULL)")
+            for n in range(1, 31):
+                await store.append("account", [Deposited("account", n)])
+
+    asyncio.run(prepare())
+    apps = Path(__file__).resolve().parent / "apps"
+    env = {**os.environ, "PROJECTION_DB": str(database),
+           "PYTHONPATH": os.pathsep.join([str(apps), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    first = subprocess.Popen([sys.executable, str(apps / "projection_worker.py")], env={**env, "HANG": "15"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+    def count(query: str) -> int:
+        import sqlite3
+
+        connection = sqlite3.connect(database, timeout=0.1)
+        try:
+            return int(connection.execute(query).fetchone()[0])
+        except sqlite3.OperationalError:  # the worker holds the write lock: nothing new to read yet
+            return -1
+        finally:
+            connection.close()
+
+    try:
+        deadline = time.monotonic() + 30
+        # the first batch (events 1-10) committed; the worker hangs inside the second, at event 15
+        while (
+            count("SELECT count(*) FROM totals") != 10 or count("SELECT position FROM cello_events_checkpoints") != 10
+        ):
+            assert first.poll() is None and time.monotonic() < deadline, "the first worker did not get there"
+            time.sleep(0.05)
+        time.sleep(0.3)  # well inside the second batch now
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert count("SELECT count(*) FROM progress") == 0  # the killed batch left nothing behind
+    second = subprocess.run([sys.executable, str(apps / "projection_worker.py")], env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "20"  # the 20 events after the committed checkpoint, each once
+    assert count("SELECT count(*) FROM totals") == 30 and count("SELECT sum(amount) FROM totals") == sum(range(31))

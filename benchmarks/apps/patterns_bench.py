@@ -1,7 +1,7 @@
 """The patterns benchmarks' measuring loops (benchmarks/patterns.py), run pinned to one core in the cello venv
 against PostgreSQL (BENCH_DB_URL): one JSON line per figure on stdout.
 
-    python patterns_bench.py appends cello|raw WRITERS EVENTS SECONDS
+    python patterns_bench.py appends cello|raw|lockfree WRITERS EVENTS SECONDS
     python patterns_bench.py catchup EVENTS
     python patterns_bench.py sagas SAGAS
 """
@@ -87,6 +87,53 @@ async def appends_raw(writers: int, events: int, seconds: float) -> float:
         await pool.close()
 
 
+LOCK_FREE = """
+INSERT INTO bench_lockfree (stream_id, version, event_id, type, data, metadata, recorded_at)
+SELECT $1, current.version + e.n, e.event_id, e.type, e.data, e.metadata, $6
+FROM (SELECT coalesce(max(version), 0) AS version FROM bench_lockfree WHERE stream_id = $1) AS current,
+     unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(event_id, type, data, metadata, n)
+WHERE current.version = $7
+ORDER BY e.n RETURNING position, version"""
+
+
+async def appends_lockfree(writers: int, events: int, seconds: float) -> float:
+    """The other design for a global order: no commit-order lock, each row tagged with its transaction's id for
+    readers to stop before transactions in flight (they would follow (transaction id, position)); the same
+    statement otherwise, sent with asyncpg."""
+    pool = await asyncpg.create_pool(URL, min_size=writers, max_size=max(writers, 2))
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("DROP TABLE IF EXISTS bench_lockfree")
+            await conn.execute(
+                "CREATE TABLE bench_lockfree (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                "tx xid8 NOT NULL DEFAULT pg_current_xact_id(), stream_id TEXT NOT NULL, version INTEGER NOT NULL, "
+                "event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, "
+                "recorded_at TIMESTAMPTZ NOT NULL, UNIQUE (stream_id, version))"
+            )
+            await conn.execute("CREATE INDEX ON bench_lockfree (tx, position)")
+        payload = msgspec.json.encode(Deposited("a", 1)).decode()
+        names, datas, metas = ["Deposited"] * events, [payload] * events, ["{}"] * events
+
+        async def write(n: int) -> int:
+            stream, version = f"account-{n}-{uuid.uuid4().hex[:6]}", 0
+            async with pool.acquire() as conn:
+                while time.perf_counter() < deadline:
+                    ids = [uuid.uuid4().hex for _ in range(events)]
+                    rows = await conn.fetch(LOCK_FREE, stream, ids, names, datas, metas, dt.datetime.now(dt.UTC),
+                                            version)  # fmt: skip
+                    if len(rows) != events:
+                        raise RuntimeError("lost a race")
+                    version += events
+            return version
+
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        appended = sum(await asyncio.gather(*(write(n) for n in range(writers))))
+        return appended / (time.perf_counter() - started)
+    finally:
+        await pool.close()
+
+
 async def catchup(count: int) -> float:
     async with Database(URL, pool_size=4) as db:
         store = await fresh_store(db, "bench_catchup")
@@ -137,7 +184,7 @@ async def main(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "appends":
         implementation, writers, events, seconds = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
-        measure = appends_cello if implementation == "cello" else appends_raw
+        measure = {"cello": appends_cello, "raw": appends_raw, "lockfree": appends_lockfree}[implementation]
         print(json.dumps({"events_per_s": await measure(writers, events, seconds)}))
     elif kind == "catchup":
         print(json.dumps({"events_per_s": await catchup(int(argv[1]))}))
