@@ -1,6 +1,8 @@
 """The app every host of the scale-out tests runs (tests/live/test_scaleout.py), its shared state in the Redis of
 REDIS_URL: a rate limit budget per client address (read from X-Forwarded-For, the balancer being a trusted proxy),
-server-side sessions, and every answer saying which host served it (``X-Served-By``: CELLO_HOST_NAME)."""
+server-side sessions, the response cache, CSRF tokens signed with one secret, a broadcast hub; its workers' metrics
+added up (PROMETHEUS_MULTIPROC_DIR, one per host); every answer saying which host served it (``X-Served-By``:
+CELLO_HOST_NAME)."""
 
 from __future__ import annotations
 
@@ -9,23 +11,33 @@ from typing import Any
 
 from cello import App, Request
 from cello.enterprise.redis import Redis
+from cello.realtime import Broadcast, EventSourceResponse
 from cello.stores.redis import RedisStore
 
 HOST = os.environ.get("CELLO_HOST_NAME", "?")
 redis = Redis(os.environ["REDIS_URL"])
 store = RedisStore(redis, prefix="scaleout:")
 
+
+async def served_by(request: Request, call_next: Any) -> Any:
+    response = await call_next(request)
+    response.headers["x-served-by"] = HOST  # NOTE: also on answers the cache or the rate limiter gave
+    return response
+
+
 app = App(trusted_proxies=[os.environ.get("TRUSTED_PROXIES", "10.77.0.0/16")])
+app.use(served_by)
 app.enable_health_checks()
+app.enable_prometheus()
 redis.attach(app)
 app.enable_sessions(secret=b"scale-out-session-secret-0123456789", store=store)
-app.enable_rate_limit(requests=10, window=60, key="ip", store=store, exempt_paths=("/session", "/whoami"))
-
-
-@app.after_request
-async def served_by(request: Request, response: Any) -> Any:
-    response.headers["x-served-by"] = HOST
-    return response
+# NOTE: /fact is left out of CSRF: an answer setting its token cookie could not be cached
+app.enable_csrf(secret=b"scale-out-csrf-secret-0123456789-ab", exempt_paths=["/session", "/news", "/fact"])
+app.enable_caching(store, ttl=60, exclude_paths=["/whoami", "/session", "/news", "/limited", "/csrf"])
+app.enable_rate_limit(requests=10, window=60, key="ip", store=store,
+                      exempt_paths=("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer"))  # fmt: skip
+hub = Broadcast(store)
+app.on_shutdown(hub.close)
 
 
 @app.get("/limited")
@@ -47,3 +59,35 @@ async def remember(request: Request) -> dict[str, str]:
 @app.get("/session")
 async def recall(request: Request) -> dict[str, Any]:
     return {"host": HOST, "name": request.session.get("name")}
+
+
+@app.get("/fact")
+async def fact() -> dict[str, Any]:
+    """A cacheable answer: whichever host fills the shared cache, every host serves its copy."""
+    return {"filled_by": HOST}
+
+
+@app.get("/csrf")
+async def csrf_token(request: Request) -> dict[str, str]:
+    return {"host": HOST}  # the CSRF middleware sets its token cookie on this safe request
+
+
+@app.post("/transfer")
+async def transfer() -> dict[str, str]:
+    return {"host": HOST}
+
+
+@app.get("/news")
+async def news() -> EventSourceResponse:
+    async def items() -> Any:
+        yield {"host": HOST, "ready": True}
+        async for message in hub.subscribe("news"):
+            yield {"host": HOST, "news": message}
+
+    return EventSourceResponse(items())
+
+
+@app.post("/news")
+async def publish(request: Request) -> dict[str, str]:
+    await hub.publish("news", (await request.json())["text"])
+    return {"host": HOST}

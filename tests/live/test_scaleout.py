@@ -1,7 +1,8 @@
 """Several hosts behind a real load balancer behave as one app (tests/live/_cluster.py: network namespaces, HAProxy,
 a Redis of their own; tests/apps/scaleout_app.py on every host, two workers each): one rate-limit budget per client
-across hosts, a session started on one host read on another, and a host killed routed around — no request answered
-5xx — then back in the rotation when it returns."""
+across hosts, a session started on one host read on another, a cached answer filled by one host served by all, a
+CSRF token good on every host, a broadcast from one host reaching SSE streams on every host, per-host metrics that
+add up to the traffic, and a host killed routed around — no request answered 5xx — then back in the rotation."""
 
 from __future__ import annotations
 
@@ -22,8 +23,15 @@ def shop() -> Iterator[tuple[Cluster, str]]:
         redis_url = made.start_redis()
         env = {"REDIS_URL": redis_url, "TRUSTED_PROXIES": made.address("lb")}
         for host in made.hosts:
-            made.start_app(host, "scaleout_app:app", env)
+            made.start_app(host, "scaleout_app:app", {**env, **metrics_of(made, host)})
         yield made, made.start_balancer()
+
+
+def metrics_of(made: Cluster, host: str) -> dict[str, str]:
+    """The host's workers add their metrics up in a folder of the host's own."""
+    folder = made.folder / f"{host}-metrics"
+    folder.mkdir(exist_ok=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
 
 def test_the_balancer_spreads_requests_over_the_hosts(shop: tuple[Cluster, str]) -> None:
@@ -55,6 +63,75 @@ def test_a_session_started_on_one_host_is_read_on_another(shop: tuple[Cluster, s
     assert hosts_answering([started, *reads]) == {"h1", "h2"}
 
 
+def test_a_cached_answer_filled_on_one_host_is_served_by_all(shop: tuple[Cluster, str]) -> None:
+    _, url = shop
+    answers = [httpx.get(url + "/fact", timeout=5) for _ in range(6)]  # no cookies: a cacheable request
+    assert len({answer.json()["filled_by"] for answer in answers}) == 1  # one host filled it
+    assert [answer.headers["x-cache"] for answer in answers] == ["miss"] + ["hit"] * 5
+    assert hosts_answering(answers[1:]) == {"h1", "h2"}  # both served it from the shared cache
+
+
+def test_a_csrf_token_from_one_host_is_good_on_every_host(shop: tuple[Cluster, str]) -> None:
+    _, url = shop
+    with httpx.Client(base_url=url, timeout=5) as client:
+        issued = client.get("/csrf")
+        token = client.cookies["csrftoken"]
+        sent = [client.post("/transfer", headers={"x-csrf-token": token}) for _ in range(4)]
+        refused = client.post("/transfer", headers={"x-csrf-token": "forged"})
+    assert {answer.status_code for answer in sent} == {200} and refused.status_code == 403
+    assert hosts_answering([issued, *sent]) == {"h1", "h2"}
+
+
+def test_a_broadcast_from_one_host_reaches_streams_on_every_host(shop: tuple[Cluster, str]) -> None:
+    """Two SSE streams, one held open on each host; news published through the balancer reaches both."""
+    import json
+    import threading
+
+    made, _ = shop
+    received: dict[str, list[str]] = {"h1": [], "h2": []}
+    ready = threading.Barrier(3, timeout=20)
+
+    def listen(host: str) -> None:
+        with httpx.stream("GET", f"http://{made.address(host)}:8000/news", timeout=20) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = json.loads(line.removeprefix("data: "))
+                if data.get("ready"):
+                    ready.wait()
+                else:
+                    received[host].append(data["news"])
+                    return
+
+    listeners = [threading.Thread(target=listen, args=(host,)) for host in ("h1", "h2")]
+    for listener in listeners:
+        listener.start()
+    ready.wait()
+    time.sleep(0.3)  # both streams subscribed to the channel
+    httpx.post(f"http://{made.address('h1')}:8000/news", json={"text": "sale"}, timeout=5)
+    for listener in listeners:
+        listener.join(20)
+    assert received == {"h1": ["sale"], "h2": ["sale"]}
+
+
+def test_each_host_s_metrics_add_up_to_the_traffic(shop: tuple[Cluster, str]) -> None:
+    made, url = shop
+
+    def counted() -> float:
+        total = 0.0
+        for host in made.hosts:
+            text = httpx.get(f"http://{made.address(host)}:8000/metrics", timeout=5).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("cello_requests_total{") and 'route="/whoami"' in line)  # fmt: skip
+        return total
+
+    before = counted()
+    with httpx.Client(base_url=url, timeout=5) as client:
+        for _ in range(20):
+            assert client.get("/whoami").status_code == 200
+    assert counted() - before == 20
+
+
 def test_a_host_killed_is_routed_around_and_rejoins(shop: tuple[Cluster, str]) -> None:
     made, url = shop
     env = {"REDIS_URL": f"redis://{made.address('redis')}:6379/0", "TRUSTED_PROXIES": made.address("lb")}
@@ -68,7 +145,7 @@ def test_a_host_killed_is_routed_around_and_rejoins(shop: tuple[Cluster, str]) -
             (served if answer.status_code == 200 else failures).append(answer)
         assert not failures, [failure.status_code for failure in failures]
         assert hosts_answering(served[-5:]) == {"h1"}  # the balancer has taken h2 out
-        made.start_app("h2", "scaleout_app:app", env)
+        made.start_app("h2", "scaleout_app:app", {**env, **metrics_of(made, "h2")})
         deadline = time.monotonic() + 15
         while "h2" not in hosts_answering([client.get("/whoami") for _ in range(4)]):
             assert time.monotonic() < deadline, "h2 never came back into the rotation"
