@@ -126,6 +126,10 @@ class Cluster:
         self.links.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def link(self, name: str, *, up: bool) -> None:
+        """Cut ``name`` off the network (its interface down: its packets vanish), or connect it again."""
+        _ip("-n", self.namespace(name), "link", "set", "eth0", "up" if up else "down")
+
     # -- processes ------------------------------------------------------------------------------------------------
 
     def start(self, name: str, where: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
@@ -191,8 +195,9 @@ class Cluster:
         self.wait_http(f"http://{self.address(host)}:8000/health/ready", what=host)
 
     def start_balancer(self, hosts: Sequence[str] | None = None) -> str:
-        """HAProxy in front of the hosts: round robin, health checks on /health/ready every 300 ms, WebSocket
-        upgrades passed through, X-Forwarded-For added; returns its base URL."""
+        """HAProxy in front of the hosts: round robin, health checks on /health/ready every 300 ms, a request that
+        cannot reach its host retried on another, WebSocket upgrades passed through, X-Forwarded-For added;
+        returns its base URL."""
         servers = "\n".join(f"    server {host} {self.address(host)}:8000 check inter 300 fall 2 rise 2"
                             for host in hosts or self.hosts)  # fmt: skip
         config = self.folder / "haproxy.cfg"
@@ -200,11 +205,14 @@ class Cluster:
     maxconn 4096
 defaults
     mode http
-    timeout connect 2s
+    timeout connect 1s
+    timeout check 1s
     timeout client 60s
-    timeout server 60s
+    timeout server 20s
     timeout tunnel 1h
     option forwardfor
+    # a new connection per request: a host cut off mid-keep-alive fails fast at connect, and is retried elsewhere
+    http-reuse never
 frontend web
     bind {self.address("lb")}:8080
     default_backend app

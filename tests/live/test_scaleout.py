@@ -2,7 +2,8 @@
 a Redis of their own; tests/apps/scaleout_app.py on every host, two workers each): one rate-limit budget per client
 across hosts, a session started on one host read on another, a cached answer filled by one host served by all, a
 CSRF token good on every host, a broadcast from one host reaching SSE streams on every host, per-host metrics that
-add up to the traffic, and a host killed routed around — no request answered 5xx — then back in the rotation."""
+add up to the traffic, a host killed or cut off the network routed around — no request answered 5xx — then back
+in the rotation, and Redis restarted: features degrade as configured, then recover by themselves."""
 
 from __future__ import annotations
 
@@ -150,3 +151,48 @@ def test_a_host_killed_is_routed_around_and_rejoins(shop: tuple[Cluster, str]) -
         while "h2" not in hosts_answering([client.get("/whoami") for _ in range(4)]):
             assert time.monotonic() < deadline, "h2 never came back into the rotation"
             time.sleep(0.2)
+
+
+def test_a_host_cut_off_the_network_is_routed_around(shop: tuple[Cluster, str]) -> None:
+    """``ip link set down`` on a host: its packets vanish (no refusal to react to), the balancer's health checks
+    fail, and it routes around; with the link back the host rejoins."""
+    made, url = shop
+    failures: list[int] = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        made.link("h1", up=False)
+        try:
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                answer = client.get("/whoami")
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+            assert hosts_answering([client.get("/whoami") for _ in range(4)]) == {"h2"}
+        finally:
+            made.link("h1", up=True)
+        deadline = time.monotonic() + 15
+        while "h1" not in hosts_answering([client.get("/whoami") for _ in range(4)]):
+            assert time.monotonic() < deadline, "h1 never came back into the rotation"
+            time.sleep(0.2)
+    assert not failures
+
+
+def test_redis_restarted_degrades_as_configured_then_recovers(shop: tuple[Cluster, str]) -> None:
+    """Redis down: rate limits let requests through (fail open), a session write is a 503 with Retry-After (never
+    a change dropped silently), reads give an empty session; Redis back: every host works again by itself."""
+    made, url = shop
+    with httpx.Client(base_url=url, timeout=10) as client:
+        made.stop("redis", sig=9)
+        try:
+            limited = [client.get("/limited").status_code for _ in range(4)]
+            written = client.post("/session", json={"name": "bo"})
+            read = client.get("/session")
+        finally:
+            made.start_redis()
+        assert limited == [200] * 4  # fail open
+        assert written.status_code == 503 and "retry-after" in written.headers
+        assert read.status_code == 200 and read.json()["name"] is None
+        deadline = time.monotonic() + 20
+        while client.post("/session", json={"name": "bo"}).status_code != 200:
+            assert time.monotonic() < deadline, "the hosts never used Redis again"
+            time.sleep(0.2)
+        assert {client.get("/session").json()["name"] for _ in range(4)} == {"bo"}
