@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cello import App, Request
+from cello import App, Request, WebSocket
 from cello.enterprise.redis import Redis
 from cello.realtime import Broadcast, EventSourceResponse
 from cello.stores.redis import RedisStore
@@ -34,10 +34,10 @@ app.enable_prometheus()
 app.on_shutdown(redis.close)
 app.enable_sessions(secret=b"scale-out-session-secret-0123456789", store=store)
 # NOTE: /fact is left out of CSRF: an answer setting its token cookie could not be cached
-app.enable_csrf(secret=b"scale-out-csrf-secret-0123456789-ab", exempt_paths=["/session", "/news", "/fact"])
-app.enable_caching(store, ttl=60, exclude_paths=["/whoami", "/session", "/news", "/limited", "/csrf"])
-app.enable_rate_limit(requests=10, window=60, key="ip", store=store,
-                      exempt_paths=("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer"))  # fmt: skip
+app.enable_csrf(secret=b"scale-out-csrf-secret-0123456789-ab", exempt_paths=["/session", "/news", "/fact", "/rooms/*"])
+app.enable_caching(store, ttl=60, exclude_paths=["/whoami", "/session", "/news", "/limited", "/csrf", "/rooms/*"])
+UNLIMITED = ("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer", "/rooms/lobby")  # only /limited counts
+app.enable_rate_limit(requests=10, window=60, key="ip", store=store, exempt_paths=UNLIMITED)
 hub = Broadcast(store)
 app.on_shutdown(hub.close)
 
@@ -92,4 +92,23 @@ async def news() -> EventSourceResponse:
 @app.post("/news")
 async def publish(request: Request) -> dict[str, str]:
     await hub.publish("news", (await request.json())["text"])
+    return {"host": HOST}
+
+
+@app.websocket("/rooms/{room}")
+async def room(ws: WebSocket, room: str) -> None:
+    """A WebSocket room: what is published to it on any host reaches every member, on every host."""
+    await ws.accept()
+    await hub.join(room, ws)
+    try:
+        await ws.send_json({"host": HOST, "joined": room})
+        async for _ in ws:  # until the client leaves
+            pass
+    finally:
+        await hub.leave(room, ws)
+
+
+@app.post("/rooms/{room}")
+async def say(room: str, request: Request) -> dict[str, str]:
+    await hub.publish(room, {"text": (await request.json())["text"]})
     return {"host": HOST}

@@ -1,7 +1,8 @@
 """Several hosts behind a real load balancer behave as one app (tests/live/_cluster.py: network namespaces, HAProxy,
 a Redis of their own; tests/apps/scaleout_app.py on every host, two workers each): one rate-limit budget per client
 across hosts, a session started on one host read on another, a cached answer filled by one host served by all, a
-CSRF token good on every host, a broadcast from one host reaching SSE streams on every host, per-host metrics that
+CSRF token good on every host, a broadcast from one host reaching SSE streams on every host, a WebSocket room
+spanning the hosts whose members reconnect to the survivor when a host dies, per-host metrics that
 add up to the traffic, a host killed or cut off the network routed around — no request answered 5xx — then back
 in the rotation, and Redis restarted: features degrade as configured, then recover by themselves."""
 
@@ -113,6 +114,40 @@ def test_a_broadcast_from_one_host_reaches_streams_on_every_host(shop: tuple[Clu
     for listener in listeners:
         listener.join(20)
     assert received == {"h1": ["sale"], "h2": ["sale"]}
+
+
+def test_a_websocket_room_spans_the_hosts_and_survives_one(shop: tuple[Cluster, str]) -> None:
+    """Members of one room through the balancer, on both hosts, get what is said on either; when one host dies its
+    members reconnect through the balancer to the other, and are in the room again."""
+    import contextlib
+    import json
+
+    from websockets.sync.client import connect
+
+    made, url = shop
+    address = url.replace("http://", "ws://") + "/rooms/lobby"
+    sockets = contextlib.ExitStack()
+    members = [sockets.enter_context(connect(address, open_timeout=5)) for _ in range(2)]
+    try:
+        joined = [json.loads(member.recv(timeout=5))["host"] for member in members]
+        assert sorted(joined) == ["h1", "h2"]  # round robin: one member on each host
+        time.sleep(0.3)  # both hosts subscribed to the room's channel
+        assert httpx.post(f"{url}/rooms/lobby", json={"text": "hello"}, timeout=5).status_code == 200
+        assert [json.loads(member.recv(timeout=5)) for member in members] == [{"text": "hello"}] * 2
+        doomed = joined.index("h2")
+        made.stop("h2", sig=9)
+        with pytest.raises(Exception):  # its connection is gone with its host
+            members[doomed].recv(timeout=5)
+        members[doomed] = sockets.enter_context(connect(address, open_timeout=5))  # reconnected: the balancer picks h1
+        assert json.loads(members[doomed].recv(timeout=5))["host"] == "h1"
+        time.sleep(0.3)
+        assert httpx.post(f"{url}/rooms/lobby", json={"text": "still here"}, timeout=5).status_code == 200
+        assert [json.loads(member.recv(timeout=5)) for member in members] == [{"text": "still here"}] * 2
+    finally:
+        sockets.close()
+        env = {"REDIS_URL": f"redis://{made.address('redis')}:6379/0", "TRUSTED_PROXIES": made.address("lb")}
+        if "h2" not in made.processes:
+            made.start_app("h2", "scaleout_app:app", {**env, **metrics_of(made, "h2")})
 
 
 def test_each_host_s_metrics_add_up_to_the_traffic(shop: tuple[Cluster, str]) -> None:
