@@ -10,7 +10,12 @@ from cello.security import JwtAuth, JwtConfig
 app = App()
 app.use(
     JwtAuth(
-        JwtConfig(jwks=os.environ["CELLO_TEST_JWKS_URL"], algorithms=["RS256", "ES256"], jwks_min_refresh=0.2),
+        JwtConfig(
+            jwks=os.environ["CELLO_TEST_JWKS_URL"],
+            algorithms=["RS256", "ES256"],
+            jwks_min_refresh=0.2,
+            jwks_ttl=float(os.environ.get("CELLO_TEST_JWKS_TTL", "300")),
+        ),
         exclude_paths=["/__ready"],
     )
 )

@@ -104,3 +104,22 @@ def test_key_rotation_by_kid(live, key_server, face):
     for _ in range(5):
         assert me(token(new, "bogus", "eve")).status_code == 401
     assert key_server.fetches - before <= 1
+
+
+def test_a_withdrawn_key_s_cached_tokens_stop_working_when_the_key_set_expires(live, key_server):
+    """No unknown kid comes to make the server look again: the key set's ttl alone must retire the withdrawn key,
+    tokens already verified (and cached) included."""
+    old = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_server.publish(("old", old))
+    server = live("jwks_app:app", ready_path="/__ready",
+                  env={"CELLO_TEST_JWKS_URL": key_server.url, "CELLO_TEST_JWKS_TTL": "0.5",
+                       "PYTHONPATH": str(APPS)}).start()  # fmt: skip
+    old_token = token(old, "old", "alice")
+
+    def me() -> int:
+        return httpx.get(server.url + "/me", headers={"authorization": f"Bearer {old_token}"}, timeout=10).status_code
+
+    assert me() == 200 and me() == 200  # verified, then from the token cache
+    key_server.publish()  # withdrawn
+    time.sleep(0.7)  # past the key set's ttl
+    assert me() == 401

@@ -179,6 +179,10 @@ class JwtAuth(Authenticator):
 
     def verify(self, request: Any, token: str) -> Any:
         cached = self._token_cache.get(token)
+        # NOTE: with a JWKS URL, a key set past its ttl is looked at again first: a withdrawn key's tokens must stop
+        # working even while they are cached
+        if cached is not None and self.is_async and time.monotonic() - self._jwks_fetched > self.config.jwks_ttl:
+            cached = None
         if cached is not None:
             claims, principal, expires, not_before = cached
             now = time.time()
