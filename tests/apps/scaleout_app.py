@@ -2,7 +2,7 @@
 REDIS_URL: a rate limit budget per client address (read from X-Forwarded-For, the balancer being a trusted proxy),
 server-side sessions, the response cache, CSRF tokens signed with one secret, a broadcast hub; its workers' metrics
 added up (PROMETHEUS_MULTIPROC_DIR, one per host); every answer saying which host served it (``X-Served-By``:
-CELLO_HOST_NAME)."""
+CELLO_HOST_NAME); and /secure taking tokens signed by the keys of the JWKS at JWKS_URL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from cello import App, Request, WebSocket
 from cello.enterprise.redis import Redis
+from cello.middleware import JwtAuth, JwtConfig
 from cello.realtime import Broadcast, EventSourceResponse
 from cello.stores.redis import RedisStore
 
@@ -36,7 +37,7 @@ app.enable_sessions(secret=b"scale-out-session-secret-0123456789", store=store)
 # NOTE: /fact is left out of CSRF: an answer setting its token cookie could not be cached
 app.enable_csrf(secret=b"scale-out-csrf-secret-0123456789-ab", exempt_paths=["/session", "/news", "/fact", "/rooms/*"])
 app.enable_caching(store, ttl=60, exclude_paths=["/whoami", "/session", "/news", "/limited", "/csrf", "/rooms/*"])
-UNLIMITED = ("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer", "/rooms/lobby")  # only /limited counts
+UNLIMITED = ("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer", "/rooms/lobby", "/secure")  # not /limited
 app.enable_rate_limit(requests=10, window=60, key="ip", store=store, exempt_paths=UNLIMITED)
 hub = Broadcast(store)
 app.on_shutdown(hub.close)
@@ -112,3 +113,14 @@ async def room(ws: WebSocket, room: str) -> None:
 async def say(room: str, request: Request) -> dict[str, str]:
     await hub.publish(room, {"text": (await request.json())["text"]})
     return {"host": HOST}
+
+
+# tokens checked against the keys published at JWKS_URL: kept a second, fetched again at once (at most every 0.2 s)
+# when a token names a key not seen yet
+tokens = JwtAuth(JwtConfig(jwks=os.environ.get("JWKS_URL", "http://127.0.0.1:9/none"), jwks_ttl=1.0,
+                           jwks_min_refresh=0.2))  # fmt: skip
+
+
+@app.get("/secure", middleware=[tokens])
+async def secure(request: Request) -> dict[str, Any]:
+    return {"host": HOST, "user": request.user.id}

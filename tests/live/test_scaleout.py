@@ -19,14 +19,74 @@ from _cluster import Cluster, cluster, hosts_answering
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.timeout(180)]
 
 
+class KeySet:
+    """The JWKS every host reads, served by the test process on the bridge: keys added and removed at will."""
+
+    def __init__(self, address: str) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.keys: dict[str, Any] = {}  # kid -> private key
+        keys = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps(keys.document()).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}/jwks.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def document(self) -> dict[str, Any]:
+        import json
+
+        import jwt
+
+        published = []
+        for kid, key in self.keys.items():
+            public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+            published.append({**public, "kid": kid, "alg": "RS256", "use": "sig"})
+        return {"keys": published}
+
+    def add(self, kid: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def token(self, kid: str, subject: str) -> str:
+        import jwt
+
+        claims = {"sub": subject, "exp": int(time.time()) + 600}
+        return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
 def shop() -> Iterator[tuple[Cluster, str]]:
     with cluster(hosts=2) as made:
         redis_url = made.start_redis()
-        env = {"REDIS_URL": redis_url, "TRUSTED_PROXIES": made.address("lb")}
+        made.key_set = KeySet(made.address("client"))  # type: ignore[attr-defined]
+        made.key_set.add("first")  # type: ignore[attr-defined]
+        env = {"REDIS_URL": redis_url, "TRUSTED_PROXIES": made.address("lb"),
+               "JWKS_URL": made.key_set.url}  # type: ignore[attr-defined]  # fmt: skip
         for host in made.hosts:
             made.start_app(host, "scaleout_app:app", {**env, **metrics_of(made, host)})
-        yield made, made.start_balancer()
+        try:
+            yield made, made.start_balancer()
+        finally:
+            made.key_set.close()  # type: ignore[attr-defined]
 
 
 def metrics_of(made: Cluster, host: str) -> dict[str, str]:
@@ -145,9 +205,44 @@ def test_a_websocket_room_spans_the_hosts_and_survives_one(shop: tuple[Cluster, 
         assert [json.loads(member.recv(timeout=5)) for member in members] == [{"text": "still here"}] * 2
     finally:
         sockets.close()
-        env = {"REDIS_URL": f"redis://{made.address('redis')}:6379/0", "TRUSTED_PROXIES": made.address("lb")}
+        env = {"REDIS_URL": f"redis://{made.address('redis')}:6379/0", "TRUSTED_PROXIES": made.address("lb"),
+               "JWKS_URL": made.key_set.url}  # type: ignore[attr-defined]  # fmt: skip
         if "h2" not in made.processes:
             made.start_app("h2", "scaleout_app:app", {**env, **metrics_of(made, "h2")})
+        back_in_rotation(url, "h2")
+
+
+def back_in_rotation(url: str, host: str, timeout: float = 15.0) -> None:
+    """Wait until the balancer sends requests to ``host`` again (its health checks have to pass twice)."""
+    deadline = time.monotonic() + timeout
+    while host not in hosts_answering([httpx.get(f"{url}/whoami", timeout=10) for _ in range(4)]):
+        assert time.monotonic() < deadline, f"{host} never came back into the rotation"
+        time.sleep(0.2)
+
+
+def test_a_jwks_rotation_is_seen_by_every_host(shop: tuple[Cluster, str]) -> None:
+    """A key rotation as an identity provider does it: the new key published beside the old, tokens signed with it
+    taken by every host at once; the old key withdrawn, its tokens refused everywhere once the hosts' copies of
+    the key set expire."""
+    made, url = shop
+    keys = made.key_set  # type: ignore[attr-defined]
+
+    def statuses(token: str) -> list[Any]:
+        return [httpx.get(f"{url}/secure", headers={"authorization": f"Bearer {token}"}, timeout=5)
+                for _ in range(8)]  # fmt: skip
+
+    old = keys.token("first", "ada")
+    before = statuses(old)
+    assert {answer.status_code for answer in before} == {200} and hosts_answering(before) == {"h1", "h2"}
+    keys.add("second")
+    time.sleep(0.3)  # past the least time between two fetches of the key set
+    after = statuses(keys.token("second", "bo"))  # a key no worker has seen: each fetches the key set again
+    assert {answer.status_code for answer in after} == {200} and hosts_answering(after) == {"h1", "h2"}
+    assert {answer.json()["user"] for answer in after} == {"bo"}
+    del keys.keys["first"]
+    time.sleep(1.2)  # past the hosts' one second of keeping the key set
+    refused = statuses(old)
+    assert {answer.status_code for answer in refused} == {401} and hosts_answering(refused) == {"h1", "h2"}
 
 
 def test_each_host_s_metrics_add_up_to_the_traffic(shop: tuple[Cluster, str]) -> None:
@@ -170,7 +265,8 @@ def test_each_host_s_metrics_add_up_to_the_traffic(shop: tuple[Cluster, str]) ->
 
 def test_a_host_killed_is_routed_around_and_rejoins(shop: tuple[Cluster, str]) -> None:
     made, url = shop
-    env = {"REDIS_URL": f"redis://{made.address('redis')}:6379/0", "TRUSTED_PROXIES": made.address("lb")}
+    env = {"REDIS_URL": f"redis://{made.address('redis')}:6379/0", "TRUSTED_PROXIES": made.address("lb"),
+           "JWKS_URL": made.key_set.url}  # type: ignore[attr-defined]  # fmt: skip
     failures: list[Any] = []
     with httpx.Client(base_url=url, timeout=5) as client:
         made.stop("h2", sig=9)  # kill -9 of the host's server and its workers
