@@ -36,9 +36,12 @@ app.on_shutdown(redis.close)
 app.enable_sessions(secret=b"scale-out-session-secret-0123456789", store=store)
 # NOTE: /fact is left out of CSRF: an answer setting its token cookie could not be cached
 app.enable_csrf(secret=b"scale-out-csrf-secret-0123456789-ab", exempt_paths=["/session", "/news", "/fact", "/rooms/*"])
-app.enable_caching(store, ttl=60, exclude_paths=["/whoami", "/session", "/news", "/limited", "/csrf", "/rooms/*"])
-UNLIMITED = ("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer", "/rooms/lobby", "/secure")  # not /limited
-app.enable_rate_limit(requests=10, window=60, key="ip", store=store, exempt_paths=UNLIMITED)
+app.enable_caching(store, ttl=60, exclude_paths=["/whoami", "/session", "/news", "/limited", "/csrf", "/rooms/*",
+                                                 "/plain", "/stateful"])  # fmt: skip
+# only /limited and /stateful count against a client's budget
+UNLIMITED = ("/session", "/whoami", "/news", "/fact", "/csrf", "/transfer", "/rooms/lobby", "/secure", "/plain")
+app.enable_rate_limit(requests=int(os.environ.get("RATE_LIMIT", "10")), window=60, key="ip", store=store,
+                      exempt_paths=UNLIMITED)  # fmt: skip
 hub = Broadcast(store)
 app.on_shutdown(hub.close)
 
@@ -124,3 +127,15 @@ tokens = JwtAuth(JwtConfig(jwks=os.environ.get("JWKS_URL", "http://127.0.0.1:9/n
 @app.get("/secure", middleware=[tokens])
 async def secure(request: Request) -> dict[str, Any]:
     return {"host": HOST, "user": request.user.id}
+
+
+@app.get("/plain")
+async def plain() -> dict[str, str]:
+    """No shared state: the baseline of the benchmark's added-latency figure (benchmarks/scaleout.py)."""
+    return {"host": HOST}
+
+
+@app.get("/stateful")
+async def stateful(request: Request) -> dict[str, Any]:
+    """A rate-limit hit and a session read, both in Redis: what the shared state adds to a request."""
+    return {"host": HOST, "name": request.session.get("name")}

@@ -196,8 +196,8 @@ class Cluster:
 
     def start_balancer(self, hosts: Sequence[str] | None = None) -> str:
         """HAProxy in front of the hosts: round robin, health checks on /health/ready every 300 ms, a request that
-        cannot reach its host retried on another, WebSocket upgrades passed through, X-Forwarded-For added;
-        returns its base URL."""
+        cannot reach its host (or gets no answer within the server timeout) retried on another, WebSocket upgrades
+        passed through, X-Forwarded-For added; returns its base URL."""
         servers = "\n".join(f"    server {host} {self.address(host)}:8000 check inter 300 fall 2 rise 2"
                             for host in hosts or self.hosts)  # fmt: skip
         config = self.folder / "haproxy.cfg"
@@ -211,8 +211,6 @@ defaults
     timeout server 20s
     timeout tunnel 1h
     option forwardfor
-    # a new connection per request: a host cut off mid-keep-alive fails fast at connect, and is retried elsewhere
-    http-reuse never
 frontend web
     bind {self.address("lb")}:8080
     default_backend app
