@@ -269,6 +269,7 @@ def test_a_host_killed_is_routed_around_and_rejoins(shop: tuple[Cluster, str]) -
            "JWKS_URL": made.key_set.url}  # type: ignore[attr-defined]  # fmt: skip
     failures: list[Any] = []
     with httpx.Client(base_url=url, timeout=5) as client:
+        assert client.post("/session", json={"name": "kept"}).status_code == 200
         made.stop("h2", sig=9)  # kill -9 of the host's server and its workers
         served: list[Any] = []
         deadline = time.monotonic() + 10
@@ -277,6 +278,7 @@ def test_a_host_killed_is_routed_around_and_rejoins(shop: tuple[Cluster, str]) -
             (served if answer.status_code == 200 else failures).append(answer)
         assert not failures, [failure.status_code for failure in failures]
         assert hosts_answering(served[-5:]) == {"h1"}  # the balancer has taken h2 out
+        assert client.get("/session").json()["name"] == "kept"  # nothing lost with the host
         made.start_app("h2", "scaleout_app:app", {**env, **metrics_of(made, "h2")})
         deadline = time.monotonic() + 15
         while "h2" not in hosts_answering([client.get("/whoami") for _ in range(4)]):
