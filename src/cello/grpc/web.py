@@ -105,6 +105,7 @@ def _endpoint(server: GrpcServer, service: str, method: _Method) -> Callable[[Re
     context_type = AsyncWebContext if method.is_async else WebContext
     counted = server.web_calls_counted()
     admission = server.admissions.get(service)
+    guards = server.guards.get(service, [])  # NOTE: given with the service, before its routes are made
 
     async def answer(request: Request) -> Response:
         started = time.perf_counter()
@@ -130,7 +131,7 @@ def _endpoint(server: GrpcServer, service: str, method: _Method) -> Callable[[Re
             messages = [decoded(method.input, data, codec) for data in await request_messages(request, protocol)]
             if not method.streamed and len(messages) != 1:
                 raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "The method takes one request message.")
-            verdict = await auth.verdict(request, server.auth_layers(), server.guards.get(service, []))
+            verdict = await auth.verdict(request, server.auth_layers(), guards)
             if verdict.code is not None:
                 raise CallError(verdict.code, verdict.message)
             if admission is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ from ..enterprise.database import Connection, Database
 from ..http.exceptions import ConfigurationError
 from .events import RecordedEvent
 from .projections import Projection
-from .store import EventStore
+from .store import EventStore, create_tables, lock_key, take_turns
 
 if TYPE_CHECKING:
     from ..app import App
@@ -85,14 +84,14 @@ class Outbox:
         self._projection = Projection("outbox")
         store.project(self._projection)
         self._task: asyncio.Task[None] | None = None
-        self._lock_key = zlib.crc32(f"outbox:{self.table}".encode())
+        self._lock_key = lock_key(f"outbox:{self.table}")
         self.sql = {name: template.format(table=self.table) for name, template in _STATEMENTS.items()}
 
     async def setup(self) -> None:
         """Create the table when it is missing."""
-        async with self.db.transaction(immediate=True) as conn:
-            await self._lock(conn)
-            await conn.execute(_OUTBOX_TABLE.format(table=self.table, id=_OUTBOX[self.db.dialect]))
+        await create_tables(
+            self.db, self._lock_key, _OUTBOX_TABLE.format(table=self.table, id=_OUTBOX[self.db.dialect])
+        )
 
     def route(self, event: type, topic: str, *, key: Callable[[Any, RecordedEvent], str | None] | None = None) -> None:
         """Send the appended events of class ``event`` to ``topic``, keyed (kept in order) by ``key(event,
@@ -162,7 +161,7 @@ class Outbox:
         while True:
             failure: BaseException | None = None
             async with self.db.transaction(immediate=True) as conn:
-                await self._lock(conn)
+                await take_turns(self.db, conn, self._lock_key)
                 rows = await conn.fetch_all(self.sql["pending"], self.batch)
                 for row in rows:
                     try:
@@ -188,10 +187,6 @@ class Outbox:
         """How many messages wait to be relayed."""
         return int(await self.db.fetch_val(self.sql["count"]) or 0)
 
-    async def _lock(self, conn: Connection) -> None:
-        if self.db.dialect == "postgresql":  # NOTE: SQLite: the transaction's write lock already does
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
-
 
 class Inbox:
     """Which messages each consumer has handled; see the module."""
@@ -205,10 +200,7 @@ class Inbox:
 
     async def setup(self) -> None:
         """Create the table when it is missing (one worker at a time on PostgreSQL)."""
-        async with self.db.transaction(immediate=True) as conn:
-            if self.db.dialect == "postgresql":
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"inbox:{self.table}".encode()))
-            await conn.execute(_INBOX_TABLE.format(table=self.table))
+        await create_tables(self.db, lock_key(f"inbox:{self.table}"), _INBOX_TABLE.format(table=self.table))
 
     async def first(self, consumer: str, message_id: str) -> bool:
         """Record ``message_id`` as handled by ``consumer`` (in the task's transaction): True the first time."""

@@ -31,14 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..enterprise.database import Connection
 from ..http.exceptions import ConfigurationError
 from .events import RecordedEvent
-from .store import EventStore
+from .store import EventStore, lock_key, take_turns
 
 if TYPE_CHECKING:
     from ..app import App
@@ -147,7 +146,7 @@ class Projector:
         """Clear the projection's read model, move its checkpoint back to 0, and catch up from the first event."""
         [projection] = self._chosen(name)
         async with self.store.db.transaction(immediate=True) as conn:
-            await self._lock(conn, projection)
+            await take_turns(self.store.db, conn, lock_key(f"projection:{projection.name}"))
             await projection.clear(conn)
             await self.store.save_checkpoint(projection.name, 0)
         return await self.catch_up(name)
@@ -166,7 +165,7 @@ class Projector:
     async def _batch(self, projection: Projection) -> int:
         """One batch: the events after the checkpoint applied and the checkpoint moved, in one transaction."""
         async with self.store.db.transaction(immediate=True) as conn:
-            await self._lock(conn, projection)
+            await take_turns(self.store.db, conn, lock_key(f"projection:{projection.name}"))
             after = await self.store.load_checkpoint(projection.name)
             events = await self.store.read_all(after=after, limit=self.batch)
             for recorded in events:
@@ -174,8 +173,3 @@ class Projector:
             if events:
                 await self.store.save_checkpoint(projection.name, events[-1].position)
         return len(events)
-
-    async def _lock(self, conn: Connection, projection: Projection) -> None:
-        # NOTE: SQLite: the transaction's write lock (immediate) already keeps other workers out
-        if self.store.db.dialect == "postgresql":
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"projection:{projection.name}".encode()))

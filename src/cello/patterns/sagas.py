@@ -52,6 +52,7 @@ import msgspec
 
 from ..enterprise.database import Database
 from ..http.exceptions import ConfigurationError, NotFound
+from .store import create_tables, lock_key
 
 if TYPE_CHECKING:
     from ..app import App
@@ -193,12 +194,7 @@ class Sagas:
 
     async def setup(self) -> None:
         """Create the table when it is missing (one worker at a time on PostgreSQL)."""
-        import zlib
-
-        async with self.db.transaction(immediate=True) as conn:
-            if self.db.dialect == "postgresql":
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"sagas:{self.table}".encode()))
-            await conn.execute(_TABLE.format(table=self.table))
+        await create_tables(self.db, lock_key(f"sagas:{self.table}"), _TABLE.format(table=self.table))
 
     def attach(self, app: App) -> Sagas:
         """Create the table at startup, then take over the sagas dead workers left, every ``interval`` seconds;

@@ -39,6 +39,7 @@ import contextlib
 import datetime as dt
 import re
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,27 @@ _TABLES = {
 }
 
 
+def lock_key(name: str) -> int:
+    """The key of the PostgreSQL advisory lock that makes the workers take turns at ``name``."""
+    return zlib.crc32(name.encode())
+
+
+async def take_turns(db: Database, conn: Connection, key: int) -> None:
+    """Hold the transaction-level advisory lock ``key`` (PostgreSQL) until ``conn``'s transaction ends. On SQLite the
+    transaction's own write lock (``immediate=True``) already lets one writer in at a time."""
+    if db.dialect == "postgresql":
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+
+
+async def create_tables(db: Database, key: int, *statements: str) -> None:
+    """Run ``CREATE TABLE IF NOT EXISTS`` statements one worker at a time (every worker's startup may run them at
+    once, and concurrent ones collide on PostgreSQL)."""
+    async with db.transaction(immediate=True) as conn:
+        await take_turns(db, conn, key)
+        for statement in statements:
+            await conn.execute(statement)
+
+
 class ConcurrencyError(HTTPException):
     """The stream was not at the version the append expected (another writer got there first): a 409."""
 
@@ -196,14 +218,8 @@ class EventStore:
     async def setup(self) -> None:
         """Create the table when it is missing (every worker may run this at once: on PostgreSQL one at a time,
         under the appends' advisory lock, as concurrent ``CREATE TABLE IF NOT EXISTS`` collide)."""
-        async with self.db.transaction(immediate=True) as conn:
-            if self._postgres:
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            await conn.execute(_TABLES[self.db.dialect].format(table=self.table))
-            await conn.execute(_SNAPSHOTS.format(table=self.table))
-            await conn.execute(_CHECKPOINTS.format(table=self.table))
-            await conn.execute(_KEYS.format(table=self.table))
-            await conn.execute(_TOMBSTONES.format(table=self.table))
+        tables = (_TABLES[self.db.dialect], _SNAPSHOTS, _CHECKPOINTS, _KEYS, _TOMBSTONES)
+        await create_tables(self.db, LOCK_KEY, *(table.format(table=self.table) for table in tables))
 
     def attach(self, app: App) -> EventStore:
         """Create the table at the app's startup."""
@@ -238,8 +254,7 @@ class EventStore:
                 return recorded
         # NOTE: immediate: on SQLite the version read and the insert must not be split by another writer's commit
         async with self.db.transaction(immediate=True) as conn:
-            if self._postgres:
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await take_turns(self.db, conn, LOCK_KEY)
             current = await self._version(conn, stream_id)
             if current == 0 and await conn.fetch_val(self.sql["deleted"], stream_id) is not None:
                 raise StreamDeleted()
