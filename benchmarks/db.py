@@ -143,15 +143,7 @@ def main() -> int:
     if not set(shapes) <= set(SHAPES):
         sys.exit(f"unknown shapes: {sorted(set(shapes) - set(SHAPES))}")
     run.NOISE_SHARE = 10.0  # the database shares the client's core on purpose (see the module docstring)
-    run.VENVS_DIR.mkdir(exist_ok=True)
-    run.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    venvs = {name: run.ensure_venv(name, False) for name in ("cello", "fastapi", "blacksheep")}
-    broken = {name: v["error"] for name, v in venvs.items() if not v["ok"]}
-    if broken:
-        sys.exit(f"venvs failed: {broken}")
-    error = run.install_cello_source(args.working_tree)
-    if error:
-        sys.exit(error)
+    venvs = run.prepare_venvs(("cello", "fastapi", "blacksheep"), args.working_tree)
     run.log("creating the benchmark data (PostgreSQL cello_bench, Redis)")
     subprocess.run([str(run.VENVS_DIR / "cello" / "bin" / "python"), "db_setup.py"], cwd=run.BENCH_DIR, check=True)
     rows = measure_rounds(TARGETS, shapes, args, check_shape, "db")

@@ -180,15 +180,7 @@ def main() -> int:
     for program in ("wrk", "h2load", "taskset"):
         if shutil.which(program) is None:
             sys.exit(f"{program} is needed (Debian: wrk, nghttp2-client, util-linux)")
-    run.VENVS_DIR.mkdir(exist_ok=True)
-    run.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    venvs = {name: run.ensure_venv(name, False) for name in ("cello", "connect")}
-    broken = {name: v["error"] for name, v in venvs.items() if not v["ok"]}
-    if broken:
-        sys.exit(f"venvs failed: {broken}")
-    error = run.install_cello_source(args.working_tree)
-    if error:
-        sys.exit(error)
+    venvs = run.prepare_venvs(("cello", "connect"), args.working_tree)
     generate()
     rows = []
     for rnd in range(1, args.rounds + 1):

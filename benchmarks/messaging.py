@@ -168,15 +168,7 @@ def main() -> int:
     brokers = args.brokers.split(",") if args.brokers else BROKERS
     if not set(brokers) <= set(BROKERS):
         sys.exit(f"unknown brokers: {sorted(set(brokers) - set(BROKERS))}")
-    run.VENVS_DIR.mkdir(exist_ok=True)
-    run.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    venvs = {name: run.ensure_venv(name, False) for name in ("cello", "faststream")}
-    broken = {name: v["error"] for name, v in venvs.items() if not v["ok"]}
-    if broken:
-        sys.exit(f"venvs failed: {broken}")
-    error = run.install_cello_source(args.working_tree)
-    if error:
-        sys.exit(error)
+    venvs = run.prepare_venvs(("cello", "faststream"), args.working_tree)
     rows: list[dict] = []
     all_cpus = f"0-{(os.cpu_count() or 2) - 1}"
     with tansu() as kafka_url:

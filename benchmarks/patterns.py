@@ -69,15 +69,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 2.0, 1
-    run.VENVS_DIR.mkdir(exist_ok=True)
-    run.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    venvs = {name: run.ensure_venv(name, False) for name in ("cello", "eventsourcing")}
-    broken = {name: v["error"] for name, v in venvs.items() if not v["ok"]}
-    if broken:
-        sys.exit(f"venvs failed: {broken}")
-    error = run.install_cello_source(args.working_tree)
-    if error:
-        sys.exit(error)
+    venvs = run.prepare_venvs(("cello", "eventsourcing"), args.working_tree)
     admin(f"DROP DATABASE IF EXISTS {DATABASE}")
     admin(f"CREATE DATABASE {DATABASE}")
     figures: dict[str, list[float]] = {}

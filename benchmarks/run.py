@@ -738,6 +738,22 @@ def fmt_lat(us: float | None) -> str:
     return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
 
 
+def prepare_venvs(names: tuple[str, ...], working_tree: bool) -> dict:
+    """The venvs ``names`` made or reused and Cello's source installed in them (a snapshot of HEAD, or the
+    checkout's ``src/`` as it is with ``working_tree``); exits with the reason when either fails. Returns the
+    venvs' report entries."""
+    VENVS_DIR.mkdir(exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    venvs = {name: ensure_venv(name, False) for name in names}
+    broken = {name: v["error"] for name, v in venvs.items() if not v["ok"]}
+    if broken:
+        sys.exit(f"venvs failed: {broken}")
+    error = install_cello_source(working_tree)
+    if error:
+        sys.exit(error)
+    return venvs
+
+
 def save_report(kind: str, report: dict, text: str, now: dt.datetime, latest: bool) -> None:
     """``results/<kind>-<timestamp>.json`` and ``.md``, and ``results/<kind>-latest.md`` when ``latest`` (a full
     run); the text printed too."""

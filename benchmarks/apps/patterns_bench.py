@@ -15,6 +15,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -56,6 +58,26 @@ async def appends_cello(writers: int, events: int, seconds: float) -> float:
         return appended / (time.perf_counter() - started)
 
 
+async def appended_per_second(pool: asyncpg.Pool, writers: int, events: int, seconds: float,
+                              append: Callable[[Any, str, list[str], int], Awaitable[list[Any]]]) -> float:  # fmt: skip
+    """Events appended per second by ``writers`` tasks for ``seconds``, each on a connection and a stream of its
+    own, ``events`` at a time, with ``append(connection, stream, event ids, expected version)``."""
+
+    async def write(n: int) -> int:
+        stream, version = f"account-{n}-{uuid.uuid4().hex[:6]}", 0
+        async with pool.acquire() as conn:
+            while time.perf_counter() < deadline:
+                if len(await append(conn, stream, [uuid.uuid4().hex for _ in range(events)], version)) != events:
+                    raise RuntimeError("lost a race")
+                version += events
+        return version
+
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    appended = sum(await asyncio.gather(*(write(n) for n in range(writers))))
+    return appended / (time.perf_counter() - started)
+
+
 async def appends_raw(writers: int, events: int, seconds: float) -> float:
     """The statement the event store runs for an append outside a transaction (the lock, the version check, the
     inserts), sent with asyncpg directly."""
@@ -67,22 +89,8 @@ async def appends_raw(writers: int, events: int, seconds: float) -> float:
         payload = msgspec.json.encode(Deposited("a", 1)).decode()
         names, datas, metas = ["Deposited"] * events, [payload] * events, ["{}"] * events
 
-        async def write(n: int) -> int:
-            stream, version = f"account-{n}-{uuid.uuid4().hex[:6]}", 0
-            async with pool.acquire() as conn:
-                while time.perf_counter() < deadline:
-                    ids = [uuid.uuid4().hex for _ in range(events)]
-                    rows = await conn.fetch(statement, 0x63656C6C6F, stream, ids, names, datas, metas,
-                                            dt.datetime.now(dt.UTC), version)  # fmt: skip
-                    if len(rows) != events:
-                        raise RuntimeError("lost a race")
-                    version += events
-            return version
-
-        deadline = time.perf_counter() + seconds
-        started = time.perf_counter()
-        appended = sum(await asyncio.gather(*(write(n) for n in range(writers))))
-        return appended / (time.perf_counter() - started)
+        return await appended_per_second(pool, writers, events, seconds, lambda conn, stream, ids, version: conn.fetch(
+            statement, 0x63656C6C6F, stream, ids, names, datas, metas, dt.datetime.now(dt.UTC), version))  # fmt: skip
     finally:
         await pool.close()
 
@@ -114,22 +122,8 @@ async def appends_lockfree(writers: int, events: int, seconds: float) -> float:
         payload = msgspec.json.encode(Deposited("a", 1)).decode()
         names, datas, metas = ["Deposited"] * events, [payload] * events, ["{}"] * events
 
-        async def write(n: int) -> int:
-            stream, version = f"account-{n}-{uuid.uuid4().hex[:6]}", 0
-            async with pool.acquire() as conn:
-                while time.perf_counter() < deadline:
-                    ids = [uuid.uuid4().hex for _ in range(events)]
-                    rows = await conn.fetch(LOCK_FREE, stream, ids, names, datas, metas, dt.datetime.now(dt.UTC),
-                                            version)  # fmt: skip
-                    if len(rows) != events:
-                        raise RuntimeError("lost a race")
-                    version += events
-            return version
-
-        deadline = time.perf_counter() + seconds
-        started = time.perf_counter()
-        appended = sum(await asyncio.gather(*(write(n) for n in range(writers))))
-        return appended / (time.perf_counter() - started)
+        return await appended_per_second(pool, writers, events, seconds, lambda conn, stream, ids, version: conn.fetch(
+            LOCK_FREE, stream, ids, names, datas, metas, dt.datetime.now(dt.UTC), version))  # fmt: skip
     finally:
         await pool.close()
 
