@@ -223,7 +223,7 @@ async def _called(server: GrpcServer, method: _Method, message: Any, context: We
 
 
 def _failure(server: GrpcServer, method: _Method, context: WebContext, exc: Exception) -> CallError:
-    if context._code not in (None, grpc.StatusCode.OK):  # the method set its code, then raised (as generated stubs do)
+    if context._code not in (None, grpc.StatusCode.OK):  # set, then raised: as the generated base methods do
         return CallError(context._code, context._details, context._trailing)
     return _failure_of(server, method, exc)
 
