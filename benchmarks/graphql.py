@@ -164,10 +164,12 @@ def where_the_time_goes(shapes: list[str], warmup: float) -> dict:
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 load = pool.submit(run.run_wrk, shape, port, PROFILE_SECONDS + 3, proc.pid)
                 time.sleep(1)
-                subprocess.run([str(spy), "record", "--pid", str(worker), "--native", "--format", "raw",
-                                "--rate", str(PROFILE_RATE), "--duration", str(PROFILE_SECONDS),
-                                "--output", str(samples)], capture_output=True, check=True)  # fmt: skip
+                sampled = subprocess.run([str(spy), "record", "--pid", str(worker), "--native", "--format", "raw",
+                                          "--rate", str(PROFILE_RATE), "--duration", str(PROFILE_SECONDS),
+                                          "--output", str(samples)], capture_output=True, text=True)  # fmt: skip
                 res = load.result()
+            if sampled.returncode != 0:  # py-spy needs ptrace rights over the server (root, or ptrace_scope 0)
+                sys.exit(f"profile: py-spy failed ({sampled.returncode}): {sampled.stderr.strip()[-500:]}")
             shares, busy = owners_of(samples)
             profile[shape] = {"rps": res["rps"], "server_cpu": res["cpu"]["server"], "samples": busy,
                               "cpu_us_per_request": res["cpu"]["server"] / res["rps"] * 1e6, "shares": shares}  # fmt: skip
