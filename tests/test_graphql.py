@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from strawberry.file_uploads import Upload  # noqa: E402
 
 from cello import App, Blueprint, ConfigurationError, Depends, HTTPException, Request  # noqa: E402
 from cello.graphql import Context, Info, permission  # noqa: E402
+from cello.realtime import WebSocketDisconnect  # noqa: E402
 from cello.security import Authenticated, Principal, Role  # noqa: E402
 from cello.testing import TestClient  # noqa: E402
 
@@ -299,6 +301,42 @@ def test_a_huge_document_is_refused_by_the_parser(client: Any) -> None:
     assert "more than 2000 tokens" in refused(client, "{ books { " + "title " * 3000 + "} }")
 
 
+def test_a_long_document_is_refused_before_it_is_read(client: Any) -> None:
+    long = "{ hello } #" + "x" * 150_000  # one comment: a single token, 150,000 characters
+    assert "more than 100000 code points" in refused(client, long)
+    assert post(client, "{ hello } #" + "x" * 90_000).status_code == 200
+    calls.clear()
+    with TestClient(make(max_length=None)) as unlimited:
+        assert post(unlimited, long).json()["data"]["hello"] == "hello world via POST"
+
+
+def test_a_long_subscription_is_refused_before_it_is_read() -> None:
+    @strawberry.type
+    class Ticks:
+        @strawberry.subscription
+        async def tick(self) -> AsyncGenerator[int, None]:
+            calls.append("tick")
+            yield 1
+
+    def subscribe(client: Any, query: str) -> Any:
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_text(json.dumps({"type": "connection_init"}))
+            assert json.loads(ws.receive_text())["type"] == "connection_ack"
+            ws.send_text(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": query}}))
+            return json.loads(ws.receive_text())
+
+    app = App()
+    app.graphql("/graphql", strawberry.Schema(Query, subscription=Ticks), max_length=1000)
+    calls.clear()
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect) as closed:  # graphql-transport-ws: a syntax error closes with 4400
+            subscribe(client, "subscription { tick } #" + "x" * 2000)
+        assert closed.value.code == 4400
+        assert "more than 1000 code points" in closed.value.reason
+        assert calls == []
+        assert subscribe(client, "subscription { tick }")["payload"]["data"] == {"tick": 1}
+
+
 def test_costly_operations_are_refused(client: Any) -> None:
     # nine books with their authors: 1 + 9 * (1 + 1 + 1 * 2)
     assert post(client, "{ books(first: 9) { title author { name } } }").status_code == 200
@@ -316,7 +354,14 @@ def test_costly_operations_are_refused(client: Any) -> None:
 def test_limits_can_be_turned_off_and_are_checked() -> None:
     with TestClient(make(max_aliases=None)) as client:
         assert post(client, "{ " + " ".join(f"a{n}: hello" for n in range(100)) + " }").status_code == 200
-    for bad in ({"max_depth": 0}, {"max_cost": "many"}, {"list_size": 0}, {"batching": True}, {"context": 3}):
+    for bad in (
+        {"max_depth": 0},
+        {"max_cost": "many"},
+        {"max_length": 0},
+        {"list_size": 0},
+        {"batching": True},
+        {"context": 3},
+    ):
         with pytest.raises(ConfigurationError):
             App().graphql("/graphql", schema, **bad)
     with pytest.raises(ConfigurationError):

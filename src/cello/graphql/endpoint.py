@@ -52,6 +52,7 @@ def graphql_routes(
     max_depth: int | None = 15,
     max_aliases: int | None = 15,
     max_tokens: int | None = 2000,
+    max_length: int | None = 100_000,
     max_cost: int | None = 5000,
     list_size: int = 10,
     cache_size: int = 256,
@@ -100,8 +101,8 @@ def graphql_routes(
     persisted = None
     if persisted_queries is not None or store is not None:
         persisted = PersistedQueries(persisted_queries, store, apq_ttl)
-    limits = Limits(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens, max_cost=max_cost,
-                    list_size=list_size, cache_size=cache_size)  # fmt: skip
+    limits = Limits(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens, max_length=max_length,
+                    max_cost=max_cost, list_size=list_size, cache_size=cache_size)  # fmt: skip
     views: dict[int, GraphQLView] = {}  # per app: whether errors are masked and introspection on follow its debug
 
     def ide_on(app: Any) -> bool:

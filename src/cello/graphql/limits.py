@@ -58,20 +58,22 @@ MASKED = "Internal server error."
 @dataclass(frozen=True)
 class Limits:
     """``max_depth``: nesting of selections; ``max_aliases``: aliases in a document; ``max_tokens``: tokens the
-    parser reads before giving up; ``max_cost``: fields an operation may resolve, each field counting once per item
-    of every list above it — a list field counts its ``first``/``last``/``limit`` argument's items when given as a
-    number, else ``list_size``; ``cache_size``: parsed and validated documents kept (least recently used go first).
-    ``None`` turns a limit off."""
+    parser reads before giving up; ``max_length``: characters of a document, refused before the parser reads any
+    (one long name, string or comment is a single token); ``max_cost``: fields an operation may resolve, each field
+    counting once per item of every list above it — a list field counts its ``first``/``last``/``limit`` argument's
+    items when given as a number, else ``list_size``; ``cache_size``: parsed and validated documents kept (least
+    recently used go first). ``None`` turns a limit off."""
 
     max_depth: int | None = 15
     max_aliases: int | None = 15
     max_tokens: int | None = 2000
+    max_length: int | None = 100_000
     max_cost: int | None = 5000
     list_size: int = 10
     cache_size: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("max_depth", "max_aliases", "max_tokens", "max_cost"):
+        for name in ("max_depth", "max_aliases", "max_tokens", "max_length", "max_cost"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigurationError(f"GraphQL {name} is a whole number >= 1 or None, not {value!r}")
@@ -105,7 +107,8 @@ def extensions(limits: Limits, *, introspection: bool, mask_errors: bool) -> lis
         added.append(lambda: AddValidationRules(rules))
     size = limits.cache_size
     cached_parse = functools.lru_cache(maxsize=size)(parse)  # the endpoint's own: one bound per endpoint
-    added += [lambda: _ParseCache(cached_parse), lambda: ValidationCache(maxsize=size)]
+    max_length = limits.max_length
+    added += [lambda: _ParseCache(cached_parse, max_length), lambda: ValidationCache(maxsize=size)]
     if mask_errors:
         added.append(lambda: _MaskErrors(should_mask_error=_should_mask, error_message=MASKED))
     return added
@@ -114,16 +117,28 @@ def extensions(limits: Limits, *, introspection: bool, mask_errors: bool) -> lis
 class _ParseCache(SchemaExtension):
     """Parsed documents from a bounded cache, like Strawberry's ``ParserCache`` — except that a document that does
     not parse is left to Strawberry's own parsing, which reports it: ``ParserCache`` raising from its hook skips the
-    end of the other extensions' operation (the metrics would never count the refusal)."""
+    end of the other extensions' operation (the metrics would never count the refusal). A document longer than
+    ``max_length`` is refused by the parser before it reads any of it, and is never a key of the cache."""
 
-    def __init__(self, cached_parse: Callable[..., Any]) -> None:
+    def __init__(self, cached_parse: Callable[..., Any], max_length: int | None) -> None:
         self.cached_parse = cached_parse
+        self.max_length = max_length
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        if context.query:
+        query = context.query
+        if query:
+            if self.max_length is not None:
+                # Strawberry types only max_tokens here; every option is handed to graphql-core's parse()
+                context.parse_options["max_source_length"] = self.max_length  # type: ignore[typeddict-unknown-key]
+                if len(query) > self.max_length:
+                    # NOTE: graphql-core refuses it unread, but locating that error scans the whole text (0.3 s for
+                    # 15 MB): it is given what the limit keeps and one code point more, and refuses that alike
+                    context.query = query[: self.max_length + 1]
+                    yield
+                    return
             with contextlib.suppress(GraphQLError):  # parsed again, and reported, by Strawberry
-                context.graphql_document = self.cached_parse(context.query, **context.parse_options)
+                context.graphql_document = self.cached_parse(query, **context.parse_options)
         yield
 
 

@@ -131,11 +131,12 @@ class Registrar:
         default: on in debug mode only); ``introspection`` (default: on in debug mode or with GraphiQL; errors of
         resolvers are masked outside debug mode); ``allow_get`` (``True``); ``batching``: the most operations one
         request may hold (``None``: no batches); limits, checked before anything runs: ``max_depth`` (15),
-        ``max_aliases`` (15), ``max_tokens`` (2000), ``max_cost`` (5000, fields resolved, a list counting
-        ``list_size`` items unless its ``first``/``limit`` argument says), ``cache_size`` (256 parsed and validated
-        documents); ``uploads`` (``False``: multipart uploads, which need a ``GraphQL-Preflight`` header);
-        ``persisted_queries`` (``{sha256: document}``: the only operations run) or ``apq`` (``True`` or a store:
-        automatic persisted queries, kept ``apq_ttl`` seconds); ``name``; ``guards``, for the whole endpoint.
+        ``max_aliases`` (15), ``max_tokens`` (2000), ``max_length`` (100,000 characters of a document),
+        ``max_cost`` (5000, fields resolved, a list counting ``list_size`` items unless its ``first``/``limit``
+        argument says), ``cache_size`` (256 parsed and validated documents); ``uploads`` (``False``: multipart
+        uploads, which need a ``GraphQL-Preflight`` header); ``persisted_queries`` (``{sha256: document}``: the
+        only operations run) or ``apq`` (``True`` or a store: automatic persisted queries, kept ``apq_ttl``
+        seconds); ``name``; ``guards``, for the whole endpoint.
 
         Subscriptions (``subscriptions``: by default, when the schema has a subscription type) over WebSocket at
         the same path — graphql-transport-ws and the legacy graphql-ws — and over SSE (graphql-sse, distinct
