@@ -94,9 +94,12 @@ def test_connect_errors_carry_their_code_status_and_trailers(client: TestClient)
 
 
 def test_an_unknown_content_type_is_415_with_the_types_taken(client: TestClient) -> None:
-    answer = client.post(HELLO, content=b"name=Ada", headers={"content-type": "text/plain"})
-    assert answer.status_code == 415
-    assert "application/connect+proto" in answer.headers["accept-post"]
+    for headers in ({"content-type": "text/plain"}, {}):
+        answer = client.post(HELLO, content=b"name=Ada", headers=headers)
+        assert answer.status_code == 415
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "Accept-Post" in answer.json()["detail"]
+        assert "application/connect+proto" in answer.headers["accept-post"]
 
 
 def test_connect_streaming_envelopes_and_end_of_stream(client: TestClient) -> None:

@@ -35,6 +35,7 @@ import grpc
 import orjson
 from google.protobuf import message_factory
 
+from ..http.exceptions import HTTPException
 from ..http.request import Request
 from ..http.response import Response, StreamingResponse
 from ..routing.router import Route
@@ -111,8 +112,10 @@ def _endpoint(server: GrpcServer, service: str, method: _Method) -> Callable[[Re
         started = time.perf_counter()
         found = protocol_of(request)
         if found is None:
-            # NOTE: what Connect's spec asks for an unknown Content-Type: 415, and the types it takes
-            return Response(status=415, headers={"accept-post": ", ".join(PROTOCOLS)})
+            # NOTE: what Connect's spec asks for an unknown Content-Type: 415, and the types it takes; not a call of
+            # any of its protocols, so the answer is the app's own problem+json
+            raise HTTPException(415, "A call here is Connect, gRPC-Web or gRPC; see Accept-Post for the content "
+                                     "types taken.", {"Accept-Post": ", ".join(PROTOCOLS)})  # fmt: skip
         protocol, codec = found
         passage: Passage | None = None
 
