@@ -329,4 +329,8 @@ def test_redis_restarted_degrades_as_configured_then_recovers(shop: tuple[Cluste
         while client.post("/session", json={"name": "bo"}).status_code != 200:
             assert time.monotonic() < deadline, "the hosts never used Redis again"
             time.sleep(0.2)
-        assert {client.get("/session").json()["name"] for _ in range(4)} == {"bo"}
+        # NOTE: one write proves one worker is back; each worker's circuit breaker lets Redis in again on its own
+        # time, and until then its reads give an empty session
+        while {client.get("/session").json()["name"] for _ in range(8)} != {"bo"}:
+            assert time.monotonic() < deadline, "some worker never read the session from Redis again"
+            time.sleep(0.2)
