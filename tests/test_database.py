@@ -191,6 +191,37 @@ async def test_a_transaction_belongs_to_its_task(db):
     assert await db.fetch_val(f"SELECT count(*) FROM {t}") == 0
 
 
+async def test_a_task_cancelled_while_its_transaction_waits_for_the_lock_leaves_none_open(tmp_path):
+    # SQLite: BEGIN IMMEDIATE waits in the connection's thread for the write lock; a task cancelled meanwhile must
+    # not leave that connection inside a transaction, holding the lock for every later writer
+    async with Database(f"sqlite:///{tmp_path}/lock.db", pool_size=4, command_timeout=2) as db:
+        await db.execute("CREATE TABLE items (id integer PRIMARY KEY)")
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with db.transaction(immediate=True):
+                await db.execute("INSERT INTO items VALUES (1)")
+                holding.set()
+                await release.wait()
+
+        async def waiter() -> None:
+            async with db.transaction(immediate=True):
+                await db.execute("INSERT INTO items VALUES (2)")
+
+        held = asyncio.ensure_future(holder())
+        await holding.wait()
+        waiting = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0.2)  # its BEGIN IMMEDIATE waits for the holder's lock
+        waiting.cancel()
+        release.set()
+        await held
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        for n in range(3, 8):  # more writes than connections: each of the pool's writes again, at once
+            await db.execute("INSERT INTO items VALUES ($1)", n)
+        assert [row["id"] for row in await db.fetch_all("SELECT id FROM items ORDER BY id")] == [1, 3, 4, 5, 6, 7]
+
+
 async def test_values_round_trip(url):
     async with Database(url) as db:
         kind = "uuid" if db.dialect == "postgresql" else "text"

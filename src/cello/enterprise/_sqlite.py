@@ -203,19 +203,37 @@ class SQLiteConnection:
         """BEGIN ... COMMIT, or a savepoint inside one already open; rolled back on an exception. ``immediate``:
         BEGIN IMMEDIATE, the write lock taken at once (waiting for it as for any lock)."""
         name = f"cello_{next(_savepoints)}" if self.depth else None
-        await self.execute(f"SAVEPOINT {name}" if name else ("BEGIN IMMEDIATE" if immediate else "BEGIN"), ())
+        try:
+            await self.execute(f"SAVEPOINT {name}" if name else ("BEGIN IMMEDIATE" if immediate else "BEGIN"), ())
+        except asyncio.CancelledError:
+            # NOTE: the statement goes on in the connection's thread (BEGIN IMMEDIATE waits there for the write
+            # lock): undone there once it is done, before anything else the thread runs, or the connection would
+            # go back to the pool inside a transaction, holding the write lock for good
+            self.thread.submit(self._undo, name)
+            raise
         self.depth += 1
         try:
             yield
-        except BaseException:
-            await self.execute(f"ROLLBACK TO SAVEPOINT {name}" if name else "ROLLBACK", ())
-            if name:
-                await self.execute(f"RELEASE SAVEPOINT {name}", ())
-            raise
-        else:
             await self.execute(f"RELEASE SAVEPOINT {name}" if name else "COMMIT", ())
+        except BaseException:
+            # a failed or cancelled block, or a COMMIT that did not go through: rolled back on the thread, which
+            # finishes it even if this task is cancelled meanwhile
+            await asyncio.shield(asyncio.wrap_future(self.thread.submit(self._undo, name)))
+            raise
         finally:
             self.depth -= 1
+
+    def _undo(self, savepoint: str | None) -> None:
+        """On the connection's thread: roll back to ``savepoint`` (and drop it), or the whole transaction, when it
+        is still open."""
+        if self.raw is None or not self.raw.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.Error):  # a savepoint never made, or released already: nothing to undo
+            if savepoint is None:
+                self.raw.execute("ROLLBACK")
+            else:
+                self.raw.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                self.raw.execute(f"RELEASE SAVEPOINT {savepoint}")
 
 
 class SQLitePool:
