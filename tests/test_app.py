@@ -93,6 +93,16 @@ async def test_async_test_client_runs_lifespan():
     assert log == ["up", "down"]
 
 
+def test_drain_hooks_stop_the_work_sources_before_the_shutdown_hooks_run():
+    log: list[str] = []
+    app = App(on_shutdown=[lambda: log.append("pool closed")])
+    app.drain_hooks.append(lambda: log.append("subscribers drained"))
+    app.on_shutdown(lambda: log.append("cache closed"))
+    with TestClient(app):
+        pass
+    assert log == ["subscribers drained", "pool closed", "cache closed"]
+
+
 def test_mounted_app_has_its_own_lifecycle_and_handlers():
     log: list[str] = []
     child = App(on_startup=[lambda: log.append("child up")], on_shutdown=[lambda: log.append("child down")])

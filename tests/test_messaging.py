@@ -229,6 +229,34 @@ def test_shutdown_lets_the_handlers_under_way_finish():
     assert finished == [asyncio.run(run())]
 
 
+def test_handlers_under_way_finish_before_the_shutdown_hooks_close_what_they_use(tmp_path):
+    from cello.enterprise import Database
+
+    app, broker = App(), Broker("memory://")
+    db = Database(f"sqlite:///{tmp_path / 'drain.db'}")
+    db.attach(app)  # a resource, attached before the broker as apps do: closed by a shutdown hook
+    events: list[str] = []
+    app.on_shutdown(lambda: events.append("database closed"))
+    app.include_broker(broker)
+    started = asyncio.Event()
+
+    @broker.subscriber("jobs")
+    async def job(body: dict):
+        started.set()
+        await asyncio.sleep(0.1)
+        await db.execute("CREATE TABLE IF NOT EXISTS done (n INTEGER)")
+        await db.execute("INSERT INTO done VALUES ($1)", body["n"])
+        events.append("handled")
+
+    async def run() -> None:
+        async with AsyncTestClient(app):
+            await broker.publish("jobs", {"n": 1})
+            await started.wait()
+
+    asyncio.run(run())
+    assert events == ["handled", "database closed"]  # the broker drained before the pool closed
+
+
 def test_at_shutdown_messages_not_yet_started_go_back_to_the_broker():
     app, broker = make()
     started = asyncio.Event()

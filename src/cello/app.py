@@ -165,6 +165,10 @@ class App(Registrar, Shortcuts):
         self.state: dict[str, Any] = {}
         self.exception_handlers: dict[type[BaseException] | int, Callable[..., Any]] = {}
         self.startup_hooks: list[Callable[..., Any]] = list(on_startup)
+        # NOTE: what brings the app work from elsewhere (broker subscribers, gRPC calls, outbox relays, projectors,
+        # sagas) stops here at shutdown, in the order given: after the requests under way, before the shutdown
+        # hooks, which close what that work uses (a database pool closed first is reopened by its next call)
+        self.drain_hooks: list[Callable[..., Any]] = []
         self.shutdown_hooks: list[Callable[..., Any]] = list(on_shutdown)
         self.lifespan = lifespan
         self._mounted_apps: list[App] = []
@@ -258,7 +262,7 @@ class App(Registrar, Shortcuts):
 
             self._grpc = GrpcServer(self)
             self.startup_hooks.append(self._grpc.start)
-            self.shutdown_hooks.append(self._grpc.stop)
+            self.drain_hooks.append(self._grpc.stop)
         return self._grpc
 
     def include_broker(self, broker: Any) -> Any:
@@ -359,7 +363,7 @@ class App(Registrar, Shortcuts):
             if self._dispatcher is not None:
                 await self._dispatcher.drain()
                 await self._dispatcher.background.drain(self.config.shutdown_timeout)
-            for hook in self.shutdown_hooks:
+            for hook in (*self.drain_hooks, *self.shutdown_hooks):
                 try:
                     await _call(hook, self)
                 except Exception:

@@ -201,7 +201,7 @@ class Broker:
         report to the readiness check as ``broker``."""
         self.app = app
         app.on_startup(self.start)
-        app.on_shutdown(self.stop)
+        app.drain_hooks.append(self.stop)
         app.health_check("broker")(self.ping)
         return self
 

@@ -127,7 +127,7 @@ class Outbox:
     def attach(self, app: App) -> Outbox:
         """Create the table at startup and relay in the background of every worker until shutdown."""
         app.startup_hooks.append(self.start)
-        app.shutdown_hooks.append(self.stop)
+        app.drain_hooks.append(self.stop)
         return self
 
     async def start(self) -> None:

@@ -105,7 +105,7 @@ class Projector:
     def attach(self, app: App) -> Projector:
         """Catch up in the background in every worker, from startup to shutdown; ``cello projections`` finds it."""
         app.startup_hooks.append(self.start)
-        app.shutdown_hooks.append(self.stop)
+        app.drain_hooks.append(self.stop)
         app.state.setdefault("projectors", []).append(self)
         return self
 

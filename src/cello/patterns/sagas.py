@@ -189,6 +189,7 @@ class Sagas:
         self.sql = {name: template.format(table=table) for name, template in _STATEMENTS.items()}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._closed = False  # after close(): a saga started is stored, not run (a subscriber draining may start one)
         self.counts = dict.fromkeys(ENDED, 0)  # sagas this runner ended, by how
         self._metrics: tuple[Any, Any] | None = None  # with app.enable_prometheus(): sagas ended, steps run
 
@@ -198,9 +199,10 @@ class Sagas:
 
     def attach(self, app: App) -> Sagas:
         """Create the table at startup, then take over the sagas dead workers left, every ``interval`` seconds;
-        at shutdown, stop running them (another worker resumes them when their lease runs out)."""
+        at shutdown, stop running them (another worker resumes them when their lease runs out, as it does a saga
+        started after that, by a subscriber still draining)."""
         app.startup_hooks.append(self.open)
-        app.shutdown_hooks.append(self.close)
+        app.drain_hooks.append(self.close)
         app.state.setdefault("sagas", []).append(self)
         from ..middleware.metrics import Prometheus
 
@@ -210,10 +212,12 @@ class Sagas:
 
     async def open(self) -> None:
         await self.setup()
+        self._closed = False
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def close(self) -> None:
+        self._closed = True
         tasks = [task for task in (self._watcher, *self._running.values()) if task is not None]
         self._watcher = None
         for task in tasks:
@@ -264,8 +268,8 @@ class Sagas:
     # -- running -----------------------------------------------------------------------------------------------
 
     def _launch(self, saga_id: str) -> None:
-        if saga_id in self._running:
-            return
+        if self._closed or saga_id in self._running:
+            return  # closed: its lease runs out, and the next worker to look takes it over
         task = asyncio.get_running_loop().create_task(self._run(saga_id))
         self._running[saga_id] = task
         task.add_done_callback(lambda _: self._running.pop(saga_id, None))
