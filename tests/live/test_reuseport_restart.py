@@ -1,7 +1,9 @@
 """A restart on one machine with no request dropped: the new version starts on the same port while the old one
 still serves (the workers' sockets are shared, SO_REUSEPORT), then the old one is told to stop (SIGTERM) and
 drains. Clients on kept-alive connections and clients opening a connection per request see every request
-answered, by one version or the other."""
+answered, by one version or the other — a GET sent on a kept-alive connection just as the old version closes it
+gets no answer at all, and is sent again, as HTTP/1.1 lets a client do with an idempotent request (RFC 9112,
+9.3.1; browsers do it, httpx leaves it to its caller)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ def test_the_new_version_takes_over_the_port_without_a_failed_request(live: Any)
     port = free_port()
     old = live("version_app:app", port=port, workers=2, env={"VERSION": "1"}).start()
     answered: Counter[str] = Counter()
+    sent_again = [0]  # requests a closing connection took without an answer
     stop = threading.Event()
 
     def keep_alive() -> None:
@@ -34,11 +37,20 @@ def test_the_new_version_takes_over_the_port_without_a_failed_request(live: Any)
             call(httpx.get)
 
     def call(get: Any) -> None:
-        try:
-            answer = get(f"http://127.0.0.1:{port}/", timeout=10)
+        for attempt in (1, 2):
+            try:
+                answer = get(f"http://127.0.0.1:{port}/", timeout=10)
+            except httpx.RemoteProtocolError as exc:  # closed with no answer: sent again, once
+                if attempt == 2 or "without sending a response" not in str(exc):
+                    answered[type(exc).__name__] += 1
+                    return
+                sent_again[0] += 1
+                continue
+            except httpx.HTTPError as exc:
+                answered[type(exc).__name__] += 1
+                return
             answered[answer.json()["version"] if answer.status_code == 200 else str(answer.status_code)] += 1
-        except httpx.HTTPError as exc:
-            answered[type(exc).__name__] += 1
+            return
 
     clients = [threading.Thread(target=keep_alive), threading.Thread(target=one_per_request)]
     for client in clients:
@@ -59,5 +71,7 @@ def test_the_new_version_takes_over_the_port_without_a_failed_request(live: Any)
         stop.set()
         for client in clients:
             client.join(15)
-    assert set(answered) == {"1", "2"}, answered  # every request answered, by one version or the other
+    # every request answered, by one version or the other (a few of them sent again)
+    assert set(answered) == {"1", "2"}, (answered, sent_again)
+    assert sent_again[0] <= 5, sent_again
     new.stop()
