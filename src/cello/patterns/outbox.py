@@ -20,8 +20,6 @@ and a redelivered message is recognised and skipped: its effects happen once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,7 +30,7 @@ from ..enterprise.database import Connection, Database
 from ..http.exceptions import ConfigurationError
 from .events import RecordedEvent
 from .projections import Projection
-from .store import EventStore, create_tables, lock_key, take_turns
+from .store import IDENTITY, EventStore, Poller, create_tables, lock_key, take_turns
 
 if TYPE_CHECKING:
     from ..app import App
@@ -42,12 +40,8 @@ __all__ = ["Inbox", "Outbox"]
 
 logger = logging.getLogger("cello.patterns")
 
-_OUTBOX = {
-    "postgresql": "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    "sqlite": "id INTEGER PRIMARY KEY AUTOINCREMENT",
-}
 _OUTBOX_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
-    {id},
+    id {identity},
     message_id TEXT NOT NULL UNIQUE,
     topic TEXT NOT NULL,
     key TEXT,
@@ -83,14 +77,14 @@ class Outbox:
         self.interval = interval
         self._projection = Projection("outbox")
         store.project(self._projection)
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller(self.relay, interval, _relay_failed)
         self._lock_key = lock_key(f"outbox:{self.table}")
         self.sql = {name: template.format(table=self.table) for name, template in _STATEMENTS.items()}
 
     async def setup(self) -> None:
         """Create the table when it is missing."""
         await create_tables(
-            self.db, self._lock_key, _OUTBOX_TABLE.format(table=self.table, id=_OUTBOX[self.db.dialect])
+            self.db, self._lock_key, _OUTBOX_TABLE.format(table=self.table, identity=IDENTITY[self.db.dialect])
         )
 
     def route(self, event: type, topic: str, *, key: Callable[[Any, RecordedEvent], str | None] | None = None) -> None:
@@ -131,29 +125,13 @@ class Outbox:
         return self
 
     async def start(self) -> None:
+        """Create the table, then relay in the background until ``stop()``: again at once while messages went out,
+        else after ``interval`` seconds; a failed pass is logged and tried again."""
         await self.setup()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
+        self._poller.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def run(self) -> None:
-        """Relay, then again every ``interval`` seconds, until cancelled; a failed pass is logged and tried again."""
-        while True:
-            try:
-                sent = await self.relay()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("the outbox relay stopped a pass: %r; the rest goes out on the next one", exc)
-                sent = 0
-            if not sent:
-                await asyncio.sleep(self.interval)
+        await self._poller.stop()
 
     async def relay(self) -> int:
         """Publish every pending message in order, marking each sent; returns how many went out."""
@@ -186,6 +164,10 @@ class Outbox:
     async def pending(self) -> int:
         """How many messages wait to be relayed."""
         return int(await self.db.fetch_val(self.sql["count"]) or 0)
+
+
+def _relay_failed(exc: Exception) -> None:
+    logger.warning("the outbox relay stopped a pass: %r; the rest goes out on the next one", exc)
 
 
 class Inbox:

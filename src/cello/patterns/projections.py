@@ -28,8 +28,6 @@ A handler receives the event (an instance of its class, or the document of an un
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -37,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ..enterprise.database import Connection
 from ..http.exceptions import ConfigurationError
 from .events import RecordedEvent
-from .store import EventStore, lock_key, take_turns
+from .store import EventStore, Poller, lock_key, take_turns
 
 if TYPE_CHECKING:
     from ..app import App
@@ -100,7 +98,7 @@ class Projector:
         self.projections = {projection.name: projection for projection in projections}
         self.batch = batch
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller(self.catch_up, interval, _catch_up_failed)
 
     def attach(self, app: App) -> Projector:
         """Catch up in the background in every worker, from startup to shutdown; ``cello projections`` finds it."""
@@ -110,29 +108,12 @@ class Projector:
         return self
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
+        """Catch up in the background until ``stop()``: again at once while events were applied, else after
+        ``interval`` seconds; a failing batch is logged and tried again on the next poll."""
+        self._poller.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def run(self) -> None:
-        """Catch up, then poll every ``interval`` seconds, until cancelled; a failing batch is logged and tried
-        again on the next poll."""
-        while True:
-            try:
-                moved = await self.catch_up()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("a projection failed to catch up; it resumes from its checkpoint")
-                moved = 0
-            if not moved:
-                await asyncio.sleep(self.interval)
+        await self._poller.stop()
 
     async def catch_up(self, name: str | None = None) -> int:
         """Apply every event past the checkpoints (of one projection, or all); returns how many were applied."""
@@ -173,3 +154,7 @@ class Projector:
             if events:
                 await self.store.save_checkpoint(projection.name, events[-1].position)
         return len(events)
+
+
+def _catch_up_failed(exc: Exception) -> None:
+    logger.exception("a projection failed to catch up; it resumes from its checkpoint")

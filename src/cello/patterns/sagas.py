@@ -52,7 +52,7 @@ import msgspec
 
 from ..enterprise.database import Database
 from ..http.exceptions import ConfigurationError, NotFound
-from .store import create_tables, lock_key
+from .store import Poller, create_tables, lock_key
 
 if TYPE_CHECKING:
     from ..app import App
@@ -188,7 +188,8 @@ class Sagas:
         self.owner = uuid.uuid4().hex  # this runner, in the lease column
         self.sql = {name: template.format(table=table) for name, template in _STATEMENTS.items()}
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        # every interval: the sagas whose runner's lease ran out (it died, or stopped), resumed here
+        self._watcher = Poller(self._resume_orphans, interval, _resume_failed)
         self._closed = False  # after close(): a saga started is stored, not run (a subscriber draining may start one)
         self.counts = dict.fromkeys(ENDED, 0)  # sagas this runner ended, by how
         self._metrics: tuple[Any, Any] | None = None  # with app.enable_prometheus(): sagas ended, steps run
@@ -213,13 +214,12 @@ class Sagas:
     async def open(self) -> None:
         await self.setup()
         self._closed = False
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._watcher.start()
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [task for task in (self._watcher, *self._running.values()) if task is not None]
-        self._watcher = None
+        await self._watcher.stop()
+        tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -274,16 +274,10 @@ class Sagas:
         self._running[saga_id] = task
         task.add_done_callback(lambda _: self._running.pop(saga_id, None))
 
-    async def _watch(self) -> None:
-        while True:
-            try:
-                for row in await self.db.fetch_all(self.sql["orphans"], time.time()):
-                    self._launch(row["id"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("looking for sagas to resume failed; trying again")
-            await asyncio.sleep(self.interval)
+    async def _resume_orphans(self) -> int:
+        for row in await self.db.fetch_all(self.sql["orphans"], time.time()):
+            self._launch(row["id"])
+        return 0  # NOTE: polled every interval however many it found: each runs in a task of its own
 
     async def _run(self, saga_id: str) -> None:
         now = time.time()
@@ -392,3 +386,7 @@ def _metrics() -> tuple[Any, Any]:
 def _state(row: Any) -> SagaState:
     return SagaState(row["id"], row["name"], row["status"], row["step"], msgspec.json.decode(row["data"]),
                      row["error"], row["started_at"], row["updated_at"])  # fmt: skip
+
+
+def _resume_failed(exc: Exception) -> None:
+    logger.exception("looking for sagas to resume failed; trying again")

@@ -40,7 +40,7 @@ import datetime as dt
 import re
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -114,28 +114,22 @@ _TOMBSTONES = """CREATE TABLE IF NOT EXISTS {table}_tombstones (
     stream_id TEXT PRIMARY KEY,
     version INTEGER NOT NULL)"""
 
-_TABLES = {
-    "postgresql": """CREATE TABLE IF NOT EXISTS {table} (
-        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        stream_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        event_id TEXT NOT NULL UNIQUE,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL,
-        metadata TEXT NOT NULL,
-        recorded_at TIMESTAMPTZ NOT NULL,
-        UNIQUE (stream_id, version))""",
-    "sqlite": """CREATE TABLE IF NOT EXISTS {table} (
-        position INTEGER PRIMARY KEY AUTOINCREMENT,
-        stream_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        event_id TEXT NOT NULL UNIQUE,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL,
-        metadata TEXT NOT NULL,
-        recorded_at TEXT NOT NULL,
-        UNIQUE (stream_id, version))""",
+# a column numbering rows as they are inserted, in each database's words (the events' positions, the outbox's ids)
+IDENTITY = {
+    "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
 }
+_TIMESTAMP = {"postgresql": "TIMESTAMPTZ", "sqlite": "TEXT"}
+_EVENTS = """CREATE TABLE IF NOT EXISTS {table} (
+    position {identity},
+    stream_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    recorded_at {timestamp} NOT NULL,
+    UNIQUE (stream_id, version))"""
 
 
 def lock_key(name: str) -> int:
@@ -157,6 +151,43 @@ async def create_tables(db: Database, key: int, *statements: str) -> None:
         await take_turns(db, conn, key)
         for statement in statements:
             await conn.execute(statement)
+
+
+class Poller:
+    """``work()`` run over and over in the background of one worker, from ``start()`` to ``stop()``: again at once
+    while it does something (returns a count above 0), else after ``interval`` seconds. A pass that raises goes to
+    ``failed(exc)`` (called while the exception is handled, so ``logger.exception`` has it) and the next pass tries
+    again."""
+
+    def __init__(self, work: Callable[[], Awaitable[int]], interval: float,
+                 failed: Callable[[Exception], None]) -> None:  # fmt: skip
+        self.work = work
+        self.interval = interval
+        self.failed = failed
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                done = await self.work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failed(exc)
+                done = 0
+            if not done:
+                await asyncio.sleep(self.interval)
 
 
 class ConcurrencyError(HTTPException):
@@ -218,8 +249,10 @@ class EventStore:
     async def setup(self) -> None:
         """Create the table when it is missing (every worker may run this at once: on PostgreSQL one at a time,
         under the appends' advisory lock, as concurrent ``CREATE TABLE IF NOT EXISTS`` collide)."""
-        tables = (_TABLES[self.db.dialect], _SNAPSHOTS, _CHECKPOINTS, _KEYS, _TOMBSTONES)
-        await create_tables(self.db, LOCK_KEY, *(table.format(table=self.table) for table in tables))
+        dialect = self.db.dialect
+        events = _EVENTS.format(table=self.table, identity=IDENTITY[dialect], timestamp=_TIMESTAMP[dialect])
+        others = (table.format(table=self.table) for table in (_SNAPSHOTS, _CHECKPOINTS, _KEYS, _TOMBSTONES))
+        await create_tables(self.db, LOCK_KEY, events, *others)
 
     def attach(self, app: App) -> EventStore:
         """Create the table at the app's startup."""
