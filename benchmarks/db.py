@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -201,7 +200,4 @@ def render(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    code = main()
-    run.log(f"done in {time.monotonic() - started:.0f} s")
-    sys.exit(code)
+    run.script(main)

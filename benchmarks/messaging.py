@@ -270,7 +270,4 @@ def render(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    code = main()
-    run.log(f"done in {time.monotonic() - started:.0f} s")
-    sys.exit(code)
+    run.script(main)

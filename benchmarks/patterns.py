@@ -28,7 +28,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -150,7 +149,4 @@ def render(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    code = main()
-    run.log(f"done in {time.monotonic() - started:.0f} s")
-    sys.exit(code)
+    run.script(main)

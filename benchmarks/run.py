@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,6 +279,14 @@ PEERS = ["granian-raw", "blacksheep", "litestar", "fastapi", "robyn", "cello-fra
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def script(main: Callable[[], int]) -> None:
+    """Run a benchmark script's ``main()``, say how long it took, and exit with its code."""
+    started = time.monotonic()
+    code = main()
+    log(f"done in {time.monotonic() - started:.0f} s")
+    sys.exit(code)
 
 
 def tail(path: Path, lines: int = 15) -> str:

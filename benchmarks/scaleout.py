@@ -29,7 +29,6 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -145,7 +144,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    code = main()
-    run.log(f"done in {time.monotonic() - started:.0f} s")
-    sys.exit(code)
+    run.script(main)
